@@ -1,0 +1,154 @@
+"""One place for input checks. Every message names the argument and says expected versus actual."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+
+def _describe(tensor: torch.Tensor) -> str:
+    return f"a {tensor.ndim}D tensor of shape {tuple(tensor.shape)} and dtype {tensor.dtype}"
+
+
+def check_embeddings(name: str, tensor: object, expected: str = "(batch_size, dim)") -> torch.Tensor:
+    """Checks that ``tensor`` is a 2D floating-point tensor.
+
+    Raises:
+        TypeError: if ``tensor`` is not a torch.Tensor or is not floating point.
+        ValueError: if ``tensor`` is not 2D.
+    """
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {expected}; got {type(tensor).__name__}")
+    if not tensor.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor; got {_describe(tensor)}")
+    if tensor.ndim != 2:
+        raise ValueError(f"{name} must be a 2D tensor of shape {expected}; got {_describe(tensor)}")
+    return tensor
+
+
+def check_required(name: str, value: object, hint: str) -> None:
+    """Raises ValueError when a required keyword argument was left as None."""
+    if value is None:
+        raise ValueError(f"{name} is required: {hint}; got None")
+
+
+def check_same_rows(name: str, tensor: torch.Tensor, other_name: str, other: torch.Tensor) -> None:
+    """Checks that two tensors describe the same samples (same number of rows)."""
+    if tensor.shape[0] != other.shape[0]:
+        raise ValueError(
+            f"{name} must have one row per row of {other_name}: expected {other.shape[0]} rows, "
+            f"got {tensor.shape[0]} (shape {tuple(tensor.shape)})"
+        )
+
+
+def check_same_cols(name: str, tensor: torch.Tensor, other_name: str, other: torch.Tensor) -> None:
+    """Checks that a reference set lives in the same space as the queries (same number of columns)."""
+    if tensor.shape[1] != other.shape[1]:
+        raise ValueError(
+            f"{name} must have the same dimension as {other_name}: expected {other.shape[1]} columns, "
+            f"got {tensor.shape[1]} (shape {tuple(tensor.shape)})"
+        )
+
+
+def check_finite(name: str, tensor: torch.Tensor) -> None:
+    """Raises ValueError if ``tensor`` holds NaN or infinity."""
+    if not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise ValueError(f"{name} must be finite; got {bad} non-finite value(s) (NaN or inf) in {_describe(tensor)}")
+
+
+def _check_number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__} ({value!r})")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value!r}")
+    return float(value)
+
+
+def check_positive(name: str, value: object) -> float:
+    """Checks ``value > 0`` and returns it as a float."""
+    value = _check_number(name, value)
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0; got {value!r}")
+    return value
+
+
+def check_non_negative(name: str, value: object) -> float:
+    """Checks ``value >= 0`` and returns it as a float."""
+    value = _check_number(name, value)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0; got {value!r}")
+    return value
+
+
+def check_in_unit_interval(name: str, value: object) -> float:
+    """Checks ``0 <= value <= 1`` and returns it as a float."""
+    value = _check_number(name, value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1]; got {value!r}")
+    return value
+
+
+def check_optional_positive_int(name: str, value: object) -> Optional[int]:
+    """Checks that ``value`` is None or an int >= 1."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= 1 or None; got {type(value).__name__} ({value!r})")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1; got {value!r}")
+    return value
+
+
+def check_labels(name: str, labels: object, num_rows: int, rows_of: str) -> torch.Tensor:
+    """Checks a 1D label tensor with one label per row of ``rows_of``."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"{name} must be a 1D torch.Tensor of shape ({num_rows},); got {type(labels).__name__}")
+    if labels.ndim != 1 or labels.shape[0] != num_rows:
+        raise ValueError(
+            f"{name} must be a 1D tensor with one label per row of {rows_of}: expected shape ({num_rows},), "
+            f"got {tuple(labels.shape)}"
+        )
+    return labels
+
+
+def check_teacher_pair(
+    embeddings: torch.Tensor,
+    ref_emb: Optional[torch.Tensor],
+    teacher_emb: Optional[torch.Tensor],
+    teacher_ref_emb: Optional[torch.Tensor],
+) -> None:
+    """The checks every teacher-fed loss and miner runs on its inputs.
+
+    ``embeddings`` (student, n x d) and ``teacher_emb`` (teacher, n x D) describe the same n samples;
+    ``teacher_ref_emb`` is required exactly when ``ref_emb`` is given, with one row per reference row.
+
+    Raises:
+        TypeError: a non-tensor or non-floating-point input.
+        ValueError: a missing teacher_emb, a non-2D tensor, mismatched rows, a teacher_ref_emb without
+            ref_emb (or the reverse), or non-finite teacher values.
+    """
+    check_embeddings("embeddings", embeddings, "(batch_size, student_dim)")
+    check_required(
+        "teacher_emb",
+        teacher_emb,
+        "pass the frozen teacher's embeddings of the same batch, e.g. loss_fn(embeddings, teacher_emb=teacher(x))",
+    )
+    check_embeddings("teacher_emb", teacher_emb, "(batch_size, teacher_dim)")
+    check_same_rows("teacher_emb", teacher_emb, "embeddings", embeddings)
+    check_finite("teacher_emb", teacher_emb)
+    if ref_emb is None and teacher_ref_emb is not None:
+        raise ValueError("teacher_ref_emb was given without ref_emb: pass both or neither; got ref_emb=None")
+    if ref_emb is not None:
+        check_embeddings("ref_emb", ref_emb, "(num_ref, student_dim)")
+        check_same_cols("ref_emb", ref_emb, "embeddings", embeddings)
+        check_required(
+            "teacher_ref_emb",
+            teacher_ref_emb,
+            "ref_emb was given, so pass the teacher's embeddings of the same reference samples",
+        )
+        check_embeddings("teacher_ref_emb", teacher_ref_emb, "(num_ref, teacher_dim)")
+        check_same_rows("teacher_ref_emb", teacher_ref_emb, "ref_emb", ref_emb)
+        check_same_cols("teacher_ref_emb", teacher_ref_emb, "teacher_emb", teacher_emb)
+        check_finite("teacher_ref_emb", teacher_ref_emb)

@@ -1,0 +1,118 @@
+"""PML loss base class for losses that read a frozen teacher's embeddings."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from pytorch_metric_learning.distances import BaseDistance
+from pytorch_metric_learning.losses import BaseMetricLossFunction
+from pytorch_metric_learning.reducers import ClassWeightedReducer
+from pytorch_metric_learning.utils import common_functions as c_f
+
+from .. import _validation as v
+
+
+class BaseTransferLoss(BaseMetricLossFunction):
+    """A PML ``BaseMetricLossFunction`` whose forward also takes the teacher's embeddings.
+
+    Called as ``loss_fn(embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None,
+    *, teacher_emb, teacher_ref_emb=None)``. Subclasses implement
+    ``compute_loss(embeddings, labels, indices_tuple, ref_emb, ref_labels, teacher_emb, teacher_ref_emb)``
+    and return PML's loss dict; reducers and embedding regularizers then work as in PML.
+    When ``ref_emb`` is None the reference set is the batch itself (``ref_emb is embeddings`` inside
+    ``compute_loss``) and ``teacher_ref_emb is teacher_emb``.
+
+    Raises:
+        TypeError: if ``distance`` is not a PML BaseDistance.
+        ValueError: if ``distance`` is a similarity (``is_inverted=True``), and on bad input (see
+            :func:`pml_relaxed._validation.check_teacher_pair`).
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(self.distance, BaseDistance):
+            raise TypeError(
+                f"distance must be a PML BaseDistance (e.g. LpDistance); got {type(self.distance).__name__}"
+            )
+        if self.distance.is_inverted:
+            raise ValueError(
+                f"{type(self).__name__} needs a distance (is_inverted=False), since it divides by row means "
+                f"of distances; got the similarity {type(self.distance).__name__} (is_inverted=True)"
+            )
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: Optional[torch.Tensor] = None,
+        indices_tuple: Optional[Sequence[torch.Tensor]] = None,
+        ref_emb: Optional[torch.Tensor] = None,
+        ref_labels: Optional[torch.Tensor] = None,
+        *,
+        teacher_emb: Optional[torch.Tensor] = None,
+        teacher_ref_emb: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Computes the loss.
+
+        Args:
+            embeddings: (n, d) student embeddings.
+            labels: (n,) labels; ignored unless the loss or its reducer uses them.
+            indices_tuple: PML pairs ``(a1, p, a2, n)`` or triplets ``(a, p, n)`` restricting the pairs.
+            ref_emb: (m, d) student embeddings of a reference set, or None for the batch.
+            ref_labels: (m,) reference labels.
+            teacher_emb: (n, D) teacher embeddings of the same n samples (required).
+            teacher_ref_emb: (m, D) teacher embeddings of the reference set (required with ref_emb).
+
+        Returns:
+            The reduced loss (a scalar with PML's default reducers).
+        """
+        self.reset_stats()
+        v.check_teacher_pair(embeddings, ref_emb, teacher_emb, teacher_ref_emb)
+        if labels is not None:
+            v.check_labels("labels", labels, embeddings.shape[0], "embeddings")
+            labels = c_f.to_device(labels, embeddings)
+        if ref_labels is not None and ref_emb is not None:
+            v.check_labels("ref_labels", ref_labels, ref_emb.shape[0], "ref_emb")
+        self._check_reducer_inputs(labels)
+        teacher_emb = c_f.to_device(teacher_emb.detach(), embeddings)
+        if ref_emb is None:
+            teacher_ref_emb = teacher_emb
+        else:
+            teacher_ref_emb = c_f.to_device(teacher_ref_emb.detach(), embeddings)
+        ref_emb, ref_labels = c_f.set_ref_emb(embeddings, labels, ref_emb, ref_labels)
+        loss_dict = self.compute_loss(
+            embeddings, labels, indices_tuple, ref_emb, ref_labels, teacher_emb, teacher_ref_emb
+        )
+        self.add_embedding_regularization_to_loss_dict(loss_dict, embeddings)
+        return self.reducer(loss_dict, embeddings, labels)
+
+    def compute_loss(
+        self,
+        embeddings: torch.Tensor,
+        labels: Optional[torch.Tensor],
+        indices_tuple: Optional[Sequence[torch.Tensor]],
+        ref_emb: torch.Tensor,
+        ref_labels: Optional[torch.Tensor],
+        teacher_emb: torch.Tensor = None,
+        teacher_ref_emb: torch.Tensor = None,
+    ) -> dict:
+        raise NotImplementedError
+
+    def _check_reducer_inputs(self, labels: Optional[torch.Tensor]) -> None:
+        if labels is None:
+            for module in self.reducer.modules():
+                if isinstance(module, ClassWeightedReducer):
+                    raise ValueError(
+                        "reducer ClassWeightedReducer weights losses by class, so labels are required; "
+                        "got labels=None"
+                    )
+
+    def element_loss_dict(self, per_sample: torch.Tensor, embeddings: torch.Tensor, name: str = "loss") -> dict:
+        """PML's loss dict for one loss per query row; MeanReducer then averages over the n rows."""
+        return {
+            name: {
+                "losses": per_sample,
+                "indices": c_f.torch_arange_from_size(embeddings),
+                "reduction_type": "element",
+                "divisor": embeddings.shape[0],
+            }
+        }

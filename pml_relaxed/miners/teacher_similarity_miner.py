@@ -1,0 +1,138 @@
+"""A PML miner that picks positive and negative pairs from a frozen teacher's similarities."""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from pytorch_metric_learning.miners import BaseMiner
+from pytorch_metric_learning.utils import common_functions as c_f
+
+from .. import _validation as v
+from ..similarities import BaseSimilarity, GaussianKernel
+
+
+class TeacherSimilarityMiner(BaseMiner):
+    """Mines PML pairs ``(a1, p, a2, n)`` from the teacher: label-free transfer for any PML pair loss.
+
+    Teacher similarities ``w_ij`` come from ``similarity`` (default: the paper's
+    ``GaussianKernel(sigma)`` on L2-normalised teacher embeddings, monotone in cosine similarity).
+    For each anchor i and reference j (never i itself when the reference set is the batch):
+
+    - j is a positive if it is among the ``pos_topk`` most teacher-similar references of i (when
+      ``pos_topk`` is set) and ``w_ij >= pos_threshold`` (when ``pos_threshold`` is set);
+    - j is a negative if it is not a positive and ``w_ij <= neg_threshold`` (when set; otherwise
+      every non-positive is a negative).
+
+    With it, ``ContrastiveLoss``, ``MultiSimilarityLoss`` and any other PML pair loss become transfer
+    losses, and ``RelaxedContrastiveLoss`` can be restricted through ``indices_tuple``.
+
+    Args:
+        pos_topk: number of teacher nearest neighbours that are positives, or None for no top-k rule.
+        pos_threshold: minimum teacher similarity of a positive in [0, 1], or None.
+        neg_threshold: maximum teacher similarity of a negative in [0, 1], or None for all non-positives.
+        sigma: bandwidth of the default Gaussian kernel, > 0.
+        normalize_teacher: L2-normalise teacher embeddings in the default kernel.
+        similarity: replaces the Gaussian kernel (leave sigma/normalize_teacher at their defaults).
+        **kwargs: PML's BaseMiner arguments (``collect_stats``, ``distance``).
+
+    Raises:
+        ValueError: neither pos_topk nor pos_threshold set, thresholds outside [0, 1], pos_topk < 1,
+            sigma <= 0, sigma set together with similarity; bad inputs as in the losses.
+        TypeError: a similarity that is not a BaseSimilarity; non-tensor inputs.
+    """
+
+    def __init__(
+        self,
+        pos_topk: Optional[int] = 3,
+        pos_threshold: Optional[float] = None,
+        neg_threshold: Optional[float] = None,
+        sigma: float = 1.0,
+        normalize_teacher: bool = True,
+        similarity: Optional[BaseSimilarity] = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pos_topk = v.check_optional_positive_int("pos_topk", pos_topk)
+        self.pos_threshold = None if pos_threshold is None else v.check_in_unit_interval("pos_threshold", pos_threshold)
+        self.neg_threshold = None if neg_threshold is None else v.check_in_unit_interval("neg_threshold", neg_threshold)
+        if self.pos_topk is None and self.pos_threshold is None:
+            raise ValueError("TeacherSimilarityMiner needs a positive rule: set pos_topk and/or pos_threshold; got neither")
+        if similarity is None:
+            similarity = GaussianKernel(sigma=sigma, normalize=normalize_teacher)
+        elif not isinstance(similarity, BaseSimilarity):
+            raise TypeError(f"similarity must be a pml_relaxed similarity (BaseSimilarity); got {type(similarity).__name__}")
+        elif sigma != 1.0 or normalize_teacher is not True:
+            raise ValueError(
+                "sigma and normalize_teacher configure the default GaussianKernel; set them on your similarity "
+                f"instead; got sigma={sigma!r}, normalize_teacher={normalize_teacher!r}"
+            )
+        self.similarity = similarity
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: Optional[torch.Tensor] = None,
+        ref_emb: Optional[torch.Tensor] = None,
+        ref_labels: Optional[torch.Tensor] = None,
+        *,
+        teacher_emb: Optional[torch.Tensor] = None,
+        teacher_ref_emb: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mines pairs. Labels are optional (used only by label-based similarities).
+
+        Args:
+            embeddings: (n, d) student embeddings (only their device and row count are used).
+            labels: (n,) labels or None.
+            ref_emb: (m, d) reference student embeddings, or None for the batch.
+            ref_labels: (m,) reference labels or None.
+            teacher_emb: (n, D) teacher embeddings of the same samples (required).
+            teacher_ref_emb: (m, D) teacher embeddings of the references (required with ref_emb).
+
+        Returns:
+            ``(a1, p, a2, n)`` LongTensors: anchor-positive and anchor-negative pairs.
+        """
+        self.reset_stats()
+        v.check_teacher_pair(embeddings, ref_emb, teacher_emb, teacher_ref_emb)
+        if labels is not None:
+            v.check_labels("labels", labels, embeddings.shape[0], "embeddings")
+            labels = c_f.to_device(labels, embeddings)
+        with torch.no_grad():
+            teacher_emb = c_f.to_device(teacher_emb.detach(), embeddings)
+            if ref_emb is None:
+                weights = self.similarity(teacher_emb, None, labels, None)
+            else:
+                teacher_ref_emb = c_f.to_device(teacher_ref_emb.detach(), embeddings)
+                weights = self.similarity(teacher_emb, teacher_ref_emb, labels, ref_labels)
+            mining_output = self.mine_from_weights(weights, self_reference=ref_emb is None)
+        self.output_assertion(mining_output)
+        return mining_output
+
+    def mine_from_weights(
+        self, weights: torch.Tensor, self_reference: bool
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Applies the positive/negative rules to an (n, m) teacher similarity matrix."""
+        n, m = weights.shape
+        device = weights.device
+        candidates = torch.ones(n, m, dtype=torch.bool, device=device)
+        if self_reference:
+            candidates &= ~torch.eye(n, m, dtype=torch.bool, device=device)
+        positive = candidates.clone()
+        if self.pos_topk is not None:
+            k = min(self.pos_topk, int(candidates.sum(dim=1).max()) if n > 0 else 0)
+            in_topk = torch.zeros_like(candidates)
+            if k > 0:
+                ranked = weights.masked_fill(~candidates, float("-inf"))
+                top_idx = ranked.topk(k, dim=1).indices
+                in_topk.scatter_(1, top_idx, True)
+            positive &= in_topk
+        if self.pos_threshold is not None:
+            positive &= weights >= self.pos_threshold
+        negative = candidates & ~positive
+        if self.neg_threshold is not None:
+            negative &= weights <= self.neg_threshold
+        a1, p = torch.where(positive)
+        a2, neg = torch.where(negative)
+        return a1, p, a2, neg
+
+    def mine(self, embeddings, labels, ref_emb, ref_labels):  # pragma: no cover - forward overrides
+        raise NotImplementedError("TeacherSimilarityMiner needs teacher_emb: call it as miner(embeddings, teacher_emb=...)")
