@@ -1,12 +1,20 @@
 """PML losses for embedding transfer. Each takes ``teacher_emb=`` besides PML's usual arguments."""
 from .base_relaxed_loss import BaseRelaxedLoss
 from .base_transfer_loss import BaseTransferLoss
+from .dark_rank_loss import DarkRankLoss
+from .fitnet_loss import FitNetLoss
+from .pkt_loss import PKTLoss
 from .relaxed_contrastive_loss import RelaxedContrastiveLoss
 from .relaxed_multi_similarity_loss import RelaxedMultiSimilarityLoss
+from .rkd_loss import RKDLoss
 
 __all__ = [
     "BaseTransferLoss",
     "BaseRelaxedLoss",
     "RelaxedContrastiveLoss",
     "RelaxedMultiSimilarityLoss",
+    "RKDLoss",
+    "PKTLoss",
+    "DarkRankLoss",
+    "FitNetLoss",
 ]

@@ -36,8 +36,8 @@ class BaseTransferLoss(BaseMetricLossFunction):
             )
         if self.distance.is_inverted:
             raise ValueError(
-                f"{type(self).__name__} needs a distance (is_inverted=False), since it divides by row means "
-                f"of distances; got the similarity {type(self.distance).__name__} (is_inverted=True)"
+                f"{type(self).__name__} needs a distance (is_inverted=False), since its formula is written on "
+                f"distances; got the similarity {type(self.distance).__name__} (is_inverted=True)"
             )
 
     def forward(
