@@ -1,0 +1,136 @@
+"""``pml-relaxed bench``: settings x methods x seeds -> runs.jsonl, results.{json,csv,md} and plots."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+from .data import IMAGE_DATASETS
+from .paper_data import PAPER_DATASETS, paper_data
+from .text_data import banking77_data
+
+DATASETS = {
+    **IMAGE_DATASETS,
+    "banking77": banking77_data,
+    **{name: functools.partial(paper_data, name) for name in PAPER_DATASETS},
+}
+from .methods import DEFAULT_METHODS, METHODS, QUICK_METHODS
+
+QUICK = {"epochs_scale": 0.5, "seeds": 2}
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pml-relaxed bench",
+        description="Embedding transfer against PML's label losses and other transfer methods, on unseen classes.",
+        add_help=add_help,
+    )
+    parser.add_argument("--dataset", default="digits", help=f"one of {sorted(DATASETS)}")
+    parser.add_argument("--data-root", default=None, help="folder holding the dataset (default: ../shared/datasets/...)")
+    parser.add_argument("--quick", action="store_true", help="a few-minute run: fewer methods, 2 seeds, half the epochs")
+    parser.add_argument("--settings", nargs="+", default=None, help="self_transfer, dim_reduction, compression (default: all)")
+    parser.add_argument("--methods", nargs="+", default=None, help=f"default: all of {list(DEFAULT_METHODS)}")
+    parser.add_argument("--seeds", type=int, default=3, help="number of student seeds")
+    parser.add_argument("--seed", type=int, default=0, help="first student seed")
+    parser.add_argument("--teacher-loss", default="ProxyAnchorLoss", help="PML loss class that trains the teacher")
+    parser.add_argument("--teacher-epochs", type=int, default=None)
+    parser.add_argument("--teacher-seed", type=int, default=0)
+    parser.add_argument("--teacher-dir", default=None, help="where trained teachers are cached (default: --output-dir)")
+    parser.add_argument("--epochs", type=int, default=None, help="student epochs (default: per dataset)")
+    parser.add_argument("--batch-size", type=int, default=None, help="items per batch before views")
+    parser.add_argument("--m", type=int, default=None, help="items per class in a batch (MPerClassSampler)")
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--views", type=int, default=2, help="augmented views of each item in a batch")
+    parser.add_argument("--sigma", type=float, default=1.0, help="relaxed-label bandwidth")
+    parser.add_argument("--delta", type=float, default=1.0, help="relaxed-contrastive margin")
+    parser.add_argument("--pos-topk", type=int, default=1, help="TeacherSimilarityMiner positives per anchor")
+    parser.add_argument("--val-classes", type=int, default=0,
+                        help="hold out this many training classes and evaluate on them (model selection)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the validation-class draw")
+    parser.add_argument("--eval-normalize", action=argparse.BooleanOptionalAction, default=True,
+                        help="L2-normalise embeddings before retrieval")
+    parser.add_argument("--backbone", default="resnet50", choices=["resnet50", "conv4"],
+                        help="cub/cars/sop: torchvision ImageNet ResNets (paper) or a from-scratch Conv-4")
+    parser.add_argument("--image-size", type=int, default=224, help="cub/cars/sop input size")
+    parser.add_argument("--download", action="store_true", help="cub/cars/sop: let PML download the data")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--output-dir", default=None, help="default: results/<dataset>[_val]")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    return parser
+
+
+def _check_args(args: argparse.Namespace, settings: List[str]) -> None:
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"--methods has unknown name(s) {unknown}; expected some of {list(METHODS)}")
+    unknown = [s for s in args.settings if s not in settings]
+    if unknown:
+        raise ValueError(f"--settings has unknown name(s) {unknown}; expected some of {settings}")
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1; got {args.seeds}")
+    if args.views < 1:
+        raise ValueError(f"--views must be >= 1; got {args.views}")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {gpu}, {platform.platform()}"
+
+
+def versions() -> dict:
+    import faiss
+    import pytorch_metric_learning
+
+    from .. import __version__
+
+    return {"pml_relaxed": __version__, "torch": torch.__version__, "pytorch_metric_learning":
+            pytorch_metric_learning.__version__, "faiss": faiss.__version__, "python": platform.python_version()}
+
+
+def main(args: argparse.Namespace, argv: Optional[List[str]] = None) -> List[Path]:
+    """Runs the benchmark and writes its outputs; returns the written paths."""
+    from .report import write_results
+    from .runner import run_all
+
+    if args.dataset not in DATASETS:
+        raise ValueError(f"--dataset must be one of {sorted(DATASETS)}; got {args.dataset!r}")
+    data = DATASETS[args.dataset](args)
+    if args.quick:
+        args.methods = args.methods or list(QUICK_METHODS)
+        args.seeds = min(args.seeds, QUICK["seeds"])
+        args.epochs = args.epochs or max(1, round(data.defaults["epochs"] * QUICK["epochs_scale"]))
+        args.teacher_epochs = args.teacher_epochs or max(1, round(data.defaults["teacher_epochs"] * QUICK["epochs_scale"]))
+    args.methods = args.methods or list(DEFAULT_METHODS)
+    args.settings = args.settings or list(data.settings)
+    _check_args(args, list(data.settings))
+    args.output_dir = args.output_dir or str(Path("results") / f"{args.dataset}{'_val' if args.val_classes else ''}")
+    records = run_all(data, args)
+    command = "pml-relaxed bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:]))
+    metadata = {
+        "command": command,
+        "machine": machine(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "versions": versions(),
+        "eval_split": data.eval_split,
+        "train_items": len(data.train),
+        "eval_items": len(data.evaluation),
+    }
+    paths = write_results(records, Path(args.output_dir), metadata)
+    print(Path(args.output_dir, "results.md").read_text())
+    return paths

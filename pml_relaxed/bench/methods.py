@@ -1,0 +1,123 @@
+"""The methods the benchmark compares: transfer losses, PML label losses from scratch, and both combined.
+
+A method builds PML ``loss_funcs`` / ``mining_funcs`` / ``loss_weights`` for a student. Transfer
+methods see the teacher (``EmbeddingTransfer``); scratch methods see labels only (PML's
+``MetricLossOnly``); combined methods see both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, Tuple
+
+from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning import miners as pml_miners
+
+from ..losses import (
+    DarkRankLoss,
+    FitNetLoss,
+    PKTLoss,
+    RelaxedContrastiveLoss,
+    RelaxedMultiSimilarityLoss,
+    RKDLoss,
+)
+from ..miners import TeacherSimilarityMiner
+
+
+@dataclass
+class MethodContext:
+    """What a method may depend on."""
+
+    student_dim: int
+    teacher_dim: int
+    num_classes: int
+    sigma: float = 1.0
+    delta: float = 1.0
+    pos_topk: int = 1
+
+
+@dataclass
+class Method:
+    name: str
+    kind: str  # "transfer" | "scratch" | "combined"
+    build: Callable[[MethodContext], Tuple[dict, dict, dict]]
+    description: str
+
+
+def _transfer(loss_factory: Callable[[MethodContext], object]) -> Callable[[MethodContext], Tuple[dict, dict, dict]]:
+    return lambda ctx: ({"transfer_loss": loss_factory(ctx)}, {}, {"transfer_loss": 1.0})
+
+
+def _scratch(loss_factory: Callable[[MethodContext], object], miner_factory=None):
+    def build(ctx: MethodContext):
+        miners = {} if miner_factory is None else {"tuple_miner": miner_factory()}
+        return {"metric_loss": loss_factory(ctx)}, miners, {"metric_loss": 1.0}
+
+    return build
+
+
+def _proxy_anchor(ctx: MethodContext):
+    return pml_losses.ProxyAnchorLoss(num_classes=ctx.num_classes, embedding_size=ctx.student_dim)
+
+
+def _fitnet(ctx: MethodContext):
+    if ctx.student_dim == ctx.teacher_dim:
+        return FitNetLoss()
+    return FitNetLoss(student_dim=ctx.student_dim, teacher_dim=ctx.teacher_dim)
+
+
+def _miner_contrastive(ctx: MethodContext):
+    return (
+        {"transfer_loss": pml_losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0)},
+        {"tuple_miner": TeacherSimilarityMiner(pos_topk=ctx.pos_topk, sigma=ctx.sigma)},
+        {"transfer_loss": 1.0},
+    )
+
+
+def _relaxed_plus_proxy_anchor(ctx: MethodContext):
+    return (
+        {"transfer_loss": RelaxedContrastiveLoss(sigma=ctx.sigma, delta=ctx.delta), "metric_loss": _proxy_anchor(ctx)},
+        {},
+        {"transfer_loss": 1.0, "metric_loss": 1.0},
+    )
+
+
+METHODS: Dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method("relaxed_contrastive", "transfer", _transfer(lambda c: RelaxedContrastiveLoss(sigma=c.sigma, delta=c.delta)),
+               "RelaxedContrastiveLoss (Kim et al. 2021)"),
+        Method("relaxed_ms", "transfer", _transfer(lambda c: RelaxedMultiSimilarityLoss(sigma=c.sigma, delta=c.delta)),
+               "RelaxedMultiSimilarityLoss (Kim et al. 2021)"),
+        Method("miner_contrastive", "transfer", _miner_contrastive,
+               "PML ContrastiveLoss on TeacherSimilarityMiner pairs (label-free)"),
+        Method("rkd", "transfer", _transfer(lambda c: RKDLoss()), "RKD, distance x1 + angle x2 (Park et al. 2019)"),
+        Method("pkt", "transfer", _transfer(lambda c: PKTLoss()), "PKT (Passalis & Tefas 2018)"),
+        Method("darkrank", "transfer", _transfer(lambda c: DarkRankLoss()), "DarkRank + triplet on labels (Chen et al. 2018)"),
+        Method("fitnet", "transfer", _transfer(_fitnet), "FitNet embedding regression (Romero et al. 2015)"),
+        Method("contrastive", "scratch", _scratch(lambda c: pml_losses.ContrastiveLoss()), "PML ContrastiveLoss"),
+        Method("triplet", "scratch",
+               _scratch(lambda c: pml_losses.TripletMarginLoss(margin=0.1), lambda: pml_miners.TripletMarginMiner(margin=0.1)),
+               "PML TripletMarginLoss + TripletMarginMiner"),
+        Method("multi_similarity", "scratch",
+               _scratch(lambda c: pml_losses.MultiSimilarityLoss(), lambda: pml_miners.MultiSimilarityMiner()),
+               "PML MultiSimilarityLoss + MultiSimilarityMiner"),
+        Method("proxy_anchor", "scratch", _scratch(_proxy_anchor), "PML ProxyAnchorLoss"),
+        Method("supcon", "scratch", _scratch(lambda c: pml_losses.SupConLoss(temperature=0.1)), "PML SupConLoss"),
+        Method("relaxed_contrastive+proxy_anchor", "combined", _relaxed_plus_proxy_anchor,
+               "RelaxedContrastiveLoss + PML ProxyAnchorLoss"),
+    ]
+}
+
+DEFAULT_METHODS = tuple(METHODS)
+QUICK_METHODS = ("relaxed_contrastive", "rkd", "pkt", "proxy_anchor", "multi_similarity")
+
+
+def teacher_loss(name: str, num_classes: int, dim: int):
+    """The label loss that trains the teacher: any PML loss by class name, e.g. "ProxyAnchorLoss"."""
+    if not hasattr(pml_losses, name):
+        raise ValueError(f"--teacher-loss must name a PML loss class (e.g. ProxyAnchorLoss); got {name!r}")
+    cls = getattr(pml_losses, name)
+    if name in ("ProxyAnchorLoss", "ProxyNCALoss", "NormalizedSoftmaxLoss", "SoftTripleLoss", "ArcFaceLoss",
+                "CosFaceLoss", "SubCenterArcFaceLoss", "LargeMarginSoftmaxLoss", "SphereFaceLoss"):
+        return cls(num_classes=num_classes, embedding_size=dim)
+    return cls()

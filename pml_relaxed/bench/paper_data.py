@@ -1,0 +1,80 @@
+"""CUB-200-2011, Cars-196 and Stanford Online Products for the benchmark, as in Kim et al. (CVPR 2021).
+
+The paper's setting: ImageNet-pretrained backbones (``--backbone resnet50``/``resnet18``, torchvision,
+``pip install pml-relaxed[vision]``, weights downloaded on first use), RandomResizedCrop 224 + flip,
+AdamW 1e-4 with a cosine schedule, 90 images x 2 views per batch, 2 images per class,
+sigma = delta = 1. Images are read from disk by PML's dataset classes (our wrappers add the
+paper's class split and contiguous labels). ``--backbone conv4`` runs a small from-scratch Conv-4
+on ``--image-size`` pixels without torchvision (used by the tests on a generated fixture).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable, Tuple
+
+import torch
+from torch.utils.data import Dataset
+
+from ..datasets import CUB200, Cars196, MultiViewDataset, StanfordOnlineProducts, multi_view_collate
+from ..datasets.transforms import Compose, RandomAffine, ResizeToTensor, paper_transforms
+from ..models.conv4 import Conv4
+from .data import BenchData
+
+PAPER_DATASETS = {"cub": CUB200, "cars": Cars196, "sop": StanfordOnlineProducts}
+TEACHER = ("resnet50", 512)
+SETTINGS = {"self_transfer": ("resnet50", 512), "dim_reduction": ("resnet50", 64), "compression": ("resnet18", 128)}
+CONV4_SETTINGS = {"self_transfer": ("conv4-w64", 128), "dim_reduction": ("conv4-w64", 16), "compression": ("conv4-w32", 32)}
+
+
+def _identity(image):
+    return image
+
+
+def _torchvision_backbone(arch: str, dim: int) -> torch.nn.Module:
+    try:
+        import torchvision
+    except ImportError as err:  # pragma: no cover - depends on the extra
+        raise ImportError(
+            f"--backbone {arch} needs torchvision: pip install pml-relaxed[vision]"
+        ) from err
+    weights = {"resnet50": "IMAGENET1K_V2", "resnet18": "IMAGENET1K_V1"}[arch]
+    net = getattr(torchvision.models, arch)(weights=weights)
+    features = net.fc.in_features
+    net.fc = torch.nn.Identity()
+    return torch.nn.Sequential(net, torch.nn.Linear(features, dim))
+
+
+def paper_data(name: str, args: argparse.Namespace) -> BenchData:
+    """Builds CUB (``cub``), Cars-196 (``cars``) or SOP (``sop``) for the benchmark."""
+    if args.val_classes:
+        raise ValueError("--val-classes is not supported for cub/cars/sop yet; tune on omniglot or digits")
+    if not args.data_root:
+        raise ValueError(f"--data-root is required for --dataset {name}: the folder PML's {PAPER_DATASETS[name].__name__} reads")
+    cls = PAPER_DATASETS[name]
+    root = Path(args.data_root)
+    size = args.image_size
+    if args.backbone == "conv4":
+        train_tf: Callable = Compose([ResizeToTensor(size), RandomAffine(degrees=10, translate=0.1, scale=(0.8, 1.2))])
+        test_tf: Callable = ResizeToTensor(size)
+        settings, teacher = CONV4_SETTINGS, ("conv4-w64", 128)
+    else:
+        train_tf, test_tf = paper_transforms(True, size), paper_transforms(False, size)
+        settings, teacher = SETTINGS, TEACHER
+    train = cls(root, split="train", transform=_identity, download=args.download)
+    evaluation = cls(root, split="test", transform=test_tf, download=args.download)
+
+    def make_model(arch: str, dim: int) -> torch.nn.Module:
+        if arch.startswith("conv4"):
+            return Conv4(in_channels=3, width=int(arch.split("-w")[1]), embedding_dim=dim, image_size=size)
+        return _torchvision_backbone(arch, dim)
+
+    def train_views(num_views: int) -> Tuple[Dataset, Callable]:
+        return MultiViewDataset(train, transform=train_tf, num_views=num_views), multi_view_collate
+
+    return BenchData(
+        name=name, train=train, evaluation=evaluation, eval_split="test",
+        teacher_arch=teacher[0], teacher_dim=teacher[1], settings=settings,
+        make_model=make_model, augment=train_tf, train_views=train_views,
+        defaults={"epochs": 60, "teacher_epochs": 60, "batch_size": 90, "m": 2, "lr": 1e-4},
+    )

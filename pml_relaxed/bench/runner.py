@@ -1,0 +1,249 @@
+"""Trains teachers and students with PML's trainers and scores them on unseen classes."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import logging
+import time
+import types
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import numpy as np
+import torch
+import tqdm
+from pytorch_metric_learning import samplers, trainers
+
+from ..evaluation import compute_embeddings, evaluate_embeddings
+from ..trainers import EmbeddingTransfer
+from .data import BenchData
+from .methods import METHODS, MethodContext, teacher_loss
+
+METRICS = (
+    "recall_at_1",
+    "recall_at_2",
+    "recall_at_4",
+    "recall_at_8",
+    "mean_average_precision_at_r",
+    "r_precision",
+    "NMI",
+)
+
+
+@contextlib.contextmanager
+def quiet_pml() -> Iterator[None]:
+    """Silences PML's per-iteration progress bars and logs; the benchmark shows its own bars."""
+    from pytorch_metric_learning.trainers import base_trainer
+
+    original = base_trainer.tqdm
+    base_trainer.tqdm = types.SimpleNamespace(tqdm=functools.partial(tqdm.tqdm, disable=True))
+    logger = logging.getLogger("PML")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # schema warnings about the optional embedder
+    try:
+        yield
+    finally:
+        base_trainer.tqdm = original
+        logger.setLevel(level)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # PML's samplers draw from numpy's global generator
+
+
+def _optimizers_and_schedulers(models: dict, loss_funcs: dict, lr: float, total_iterations: int):
+    optimizers, schedulers = {}, {}
+    for name, module in list(models.items()) + list(loss_funcs.items()):
+        if name == "teacher":
+            continue
+        params = [p for p in module.parameters() if p.requires_grad]
+        if not params:
+            continue
+        group_lr = lr if name in models else lr * 10  # proxies / regressors learn faster
+        optimizers[f"{name}_optimizer"] = torch.optim.AdamW(params, lr=group_lr, weight_decay=1e-4)
+        schedulers[f"{name}_scheduler_by_iteration"] = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizers[f"{name}_optimizer"], T_max=max(total_iterations, 1)
+        )
+    return optimizers, schedulers
+
+
+def train_model(
+    model: torch.nn.Module,
+    data: BenchData,
+    args: argparse.Namespace,
+    loss_funcs: dict,
+    mining_funcs: dict,
+    loss_weights: dict,
+    epochs: int,
+    teacher: Optional[torch.nn.Module] = None,
+    desc: str = "",
+) -> float:
+    """Trains ``model`` with PML's MetricLossOnly, or pml_relaxed's EmbeddingTransfer when a teacher is given.
+
+    Returns:
+        Training time in seconds.
+    """
+    views = args.views if data.augment is not None else 1  # identical views add nothing
+    batch_size = int(args.batch_size or data.defaults["batch_size"])
+    m = int(args.m or data.defaults["m"])
+    batch_size = min(batch_size, m * data.num_train_classes)  # MPerClassSampler needs m * classes >= batch
+    batch_size -= batch_size % m
+    iterations = max(len(data.train) // batch_size, 1)
+    dataset, collate = data.training_set(views)
+    models = {"trunk": model, "embedder": torch.nn.Identity()}
+    if teacher is not None:
+        models["teacher"] = teacher
+    lr = float(args.lr or data.defaults["lr"])
+    optimizers, schedulers = _optimizers_and_schedulers(models, loss_funcs, lr, iterations * epochs)
+    bar = tqdm.tqdm(total=epochs, desc=desc, leave=False, disable=args.no_progress)
+
+    def end_of_epoch(trainer) -> bool:
+        bar.update(1)
+        return True
+
+    kwargs = dict(
+        models=models,
+        optimizers=optimizers,
+        batch_size=batch_size,
+        loss_funcs=loss_funcs,
+        mining_funcs=mining_funcs,
+        loss_weights=loss_weights,
+        dataset=dataset,
+        sampler=samplers.MPerClassSampler(
+            data.train.labels, m=m, batch_size=batch_size, length_before_new_iter=iterations * batch_size
+        ),
+        collate_fn=collate,
+        lr_schedulers=schedulers,
+        iterations_per_epoch=iterations,
+        dataloader_num_workers=0,
+        data_device=torch.device(args.device),
+        end_of_epoch_hook=end_of_epoch,
+    )
+    trainer_cls = EmbeddingTransfer if teacher is not None else trainers.MetricLossOnly
+    start = time.perf_counter()
+    with quiet_pml():
+        trainer_cls(**kwargs).train(num_epochs=epochs)
+    bar.close()
+    return time.perf_counter() - start
+
+
+def evaluate(model: torch.nn.Module, data: BenchData, args: argparse.Namespace) -> Dict[str, float]:
+    """Leave-one-out retrieval on the evaluation classes (never seen in training)."""
+    embeddings, labels = compute_embeddings(
+        model, data.evaluation, batch_size=256, device=args.device, show_progress=False
+    )
+    return evaluate_embeddings(embeddings, labels, METRICS, normalize=args.eval_normalize)
+
+
+def throughput(model: torch.nn.Module, data: BenchData, args: argparse.Namespace, batch_size: int = 256) -> float:
+    """Inference items per second at ``batch_size`` (eval mode, no_grad), best of a few repeats."""
+    if data.throughput_fn is not None:
+        model.eval()
+        return data.throughput_fn(model)
+    items = [data.evaluation[i][0] for i in range(min(batch_size, len(data.evaluation)))]
+    batch = torch.stack([torch.as_tensor(x) for x in items]).to(args.device)
+    was_training = model.training
+    model.eval()
+    best = float("inf")
+    with torch.no_grad():
+        model(batch)
+        for _ in range(5):
+            start = time.perf_counter()
+            model(batch)
+            best = min(best, time.perf_counter() - start)
+    model.train(was_training)
+    return len(items) / best
+
+
+def get_teacher(data: BenchData, args: argparse.Namespace, records: List[dict]) -> torch.nn.Module:
+    """The given pretrained teacher, a cached one, or a teacher trained now with ``--teacher-loss``."""
+    if data.teacher is not None:
+        teacher = data.teacher
+        if not any(r["kind"] == "teacher" for r in load_done(Path(args.output_dir) / "runs.jsonl")):
+            speed = data.teacher_throughput_fn() if data.teacher_throughput_fn else throughput(teacher, data, args)
+            records.append(_record(data, args, "teacher", f"teacher:{data.teacher_arch}", "teacher", 0,
+                                   data.teacher_arch, data.teacher_dim, evaluate(teacher, data, args), 0.0, speed))
+    else:
+        folder = Path(args.teacher_dir or args.output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"teacher_{data.name}_{data.eval_split}_{args.teacher_loss}_{args.teacher_seed}.pt"
+        teacher = data.make_model(data.teacher_arch, data.teacher_dim).to(args.device)
+        if path.exists():
+            teacher.load_state_dict(torch.load(path, map_location=args.device))
+        else:
+            seed_everything(args.teacher_seed)
+            loss = teacher_loss(args.teacher_loss, data.num_train_classes, data.teacher_dim)
+            epochs = int(args.teacher_epochs or data.defaults["teacher_epochs"])
+            seconds = train_model(teacher, data, args, {"metric_loss": loss}, {}, {"metric_loss": 1.0}, epochs,
+                                  desc=f"teacher {args.teacher_loss}")
+            torch.save(teacher.state_dict(), path)
+            records.append(_record(data, args, "teacher", f"teacher:{args.teacher_loss}", "teacher",
+                                   args.teacher_seed, data.teacher_arch, data.teacher_dim,
+                                   evaluate(teacher, data, args), seconds, throughput(teacher, data, args)))
+    teacher.eval()
+    return teacher
+
+
+def _record(data, args, setting, method, kind, seed, arch, dim, metrics, seconds, items_per_second) -> dict:
+    return {
+        "dataset": data.name, "setting": setting, "method": method, "kind": kind, "seed": seed,
+        "eval_split": data.eval_split, "student_arch": arch, "student_dim": dim,
+        "teacher_arch": data.teacher_arch, "teacher_dim": data.teacher_dim,
+        "metrics": metrics, "train_seconds": seconds, "throughput": items_per_second,
+        "hparams": {"sigma": args.sigma, "delta": args.delta, "views": args.views, "epochs": args.epochs,
+                    "batch_size": args.batch_size, "m": args.m, "lr": args.lr, "eval_normalize": args.eval_normalize},
+    }
+
+
+def run_student(data: BenchData, args, setting: str, method_name: str, seed: int, teacher) -> dict:
+    arch, dim = data.settings[setting]
+    method = METHODS[method_name]
+    ctx = MethodContext(student_dim=dim, teacher_dim=data.teacher_dim, num_classes=data.num_train_classes,
+                        sigma=args.sigma, delta=args.delta, pos_topk=args.pos_topk)
+    loss_funcs, mining_funcs, loss_weights = method.build(ctx)
+    seed_everything(seed)
+    student = data.make_model(arch, dim).to(args.device)
+    epochs = int(args.epochs or data.defaults["epochs"])
+    seconds = train_model(student, data, args, loss_funcs, mining_funcs, loss_weights, epochs,
+                          teacher=teacher if method.kind != "scratch" else None,
+                          desc=f"{setting} {method_name} seed {seed}")
+    return _record(data, args, setting, method_name, method.kind, seed, arch, dim,
+                   evaluate(student, data, args), seconds, throughput(student, data, args))
+
+
+def load_done(path: Path) -> List[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _key(record: dict) -> tuple:
+    return record["dataset"], record["eval_split"], record["setting"], record["method"], record["seed"]
+
+
+def run_all(data: BenchData, args: argparse.Namespace) -> List[dict]:
+    """Runs every (setting, method, seed), appending each record to ``runs.jsonl`` (resumable)."""
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs_path = out / "runs.jsonl"
+    records = load_done(runs_path)
+    done = {_key(r) for r in records}
+    new: List[dict] = []
+    teacher = get_teacher(data, args, new)
+    jobs = [(s, m, seed) for s in args.settings for m in args.methods for seed in range(args.seed, args.seed + args.seeds)]
+    todo = [job for job in jobs if (data.name, data.eval_split, *job) not in done]
+    for setting, method, seed in tqdm.tqdm(todo, desc=f"bench {data.name}", disable=args.no_progress):
+        new.append(run_student(data, args, setting, method, seed, teacher))
+        with runs_path.open("a") as f:
+            for record in new:
+                f.write(json.dumps(record) + "\n")
+        records.extend(new)
+        new = []
+    if new:  # the teacher's record when every student was already done
+        with runs_path.open("a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in new)
+        records.extend(new)
+    return records

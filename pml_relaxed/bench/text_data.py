@@ -1,0 +1,113 @@
+"""Banking77 for the benchmark: a pretrained sentence-transformers teacher, hashed n-gram students.
+
+Every text becomes one row of a LongTensor: column 0 is its index in a table of cached teacher
+embeddings (computed once, no augmentation, so the cache is exact), the other columns its padded
+hashed n-gram ids. PML's trainers move that tensor like any image batch; the student reads the
+ids (:class:`DropIndex`), the teacher looks its embeddings up (:class:`CachedTeacher`).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import List, Sequence
+
+import torch
+
+from ..datasets import DEFAULT_BANKING77_ROOT, Banking77
+from ..models.hashed_ngram_embedder import HashedNgramEmbedder
+from .data import BenchData, TensorDataset
+
+
+class CachedTeacher(torch.nn.Module):
+    """Teacher embeddings looked up by the index in column 0 of each input row."""
+
+    def __init__(self, embeddings: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("embeddings", embeddings.float())
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.embeddings[rows[:, 0].long()]
+
+
+class DropIndex(torch.nn.Module):
+    """Feeds the id columns of each input row (all but column 0) to a text model."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.model(rows[:, 1:])
+
+
+def _rows(hasher_model: HashedNgramEmbedder, texts: Sequence[str], first_index: int, width: int) -> torch.Tensor:
+    ids = hasher_model.encode_batch(list(texts))
+    rows = torch.zeros(len(texts), width + 1, dtype=torch.long)
+    rows[:, 0] = torch.arange(first_index, first_index + len(texts))
+    rows[:, 1 : 1 + ids.shape[1]] = ids
+    return rows
+
+
+def sentences_per_second(encode, texts: List[str], batch_size: int = 256, repeats: int = 3) -> float:
+    """Best-of-``repeats`` throughput of ``encode(list_of_texts)`` over ``texts`` in batches."""
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for i in range(0, len(texts), batch_size):
+                encode(texts[i : i + batch_size])
+            best = min(best, time.perf_counter() - start)
+    return len(texts) / best
+
+
+def banking77_data(args: argparse.Namespace) -> BenchData:
+    """Banking77: first 39 intents train (train.csv), other 38 test (test.csv); MiniLM teacher."""
+    from ..models.sentence_transformer_teacher import SentenceTransformerTeacher
+
+    root = Path(args.data_root) if args.data_root else DEFAULT_BANKING77_ROOT
+    if args.val_classes:
+        train = Banking77(root, split="train", num_val_classes=args.val_classes, seed=args.split_seed)
+        evaluation = Banking77(root, split="val", num_val_classes=args.val_classes, seed=args.split_seed)
+        split = "val"
+    else:
+        train, evaluation, split = Banking77(root, split="train"), Banking77(root, split="test"), "test"
+    teacher_model = SentenceTransformerTeacher(cache_dir=Path(args.teacher_dir or args.output_dir) / "teacher_cache")
+    all_texts = list(train.texts) + list(evaluation.texts)
+    teacher_embeddings = teacher_model.encode(all_texts, show_progress_bar=not args.no_progress)
+
+    num_buckets = 2**17
+    reference = HashedNgramEmbedder(embedding_dim=8, num_buckets=num_buckets)
+    width = int(reference.encode_batch(all_texts).shape[1])
+    eval_texts = list(evaluation.texts)[:1024]
+    train_rows = _rows(reference, train.texts, 0, width)
+    eval_rows = _rows(reference, evaluation.texts, len(train.texts), width)
+
+    def make_model(arch: str, dim: int) -> torch.nn.Module:
+        if arch != "ngram":
+            raise ValueError(f"banking77 students are 'ngram'; got {arch!r}")
+        student = HashedNgramEmbedder(embedding_dim=dim, num_buckets=num_buckets).fit_idf(list(train.texts))
+        return DropIndex(student)
+
+    return BenchData(
+        name="banking77", train=TensorDataset(train_rows, train.labels),
+        evaluation=TensorDataset(eval_rows, evaluation.labels), eval_split=split,
+        teacher_arch="all-MiniLM-L6-v2", teacher_dim=int(teacher_embeddings.shape[1]),
+        settings={"dim16": ("ngram", 16), "dim32": ("ngram", 32), "dim64": ("ngram", 64)},
+        make_model=make_model, augment=None,
+        defaults={"epochs": 20, "teacher_epochs": 0, "batch_size": 128, "m": 4, "lr": 2e-3},
+        teacher=CachedTeacher(teacher_embeddings),
+        # Sentences per second from raw strings, tokenisation included, as a user would serve them.
+        throughput_fn=lambda model: sentences_per_second(_uncached(model.model), eval_texts),
+        teacher_throughput_fn=lambda: sentences_per_second(teacher_model, eval_texts),
+    )
+
+
+def _uncached(text_model: HashedNgramEmbedder):
+    """Encodes with an empty tokenisation cache, so throughput counts the hashing as well."""
+
+    def encode(texts: List[str]) -> torch.Tensor:
+        text_model.hasher.clear_cache()
+        return text_model(texts)
+
+    return encode

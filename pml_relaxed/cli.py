@@ -1,0 +1,24 @@
+"""The ``pml-relaxed`` command: ``pml-relaxed bench [options]``."""
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: pml-relaxed bench [options]   (pml-relaxed bench --help for the options)")
+        return 0 if argv else 2
+    if argv[0] != "bench":
+        print(f"pml-relaxed: unknown command {argv[0]!r}; expected 'bench'", file=sys.stderr)
+        return 2
+    from .bench import get_args_parser
+    from .bench import main as bench_main
+
+    bench_main(get_args_parser().parse_args(argv[1:]), argv[1:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

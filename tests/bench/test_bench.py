@@ -1,0 +1,133 @@
+"""Tiny end-to-end runs of ``pml-relaxed bench``: every dataset kind, every method, every output file."""
+import json
+import math
+
+import pytest
+import torch
+
+from pml_relaxed import cli
+from pml_relaxed.bench import get_args_parser, main
+from pml_relaxed.bench.data import digits_data
+from pml_relaxed.bench.methods import METHODS
+from paper_fixtures import make_cub
+
+TINY = ["--epochs", "1", "--teacher-epochs", "1", "--no-progress"]
+
+
+def run(tmp_path, *argv):
+    argv = list(argv) + TINY + ["--output-dir", str(tmp_path)]
+    return main(get_args_parser().parse_args(argv), argv)
+
+
+def read_runs(tmp_path):
+    return [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+
+
+def test_digits_writes_every_output_and_resumes(tmp_path, capsys):
+    paths = run(tmp_path, "--dataset", "digits", "--methods", "relaxed_contrastive", "proxy_anchor",
+                "--settings", "dim_reduction", "compression", "--seeds", "2")
+    names = {p.name for p in paths}
+    assert {"results.json", "results.csv", "results.md"} <= names
+    assert any(n.endswith(".png") for n in names)
+    for p in paths:
+        assert p.exists() and p.stat().st_size > 0
+    runs = read_runs(tmp_path)
+    assert sum(r["kind"] == "teacher" for r in runs) == 1
+    students = [r for r in runs if r["kind"] != "teacher"]
+    assert len(students) == 2 * 2 * 2
+    assert {(r["setting"], r["method"], r["seed"]) for r in students} == {
+        (s, m, seed) for s in ("dim_reduction", "compression") for m in ("relaxed_contrastive", "proxy_anchor") for seed in (0, 1)
+    }
+    for r in runs:
+        assert set(r["metrics"]) == {"recall_at_1", "recall_at_2", "recall_at_4", "recall_at_8",
+                                     "mean_average_precision_at_r", "r_precision", "NMI"}
+        assert all(0.0 <= v <= 1.0 for v in r["metrics"].values())
+        assert r["metrics"]["recall_at_1"] <= r["metrics"]["recall_at_8"]
+        assert r["throughput"] > 0 and r["eval_split"] == "test"
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["metadata"]["command"].startswith("pml-relaxed bench --dataset digits")
+    assert "cores" in results["metadata"]["machine"]
+    assert "R@1" in capsys.readouterr().out
+    run(tmp_path, "--dataset", "digits", "--methods", "relaxed_contrastive", "proxy_anchor",
+        "--settings", "dim_reduction", "compression", "--seeds", "2")
+    assert len(read_runs(tmp_path)) == len(runs), "a second run with the same output dir resumes, trains nothing"
+
+
+def test_every_method_trains_a_student(tmp_path):
+    run(tmp_path, "--dataset", "digits", "--methods", *METHODS, "--settings", "dim_reduction", "--seeds", "1")
+    students = [r for r in read_runs(tmp_path) if r["kind"] != "teacher"]
+    assert {r["method"] for r in students} == set(METHODS)
+    kinds = {r["method"]: r["kind"] for r in students}
+    assert kinds["relaxed_contrastive"] == "transfer" and kinds["proxy_anchor"] == "scratch"
+    assert kinds["relaxed_contrastive+proxy_anchor"] == "combined"
+    for r in students:
+        assert all(math.isfinite(v) for v in r["metrics"].values()), r["method"]
+
+
+def test_validation_classes_are_held_out_of_training():
+    args = get_args_parser().parse_args(["--dataset", "digits", "--val-classes", "2"])
+    data = digits_data(args)
+    assert data.eval_split == "val"
+    assert len(set(data.train.labels.tolist())) == 3 and len(set(data.evaluation.labels.tolist())) == 2
+    train_images = {tuple(x.flatten().tolist()) for x in data.train.inputs}
+    assert not any(tuple(x.flatten().tolist()) in train_images for x in data.evaluation.inputs)
+
+
+def test_cub_fixture_with_conv4(tmp_path):
+    root = tmp_path / "cub"
+    make_cub(root, [1, 2, 3, 4, 101, 102, 103])
+    out = tmp_path / "out"
+    run(out, "--dataset", "cub", "--data-root", str(root), "--backbone", "conv4", "--image-size", "32",
+        "--methods", "relaxed_contrastive", "--settings", "dim_reduction", "--seeds", "1",
+        "--batch-size", "8", "--m", "2")
+    runs = read_runs(out)
+    assert [r["kind"] for r in runs] == ["teacher", "transfer"]
+    assert runs[1]["student_arch"] == "conv4-w64" and runs[1]["student_dim"] == 16
+
+
+def test_banking77_fixture_with_real_teacher(tmp_path):
+    root = tmp_path / "banking77"
+    root.mkdir()
+    intents = [f"intent_{i}" for i in range(77)]
+    (root / "categories.json").write_text(json.dumps(intents))
+    words = ["card", "transfer", "refund", "pin", "atm", "cash", "top up", "exchange rate"]
+    rows = ["text,category"]
+    for i in range(4):
+        rows += [f'"where is my {words[i]}, please {k}",{intents[i]}' for k in range(6)]
+    (root / "train.csv").write_text("\n".join(rows) + "\n")
+    rows = ["text,category"] + [f"how do I get my {words[4 + i]} {k}?,{intents[40 + i]}" for i in range(3) for k in range(4)]
+    (root / "test.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    run(out, "--dataset", "banking77", "--data-root", str(root), "--methods", "relaxed_contrastive",
+        "proxy_anchor", "--settings", "dim16", "--seeds", "1", "--batch-size", "8", "--m", "2")
+    runs = read_runs(out)
+    teacher = [r for r in runs if r["kind"] == "teacher"]
+    assert len(teacher) == 1 and teacher[0]["teacher_dim"] == 384 and teacher[0]["throughput"] > 0
+    assert {r["method"] for r in runs if r["kind"] != "teacher"} == {"relaxed_contrastive", "proxy_anchor"}
+    assert any(p.suffix == ".pt" for p in (out / "teacher_cache").iterdir()), "teacher embeddings are cached"
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--dataset", "mnist"], r"--dataset must be one of .* got 'mnist'"),
+        (["--methods", "nope"], r"--methods has unknown name\(s\) \['nope'\]"),
+        (["--settings", "tiny"], r"--settings has unknown name\(s\) \['tiny'\]"),
+        (["--seeds", "0"], r"--seeds must be >= 1; got 0"),
+        (["--val-classes", "5"], r"--val-classes must be in \[0, 4\] for this dataset; got 5"),
+        (["--dataset", "cub"], r"--data-root is required for --dataset cub"),
+    ],
+)
+def test_bad_arguments(tmp_path, argv, message):
+    with pytest.raises(ValueError, match=message):
+        run(tmp_path, *argv)
+
+
+def test_command_line_entry_point(capsys):
+    assert cli.main([]) == 2
+    assert cli.main(["train"]) == 2
+    assert "unknown command 'train'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "--help"])
+    assert exit_info.value.code == 0
+    assert "--val-classes" in capsys.readouterr().out
