@@ -1,4 +1,5 @@
 import logging
+import math
 
 import pytest
 import torch
@@ -187,3 +188,33 @@ def test_teacher_is_required():
             models={"trunk": trunk}, optimizers={}, batch_size=8,
             loss_funcs={"transfer_loss": RelaxedContrastiveLoss()}, dataset=Digits("train"),
         )
+
+
+def test_pml_logging_presets_record_losses_and_run_the_tester(trained_teacher, tmp_path):
+    from pytorch_metric_learning.utils import logging_presets
+
+    record_keeper, _, _ = logging_presets.get_record_keeper(str(tmp_path / "logs"), str(tmp_path / "tensorboard"))
+    assert record_keeper is not None, "record-keeper and tensorboard come with the [test] extra"
+    hooks = logging_presets.get_hook_container(record_keeper, primary_metric="precision_at_1")
+    tester = testers.GlobalEmbeddingSpaceTester(
+        end_of_testing_hook=hooks.end_of_testing_hook,
+        accuracy_calculator=AccuracyCalculator(include=("precision_at_1",), k="max_bin_count"),
+        dataloader_num_workers=0,
+        data_device=CPU,
+    )
+    end_of_epoch = hooks.end_of_epoch_hook(tester, {"val": Digits("test")}, str(tmp_path / "models"), test_interval=1)
+    trunk = mlp(8)
+    trainer = make_trainer(
+        trained_teacher, trunk, torch.nn.Identity(),
+        loss_funcs={"transfer_loss": RelaxedContrastiveLoss(collect_stats=True)},
+        end_of_iteration_hook=hooks.end_of_iteration_hook,
+        end_of_epoch_hook=end_of_epoch,
+        iterations_per_epoch=2,
+    )
+    trainer.train(num_epochs=2)
+    assert hooks.get_best_epoch_and_accuracy(tester, "val")[0] in (1, 2)
+    loss_history = hooks.get_loss_history()
+    assert len(loss_history["transfer_loss"]) == len(loss_history["total_loss"]) >= 2
+    assert all(math.isfinite(v) and v > 0 for v in loss_history["transfer_loss"])
+    csv_files = {p.name for p in (tmp_path / "logs").rglob("*.csv")}
+    assert any("transfer_loss" in name or "loss_histories" in name for name in csv_files), csv_files
