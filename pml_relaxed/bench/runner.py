@@ -138,11 +138,27 @@ def evaluate(model: torch.nn.Module, data: BenchData, args: argparse.Namespace) 
     return evaluate_embeddings(embeddings, labels, METRICS, normalize=args.eval_normalize)
 
 
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Times inference on one thread: comparable across models and robust to a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def throughput(model: torch.nn.Module, data: BenchData, args: argparse.Namespace, batch_size: int = 256) -> float:
-    """Inference items per second at ``batch_size`` (eval mode, no_grad), best of a few repeats."""
-    if data.throughput_fn is not None:
-        model.eval()
-        return data.throughput_fn(model)
+    """Single-thread inference items per second at ``batch_size`` (eval mode, no_grad), best of a few repeats."""
+    with single_thread():
+        if data.throughput_fn is not None:
+            model.eval()
+            return data.throughput_fn(model)
+        return _throughput(model, data, args, batch_size)
+
+
+def _throughput(model: torch.nn.Module, data: BenchData, args: argparse.Namespace, batch_size: int) -> float:
     items = [data.evaluation[i][0] for i in range(min(batch_size, len(data.evaluation)))]
     batch = torch.stack([torch.as_tensor(x) for x in items]).to(args.device)
     was_training = model.training
@@ -163,7 +179,11 @@ def get_teacher(data: BenchData, args: argparse.Namespace, records: List[dict]) 
     if data.teacher is not None:
         teacher = data.teacher
         if not any(r["kind"] == "teacher" for r in load_done(Path(args.output_dir) / "runs.jsonl")):
-            speed = data.teacher_throughput_fn() if data.teacher_throughput_fn else throughput(teacher, data, args)
+            if data.teacher_throughput_fn is not None:
+                with single_thread():
+                    speed = data.teacher_throughput_fn()
+            else:
+                speed = throughput(teacher, data, args)
             records.append(_record(data, args, "teacher", f"teacher:{data.teacher_arch}", "teacher", 0,
                                    data.teacher_arch, data.teacher_dim, evaluate(teacher, data, args), 0.0, speed))
     else:
@@ -233,7 +253,8 @@ def run_all(data: BenchData, args: argparse.Namespace) -> List[dict]:
     done = {_key(r) for r in records}
     new: List[dict] = []
     teacher = get_teacher(data, args, new)
-    jobs = [(s, m, seed) for s in args.settings for m in args.methods for seed in range(args.seed, args.seed + args.seeds)]
+    # Seed-major order: an interrupted run still holds every method for the first seeds.
+    jobs = [(s, m, seed) for seed in range(args.seed, args.seed + args.seeds) for s in args.settings for m in args.methods]
     todo = [job for job in jobs if (data.name, data.eval_split, *job) not in done]
     for setting, method, seed in tqdm.tqdm(todo, desc=f"bench {data.name}", disable=args.no_progress):
         new.append(run_student(data, args, setting, method, seed, teacher))

@@ -3,50 +3,22 @@
 Every text becomes one row of a LongTensor: column 0 is its index in a table of cached teacher
 embeddings (computed once, no augmentation, so the cache is exact), the other columns its padded
 hashed n-gram ids. PML's trainers move that tensor like any image batch; the student reads the
-ids (:class:`DropIndex`), the teacher looks its embeddings up (:class:`CachedTeacher`).
+ids (:class:`IndexedTextStudent`), the teacher looks its embeddings up (:class:`CachedTeacher`).
 """
 from __future__ import annotations
 
 import argparse
 import time
 from pathlib import Path
-from typing import List, Sequence
+from typing import List
 
 import torch
 
 from ..datasets import DEFAULT_BANKING77_ROOT, Banking77
+from ..models.cached_teacher import CachedTeacher
 from ..models.hashed_ngram_embedder import HashedNgramEmbedder
+from ..models.indexed_text_student import IndexedTextStudent, pack_text_rows
 from .data import BenchData, TensorDataset
-
-
-class CachedTeacher(torch.nn.Module):
-    """Teacher embeddings looked up by the index in column 0 of each input row."""
-
-    def __init__(self, embeddings: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("embeddings", embeddings.float())
-
-    def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.embeddings[rows[:, 0].long()]
-
-
-class DropIndex(torch.nn.Module):
-    """Feeds the id columns of each input row (all but column 0) to a text model."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.model(rows[:, 1:])
-
-
-def _rows(hasher_model: HashedNgramEmbedder, texts: Sequence[str], first_index: int, width: int) -> torch.Tensor:
-    ids = hasher_model.encode_batch(list(texts))
-    rows = torch.zeros(len(texts), width + 1, dtype=torch.long)
-    rows[:, 0] = torch.arange(first_index, first_index + len(texts))
-    rows[:, 1 : 1 + ids.shape[1]] = ids
-    return rows
 
 
 def sentences_per_second(encode, texts: List[str], batch_size: int = 256, repeats: int = 3) -> float:
@@ -80,14 +52,14 @@ def banking77_data(args: argparse.Namespace) -> BenchData:
     reference = HashedNgramEmbedder(embedding_dim=8, num_buckets=num_buckets)
     width = int(reference.encode_batch(all_texts).shape[1])
     eval_texts = list(evaluation.texts)[:1024]
-    train_rows = _rows(reference, train.texts, 0, width)
-    eval_rows = _rows(reference, evaluation.texts, len(train.texts), width)
+    train_rows = pack_text_rows(reference, train.texts, 0, width)
+    eval_rows = pack_text_rows(reference, evaluation.texts, len(train.texts), width)
 
     def make_model(arch: str, dim: int) -> torch.nn.Module:
         if arch != "ngram":
             raise ValueError(f"banking77 students are 'ngram'; got {arch!r}")
-        student = HashedNgramEmbedder(embedding_dim=dim, num_buckets=num_buckets).fit_idf(list(train.texts))
-        return DropIndex(student)
+        student = HashedNgramEmbedder(embedding_dim=dim, num_buckets=num_buckets)
+        return IndexedTextStudent(student)
 
     return BenchData(
         name="banking77", train=TensorDataset(train_rows, train.labels),

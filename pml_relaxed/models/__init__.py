@@ -1,0 +1,27 @@
+"""Encoders for teachers and students: images (Conv4), vectors (MLP) and texts.
+
+``SentenceTransformerTeacher`` imports sentence-transformers lazily, when it is instantiated.
+"""
+from .cached_teacher import CachedTeacher
+from .conv4 import Conv4
+from .hashed_ngram_embedder import HashedNgramEmbedder
+from .indexed_text_student import IndexedTextStudent, pack_text_rows
+from .mlp import MLP
+from .ngram_hasher import NgramHasher, stable_hash
+from .sentence_transformer_teacher import SentenceTransformerTeacher
+from .text_collator import TextCollator
+from .throughput import measure_throughput
+
+__all__ = [
+    "Conv4",
+    "MLP",
+    "HashedNgramEmbedder",
+    "NgramHasher",
+    "TextCollator",
+    "SentenceTransformerTeacher",
+    "stable_hash",
+    "measure_throughput",
+    "CachedTeacher",
+    "IndexedTextStudent",
+    "pack_text_rows",
+]

@@ -1,0 +1,209 @@
+"""A small, fast text encoder: hashed word and character n-grams, pooled, then an MLP."""
+from __future__ import annotations
+
+from typing import Iterable, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from .mlp import MLP
+from .ngram_hasher import NgramHasher, check_texts
+
+TextBatch = Union[Sequence[str], torch.Tensor]
+
+
+class HashedNgramEmbedder(nn.Module):
+    """Embeds texts from hashed word uni/bigrams and character 3-5 grams (a fastText-like student).
+
+    Pipeline: text -> :class:`NgramHasher` bucket ids -> ``nn.EmbeddingBag(num_buckets, hidden_dim)``
+    pooled as a weighted mean (weights ``idf[id]``, normalised to sum to 1 per text; all ones,
+    i.e. a plain mean, until :meth:`fit_idf` is called) -> ``LayerNorm`` -> :class:`MLP` ->
+    ``embedding_dim``. Word n-grams capture meaning; character n-grams make it robust to typos,
+    inflections and unseen words (on Banking77 they are worth most of the accuracy). IDF
+    weighting is optional: it helps an untrained model but did not help after distillation.
+
+    Training: the dense gradient of the ``num_buckets x hidden_dim`` table makes each optimizer
+    step cost O(num_buckets * hidden_dim). On CPU, ``torch.optim.Adam(..., fused=True)`` is about
+    2x faster than the default; ``sparse=True`` with ``SparseAdam`` for ``self.bag`` is faster still.
+    A learning rate around 3e-3 worked well for Adam on Banking77.
+
+    ``forward`` accepts either a list of strings, or the padded id matrix returned by
+    :meth:`encode_batch` / :class:`~pml_relaxed.models.TextCollator`. The latter is a single
+    ``LongTensor`` and therefore survives PML's ``c_f.to_device(data, device=..., dtype=...)``;
+    if a trainer casts it to a float dtype it is converted back (exact for ids < 2**24 in
+    float32). Hashed ids of each text are cached, so later epochs skip tokenisation.
+
+    Args:
+        embedding_dim: output dimension (e.g. 16, 32 or 64).
+        num_buckets: number of hash buckets (rows of the embedding table, row 0 = padding).
+        hidden_dim: width of the bucket embeddings.
+        mlp_hidden_dims: hidden widths of the MLP head (may be empty for a linear head).
+        char_ngram_range: character n-gram sizes, ``(0, 0)`` disables them.
+        word_ngram_range: word n-gram sizes, ``(1, 1)`` or ``(1, 2)``.
+        max_features: at most this many hashed features per text.
+        sparse: use sparse gradients for the embedding table (then use an optimizer that
+            supports them, e.g. ``torch.optim.SparseAdam`` for ``self.bag`` parameters);
+            dense gradients touch all ``num_buckets * hidden_dim`` entries at every step.
+        cache_size: maximum number of texts whose ids are cached.
+        init_std: standard deviation of the normal initialisation of the bucket embeddings.
+            The pooled vector is layer-normalised, so a small scale makes each optimizer step
+            relatively larger: on Banking77 distillation, 0.1 beat PyTorch's default 1.0 by about
+            +9 points of Recall@1 after 10 epochs with Adam (lr 1e-3). Keep it >= ~0.05 so the
+            pooled variance stays well above LayerNorm's epsilon.
+
+    Shape:
+        Input: B strings, or a ``(B, L)`` integer id matrix padded with 0. Output
+        ``(B, embedding_dim)``, not normalised.
+
+    Raises:
+        TypeError: a constructor argument of the wrong type; in ``forward``, input that is neither
+            a list of str nor an integer-valued tensor.
+        ValueError: a constructor argument out of range; in ``forward``, an id matrix that is not
+            2D, has non-integer values or ids outside ``[0, num_buckets)``.
+
+    Example:
+        >>> model = HashedNgramEmbedder(embedding_dim=32, num_buckets=2**16)
+        >>> model(["where is my card?", "my card has not arrived"]).shape
+        torch.Size([2, 32])
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int = 32,
+        num_buckets: int = 2**18,
+        hidden_dim: int = 64,
+        mlp_hidden_dims: Sequence[int] = (256,),
+        char_ngram_range: Tuple[int, int] = (3, 5),
+        word_ngram_range: Tuple[int, int] = (1, 2),
+        max_features: int = 512,
+        sparse: bool = False,
+        cache_size: int = 100_000,
+        init_std: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.hasher = NgramHasher(
+            num_buckets=num_buckets,
+            char_ngram_range=char_ngram_range,
+            word_ngram_range=word_ngram_range,
+            max_features=max_features,
+            cache_size=cache_size,
+        )
+        if isinstance(hidden_dim, bool) or not isinstance(hidden_dim, int):
+            raise TypeError(f"hidden_dim must be an int >= 1; got {type(hidden_dim).__name__} ({hidden_dim!r})")
+        if hidden_dim < 1:
+            raise ValueError(f"hidden_dim must be >= 1; got {hidden_dim!r}")
+        self.num_buckets = num_buckets
+        if isinstance(init_std, bool) or not isinstance(init_std, (int, float)):
+            raise TypeError(f"init_std must be a float > 0; got {type(init_std).__name__} ({init_std!r})")
+        if not init_std > 0:
+            raise ValueError(f"init_std must be > 0; got {init_std!r}")
+        self.bag = nn.EmbeddingBag(num_buckets, hidden_dim, mode="sum", padding_idx=0, sparse=sparse)
+        with torch.no_grad():
+            self.bag.weight.normal_(0.0, float(init_std))
+            self.bag.weight[0].zero_()
+        self.norm = nn.LayerNorm(hidden_dim)
+        self.head = MLP(hidden_dim, list(mlp_hidden_dims), embedding_dim)
+        self.embedding_dim = self.head.out_dim
+        idf = torch.ones(num_buckets)
+        idf[0] = 0.0
+        self.register_buffer("idf", idf)
+
+    def encode_batch(self, texts: Sequence[str]) -> torch.Tensor:
+        """Hashes texts into the padded ``(B, L)`` int64 id matrix that ``forward`` accepts.
+
+        Raises:
+            TypeError: ``texts`` is not a list/tuple of str.
+        """
+        return self.hasher.encode_batch(texts)
+
+    @torch.no_grad()
+    def fit_idf(self, texts: Iterable[str]) -> "HashedNgramEmbedder":
+        """Sets the pooling weights to smoothed IDF values computed on a corpus.
+
+        ``idf[b] = log((1 + N) / (1 + df[b])) + 1`` (scikit-learn's smoothed IDF), where ``N`` is
+        the number of texts and ``df[b]`` the number of texts containing bucket ``b``. Buckets
+        never seen get the largest weight, as a rare feature would.
+
+        Args:
+            texts: the training corpus, a list of str.
+
+        Returns:
+            ``self``, for chaining.
+
+        Raises:
+            TypeError: ``texts`` is not a list/tuple of str.
+            ValueError: ``texts`` is empty.
+        """
+        texts = check_texts("texts", texts)
+        if len(texts) == 0:
+            raise ValueError("texts must hold at least one text to compute IDF weights; got 0 texts")
+        df = torch.zeros(self.num_buckets, dtype=torch.float64)
+        for text in texts:
+            df[torch.unique(self.hasher.text_ids(text))] += 1.0
+        idf = torch.log((1.0 + len(texts)) / (1.0 + df)) + 1.0
+        idf[0] = 0.0
+        self.idf.copy_(idf.to(self.idf.dtype))
+        return self
+
+    def _check_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        if ids.ndim != 2:
+            raise ValueError(
+                f"inputs as a tensor must be a 2D (batch, length) id matrix; got shape {tuple(ids.shape)}"
+            )
+        if ids.is_floating_point():
+            rounded = ids.round()
+            if not bool((rounded == ids).all()):
+                raise ValueError(
+                    f"inputs as a tensor must hold integer bucket ids; got non-integer values in dtype "
+                    f"{ids.dtype} (was the id matrix cast to a low-precision dtype? use dtype=None)"
+                )
+            ids = rounded.long()
+        elif ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+            raise TypeError(f"inputs as a tensor must be an integer tensor; got dtype {ids.dtype}")
+        if ids.numel() > 0:
+            low, high = int(ids.min()), int(ids.max())
+            if low < 0 or high >= self.num_buckets:
+                raise ValueError(
+                    f"inputs ids must be in [0, {self.num_buckets}); got values in [{low}, {high}]"
+                )
+        return ids.long()
+
+    def pool(self, ids: torch.Tensor) -> torch.Tensor:
+        """IDF-weighted mean of the bucket embeddings of each row of a padded id matrix.
+
+        Args:
+            ids: ``(B, L)`` int64 ids, 0 = padding.
+
+        Returns:
+            ``(B, hidden_dim)``; rows with only padding are zero.
+        """
+        weights = self.idf[ids]
+        weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        return self.bag(ids, per_sample_weights=weights)
+
+    def forward(self, inputs: TextBatch) -> torch.Tensor:
+        """Embeds a batch of texts.
+
+        Args:
+            inputs: list of B str, or a ``(B, L)`` id matrix from :meth:`encode_batch`.
+
+        Returns:
+            ``(B, embedding_dim)`` un-normalised embeddings.
+
+        Raises:
+            TypeError: ``inputs`` is neither a list of str nor an integer-valued tensor.
+            ValueError: a malformed id matrix (see :class:`HashedNgramEmbedder`).
+        """
+        if isinstance(inputs, torch.Tensor):
+            ids = self._check_ids(inputs)
+        elif isinstance(inputs, (list, tuple)):
+            ids = self.hasher.encode_batch(inputs)
+        else:
+            raise TypeError(
+                f"inputs must be a list of str or a (batch, length) id tensor; got {type(inputs).__name__}"
+            )
+        ids = ids.to(self.bag.weight.device)
+        return self.head(self.norm(self.pool(ids)))
+
+    def extra_repr(self) -> str:
+        return f"hasher={self.hasher!r}"
