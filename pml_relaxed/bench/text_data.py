@@ -67,7 +67,7 @@ def banking77_data(args: argparse.Namespace) -> BenchData:
         teacher_arch="all-MiniLM-L6-v2", teacher_dim=int(teacher_embeddings.shape[1]),
         settings={"dim16": ("ngram", 16), "dim32": ("ngram", 32), "dim64": ("ngram", 64)},
         make_model=make_model, augment=None,
-        defaults={"epochs": 20, "teacher_epochs": 0, "batch_size": 128, "m": 4, "lr": 2e-3},
+        defaults={"epochs": 10, "teacher_epochs": 0, "batch_size": 128, "m": 4, "lr": 3e-3},
         teacher=CachedTeacher(teacher_embeddings),
         # Sentences per second from raw strings, tokenisation included, as a user would serve them.
         throughput_fn=lambda model: sentences_per_second(_uncached(model.model), eval_texts),

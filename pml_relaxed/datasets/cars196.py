@@ -1,11 +1,9 @@
 """Cars-196 with the paper's class-disjoint split, on top of PML's ``Cars196`` reader."""
 from __future__ import annotations
 
-from typing import Callable, Optional
-
 from pytorch_metric_learning import datasets as pml_datasets
 
-from .cub import PathLike, _PaperSplitMixin
+from .cub import _PaperSplitMixin
 
 
 class Cars196(_PaperSplitMixin, pml_datasets.Cars196):
@@ -40,16 +38,3 @@ class Cars196(_PaperSplitMixin, pml_datasets.Cars196):
     """
 
     REQUIRED_FILES = ("names.csv", "anno_train.csv", "anno_test.csv")
-
-    def __init__(
-        self,
-        root: PathLike,
-        split: str = "train",
-        transform: Optional[Callable] = None,
-        target_transform: Optional[Callable] = None,
-        image_size: int = 224,
-        download: bool = False,
-    ) -> None:
-        root, transform = self._prepare(root, split, transform, image_size, download)
-        super().__init__(root, split, transform, target_transform, download)
-        self._relabel()

@@ -29,6 +29,19 @@ class _PaperSplitMixin:
     paths: List[str]
     labels: Any
 
+    def __init__(
+        self,
+        root: PathLike,
+        split: str = "train",
+        transform: Optional[Callable] = None,
+        target_transform: Optional[Callable] = None,
+        image_size: int = 224,
+        download: bool = False,
+    ) -> None:
+        root, transform = self._prepare(root, split, transform, image_size, download)
+        super().__init__(root, split, transform, target_transform, download)
+        self._relabel()
+
     def _prepare(
         self,
         root: PathLike,
@@ -131,16 +144,3 @@ class CUB200(_PaperSplitMixin, pml_datasets.CUB):
     """
 
     REQUIRED_FILES = ("CUB_200_2011/images.txt", "CUB_200_2011/image_class_labels.txt")
-
-    def __init__(
-        self,
-        root: PathLike,
-        split: str = "train",
-        transform: Optional[Callable] = None,
-        target_transform: Optional[Callable] = None,
-        image_size: int = 224,
-        download: bool = False,
-    ) -> None:
-        root, transform = self._prepare(root, split, transform, image_size, download)
-        super().__init__(root, split, transform, target_transform, download)
-        self._relabel()

@@ -1,11 +1,9 @@
 """Stanford Online Products with the official split, on top of PML's reader."""
 from __future__ import annotations
 
-from typing import Callable, Optional
-
 from pytorch_metric_learning import datasets as pml_datasets
 
-from .cub import PathLike, _PaperSplitMixin
+from .cub import _PaperSplitMixin
 
 
 class StanfordOnlineProducts(_PaperSplitMixin, pml_datasets.StanfordOnlineProducts):
@@ -40,16 +38,3 @@ class StanfordOnlineProducts(_PaperSplitMixin, pml_datasets.StanfordOnlineProduc
         "Stanford_Online_Products/Ebay_train.txt",
         "Stanford_Online_Products/Ebay_test.txt",
     )
-
-    def __init__(
-        self,
-        root: PathLike,
-        split: str = "train",
-        transform: Optional[Callable] = None,
-        target_transform: Optional[Callable] = None,
-        image_size: int = 224,
-        download: bool = False,
-    ) -> None:
-        root, transform = self._prepare(root, split, transform, image_size, download)
-        super().__init__(root, split, transform, target_transform, download)
-        self._relabel()

@@ -3,7 +3,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from pml_relaxed import cli
 from pml_relaxed.bench import get_args_parser, main

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import pytest
 import torch
@@ -11,7 +11,7 @@ from pml_relaxed.datasets.cars196 import Cars196
 from pml_relaxed.datasets.cub import CUB200
 from pml_relaxed.datasets.sop import StanfordOnlineProducts
 
-from paper_fixtures import IMAGES_PER_CLASS, make_cars, make_cub, make_sop  # noqa: E402
+from paper_fixtures import make_cars, make_cub, make_sop  # noqa: E402
 
 
 CUB_CLASSES = {"train": [1, 2, 100], "test": [101, 150, 200]}

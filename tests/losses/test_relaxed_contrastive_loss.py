@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-from pytorch_metric_learning import distances, reducers, regularizers
 from pytorch_metric_learning.miners import MultiSimilarityMiner, TripletMarginMiner
 
 from pml_relaxed import functional as fn
