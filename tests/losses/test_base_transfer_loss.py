@@ -209,3 +209,9 @@ def test_bad_multi_similarity_scales(kwargs, message):
 def test_bad_indices_tuple():
     with pytest.raises(TypeError, match=r"indices_tuple must be PML pairs .* got a tuple of length 2"):
         RelaxedContrastiveLoss()(torch.randn(4, 2), None, (torch.tensor([0]), torch.tensor([1])), teacher_emb=torch.randn(4, 3))
+
+
+@pytest.mark.parametrize("loss_cls", [RelaxedContrastiveLoss, RelaxedMultiSimilarityLoss])
+def test_misspelled_keyword_is_not_swallowed(loss_cls):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'sigmaa'"):
+        loss_cls(sigmaa=1.0)

@@ -1,0 +1,17 @@
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "text_throughput.py"
+
+
+def test_text_throughput_script(tmp_path):
+    spec = importlib.util.spec_from_file_location("text_throughput", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = module.get_args_parser().parse_args(
+        ["--texts", "64", "--batch-size", "32", "--dims", "16", "--repeats", "1", "--output-dir", str(tmp_path)]
+    )
+    rows = module.main(args)
+    assert [r["model"] for r in rows] == ["all-MiniLM-L6-v2 (384-d)", "HashedNgramEmbedder (16-d)"]
+    assert rows[0]["ratio"] == 1.0 and rows[1]["ratio"] > 1.0, "the hashed student must be faster than MiniLM"
+    assert "| HashedNgramEmbedder (16-d) | 1 |" in (tmp_path / "text_throughput.md").read_text()
