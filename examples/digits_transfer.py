@@ -15,6 +15,7 @@ import contextlib
 import io
 import logging
 
+import numpy as np
 import torch
 from pytorch_metric_learning import losses, samplers, testers, trainers
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
@@ -104,6 +105,7 @@ def evaluate(model: torch.nn.Module) -> dict:
 def main(args: argparse.Namespace) -> dict:
     logging.getLogger("PML").setLevel(logging.WARNING)
     torch.manual_seed(args.seed)
+    np.random.seed(args.seed)  # PML's MPerClassSampler draws from numpy's global generator
     results = {}
     with contextlib.redirect_stderr(io.StringIO()):  # PML's per-iteration progress bars
         teacher = mlp(256, args.teacher_dim)
@@ -111,11 +113,13 @@ def main(args: argparse.Namespace) -> dict:
         results[f"teacher ({args.teacher_dim}-d, ProxyAnchor)"] = evaluate(teacher)
 
         torch.manual_seed(args.seed + 1)
+        np.random.seed(args.seed + 1)
         student = mlp(64, args.student_dim)
         train_with_teacher(student, teacher, args)
         results[f"student ({args.student_dim}-d, RelaxedContrastive from teacher)"] = evaluate(student)
 
         torch.manual_seed(args.seed + 1)
+        np.random.seed(args.seed + 1)
         scratch = mlp(64, args.student_dim)
         train_with_labels(scratch, args.student_dim, args.student_epochs)
         results[f"student ({args.student_dim}-d, ProxyAnchor from scratch)"] = evaluate(scratch)

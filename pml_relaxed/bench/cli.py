@@ -44,6 +44,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--teacher-epochs", type=int, default=None)
     parser.add_argument("--teacher-seed", type=int, default=0)
     parser.add_argument("--teacher-dir", default=None, help="where trained teachers are cached (default: --output-dir)")
+    parser.add_argument("--teacher-checkpoint", default=None,
+                        help="load the teacher's state_dict from this file instead of training one")
     parser.add_argument("--epochs", type=int, default=None, help="student epochs (default: per dataset)")
     parser.add_argument("--batch-size", type=int, default=None, help="items per batch before views")
     parser.add_argument("--m", type=int, default=None, help="items per class in a batch (MPerClassSampler)")

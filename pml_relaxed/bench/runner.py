@@ -191,6 +191,10 @@ def get_teacher(data: BenchData, args: argparse.Namespace, records: List[dict]) 
         folder = Path(args.teacher_dir or args.output_dir)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"teacher_{data.name}_{data.eval_split}_{args.teacher_loss}_{args.teacher_seed}.pt"
+        if args.teacher_checkpoint:
+            path = Path(args.teacher_checkpoint)
+            if not path.is_file():
+                raise FileNotFoundError(f"--teacher-checkpoint must be a state_dict file saved with torch.save; got {path}")
         teacher = data.make_model(data.teacher_arch, data.teacher_dim).to(args.device)
         if path.exists():
             teacher.load_state_dict(torch.load(path, map_location=args.device))

@@ -130,3 +130,15 @@ def test_command_line_entry_point(capsys):
         cli.main(["bench", "--help"])
     assert exit_info.value.code == 0
     assert "--val-classes" in capsys.readouterr().out
+
+
+def test_teacher_checkpoint_is_loaded_not_trained(tmp_path):
+    first = tmp_path / "first"
+    run(first, "--dataset", "digits", "--methods", "pkt", "--settings", "compression", "--seeds", "1")
+    checkpoint = next(first.glob("teacher_*.pt"))
+    second = tmp_path / "second"
+    run(second, "--dataset", "digits", "--methods", "pkt", "--settings", "compression", "--seeds", "1",
+        "--teacher-checkpoint", str(checkpoint))
+    assert [r["kind"] for r in read_runs(second)] == ["transfer"], "a loaded teacher is not retrained"
+    with pytest.raises(FileNotFoundError, match="--teacher-checkpoint must be a state_dict file"):
+        run(tmp_path / "third", "--dataset", "digits", "--teacher-checkpoint", str(tmp_path / "missing.pt"))
