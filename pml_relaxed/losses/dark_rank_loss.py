@@ -112,15 +112,13 @@ class DarkRankLoss(BaseTransferLoss):
         teacher_emb: torch.Tensor = None,
         teacher_ref_emb: torch.Tensor = None,
     ) -> dict:
-        self_reference = ref_emb is embeddings
         if self.rank_weight == 0:
             loss_dict = {"rank_loss": self.zero_loss()}
         else:
             rank = fb.dark_rank_per_anchor(
                 embeddings,
                 teacher_emb,
-                None if self_reference else ref_emb,
-                None if self_reference else teacher_ref_emb,
+                *self.explicit_reference(embeddings, ref_emb, teacher_ref_emb),
                 self.alpha,
                 self.beta,
                 self.list_length,

@@ -75,12 +75,10 @@ class PKTLoss(BaseTransferLoss):
                 "PKTLoss normalises each anchor's kernel over all partners, so indices_tuple is not supported; "
                 "pass indices_tuple=None (drop the miner)"
             )
-        self_reference = ref_emb is embeddings
         per_anchor = fb.pkt_per_anchor(
             embeddings,
             teacher_emb,
-            None if self_reference else ref_emb,
-            None if self_reference else teacher_ref_emb,
+            *self.explicit_reference(embeddings, ref_emb, teacher_ref_emb),
             self.eps,
         )
         return self.element_loss_dict(per_anchor, embeddings)

@@ -82,12 +82,10 @@ class RKDLoss(BaseTransferLoss):
                 "RKDLoss uses every pair and triplet of the batch, so indices_tuple is not supported; "
                 "pass indices_tuple=None (drop the miner)"
             )
-        self_reference = ref_emb is embeddings
         per_anchor = fb.rkd_per_anchor(
             embeddings,
             teacher_emb,
-            None if self_reference else ref_emb,
-            None if self_reference else teacher_ref_emb,
+            *self.explicit_reference(embeddings, ref_emb, teacher_ref_emb),
             self.distance_weight,
             self.angle_weight,
         )

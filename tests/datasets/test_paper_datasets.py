@@ -82,7 +82,7 @@ def test_custom_transforms_are_used(roots):
 
 @pytest.mark.parametrize("cls", [CUB200, Cars196, StanfordOnlineProducts])
 def test_missing_root_is_a_clear_error(tmp_path, cls):
-    with pytest.raises(FileNotFoundError, match=r"root .*nowhere.* does not exist.*download=True"):
+    with pytest.raises(FileNotFoundError, match=r"root .*nowhere.* does not exist.*download=(True)"):
         cls(tmp_path / "nowhere")
 
 
