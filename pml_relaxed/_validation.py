@@ -90,6 +90,13 @@ def check_in_unit_interval(name: str, value: object) -> float:
     return value
 
 
+def check_bool(name: str, value: object) -> bool:
+    """Checks that ``value`` is a bool (not merely truthy) and returns it."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool; got {type(value).__name__} ({value!r})")
+    return value
+
+
 def check_optional_positive_int(name: str, value: object) -> Optional[int]:
     """Checks that ``value`` is None or an int >= 1."""
     if value is None:

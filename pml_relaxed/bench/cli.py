@@ -53,6 +53,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--views", type=int, default=2, help="augmented views of each item in a batch")
     parser.add_argument("--sigma", type=float, default=1.0, help="relaxed-label bandwidth")
     parser.add_argument("--delta", type=float, default=1.0, help="relaxed-contrastive margin")
+    parser.add_argument("--normalize-student", action=argparse.BooleanOptionalAction, default=False,
+                        help="relaxed losses measure the student's distances on L2-normalised embeddings")
+    parser.add_argument("--label-weight", type=float, default=0.5,
+                        help="relaxed_contrastive+labels: weight of same-class labels in the relaxed labels")
     parser.add_argument("--pos-topk", type=int, default=1, help="TeacherSimilarityMiner positives per anchor")
     parser.add_argument("--val-classes", type=int, default=0,
                         help="hold out this many training classes and evaluate on them (model selection)")

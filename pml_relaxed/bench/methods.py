@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
 
 from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning import miners as pml_miners
 
 from ..losses import (
@@ -21,6 +22,7 @@ from ..losses import (
     RKDLoss,
 )
 from ..miners import TeacherSimilarityMiner
+from ..similarities import GaussianKernel, LabelSimilarity, MixedSimilarity
 
 
 @dataclass
@@ -33,6 +35,15 @@ class MethodContext:
     sigma: float = 1.0
     delta: float = 1.0
     pos_topk: int = 1
+    normalize_student: bool = False  # relaxed losses on L2-normalised student embeddings
+    label_weight: float = 0.5  # share of the label similarity in relaxed_contrastive+labels
+
+
+def _relaxed_kwargs(ctx: MethodContext) -> dict:
+    kwargs = {"sigma": ctx.sigma, "delta": ctx.delta}
+    if ctx.normalize_student:
+        kwargs["distance"] = LpDistance(normalize_embeddings=True)
+    return kwargs
 
 
 @dataclass
@@ -75,24 +86,32 @@ def _miner_contrastive(ctx: MethodContext):
 
 def _relaxed_plus_proxy_anchor(ctx: MethodContext):
     return (
-        {"transfer_loss": RelaxedContrastiveLoss(sigma=ctx.sigma, delta=ctx.delta), "metric_loss": _proxy_anchor(ctx)},
+        {"transfer_loss": RelaxedContrastiveLoss(**_relaxed_kwargs(ctx)), "metric_loss": _proxy_anchor(ctx)},
         {},
         {"transfer_loss": 1.0, "metric_loss": 1.0},
     )
 
 
+def _relaxed_with_labels(ctx: MethodContext):
+    kwargs = _relaxed_kwargs(ctx)
+    kernel = GaussianKernel(sigma=kwargs.pop("sigma"))
+    similarity = MixedSimilarity(kernel, LabelSimilarity(), label_weight=ctx.label_weight)
+    return RelaxedContrastiveLoss(similarity=similarity, **kwargs)
+
+
 METHODS: Dict[str, Method] = {
     m.name: m
     for m in [
-        Method("relaxed_contrastive", "transfer", _transfer(lambda c: RelaxedContrastiveLoss(sigma=c.sigma, delta=c.delta)),
+        Method("relaxed_contrastive", "transfer", _transfer(lambda c: RelaxedContrastiveLoss(**_relaxed_kwargs(c))),
                "RelaxedContrastiveLoss (Kim et al. 2021)"),
-        Method("relaxed_ms", "transfer", _transfer(lambda c: RelaxedMultiSimilarityLoss(sigma=c.sigma, delta=c.delta)),
+        Method("relaxed_ms", "transfer", _transfer(lambda c: RelaxedMultiSimilarityLoss(**_relaxed_kwargs(c))),
                "RelaxedMultiSimilarityLoss (Kim et al. 2021)"),
         Method("miner_contrastive", "transfer", _miner_contrastive,
                "PML ContrastiveLoss on TeacherSimilarityMiner pairs (label-free)"),
         Method("rkd", "transfer", _transfer(lambda c: RKDLoss()), "RKD, distance x1 + angle x2 (Park et al. 2019)"),
         Method("pkt", "transfer", _transfer(lambda c: PKTLoss()), "PKT (Passalis & Tefas 2018)"),
-        Method("darkrank", "transfer", _transfer(lambda c: DarkRankLoss()), "DarkRank + triplet on labels (Chen et al. 2018)"),
+        Method("darkrank", "transfer", _transfer(lambda c: DarkRankLoss(normalize_embeddings=True)),
+               "DarkRank + triplet on labels (Chen et al. 2018), on L2-normalised embeddings"),
         Method("fitnet", "transfer", _transfer(_fitnet), "FitNet embedding regression (Romero et al. 2015)"),
         Method("contrastive", "scratch", _scratch(lambda c: pml_losses.ContrastiveLoss()), "PML ContrastiveLoss"),
         Method("triplet", "scratch",
@@ -105,6 +124,8 @@ METHODS: Dict[str, Method] = {
         Method("supcon", "scratch", _scratch(lambda c: pml_losses.SupConLoss(temperature=0.1)), "PML SupConLoss"),
         Method("relaxed_contrastive+proxy_anchor", "combined", _relaxed_plus_proxy_anchor,
                "RelaxedContrastiveLoss + PML ProxyAnchorLoss"),
+        Method("relaxed_contrastive+labels", "combined", _transfer(_relaxed_with_labels),
+               "RelaxedContrastiveLoss on (1 - label_weight) teacher kernel + label_weight same-class labels"),
     ]
 }
 

@@ -219,7 +219,8 @@ def _record(data, args, setting, method, kind, seed, arch, dim, metrics, seconds
         "teacher_arch": data.teacher_arch, "teacher_dim": data.teacher_dim,
         "metrics": metrics, "train_seconds": seconds, "throughput": items_per_second,
         "hparams": {"sigma": args.sigma, "delta": args.delta, "views": args.views, "epochs": args.epochs,
-                    "batch_size": args.batch_size, "m": args.m, "lr": args.lr, "eval_normalize": args.eval_normalize},
+                    "batch_size": args.batch_size, "m": args.m, "lr": args.lr, "eval_normalize": args.eval_normalize,
+                    "normalize_student": args.normalize_student, "label_weight": args.label_weight},
     }
 
 
@@ -227,7 +228,8 @@ def run_student(data: BenchData, args, setting: str, method_name: str, seed: int
     arch, dim = data.settings[setting]
     method = METHODS[method_name]
     ctx = MethodContext(student_dim=dim, teacher_dim=data.teacher_dim, num_classes=data.num_train_classes,
-                        sigma=args.sigma, delta=args.delta, pos_topk=args.pos_topk)
+                        sigma=args.sigma, delta=args.delta, pos_topk=args.pos_topk,
+                        normalize_student=args.normalize_student, label_weight=args.label_weight)
     loss_funcs, mining_funcs, loss_weights = method.build(ctx)
     seed_everything(seed)
     student = data.make_model(arch, dim).to(args.device)

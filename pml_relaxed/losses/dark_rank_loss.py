@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from pytorch_metric_learning.losses import TripletMarginLoss
 from pytorch_metric_learning.reducers import AvgNonZeroReducer, BaseReducer, MeanReducer, MultipleReducers
 
@@ -16,7 +17,8 @@ from .base_transfer_loss import BaseTransferLoss
 class DarkRankLoss(BaseTransferLoss):
     r"""Transfers the teacher's ranking of each anchor's partners (ListMLE), plus a triplet loss on labels.
 
-    For student embeddings s (n, d) and teacher embeddings t (n, D), used as given (not normalised)::
+    For student embeddings s (n, d) and teacher embeddings t (n, D), used as given, or L2-normalised
+    first with ``normalize_embeddings=True``::
 
         S_ij   = -alpha ||x_i - x_j||^beta                       similarity score (each network)
         pi^i   = partners j != i sorted by descending S^t_ij     teacher's ranking (ties: index order)
@@ -49,6 +51,8 @@ class DarkRankLoss(BaseTransferLoss):
         rank_weight: weight of the rank-transfer term, >= 0.
         triplet_weight: weight of the triplet term, >= 0 (0 disables it).
         triplet_margin: margin of the triplet term, >= 0 (PML's TripletMarginLoss default: 0.05).
+        normalize_embeddings: L2-normalise student and teacher embeddings (and references) before the
+            rank term's scores (the triplet term uses ``distance``, normalised by default).
         **kwargs: PML's ``distance`` (of the triplet term only; default ``LpDistance()``, normalised
             embeddings, as TripletMarginLoss), ``reducer``, ``embedding_regularizer``,
             ``embedding_reg_weight``, ``collect_stats``.
@@ -59,7 +63,8 @@ class DarkRankLoss(BaseTransferLoss):
     Raises:
         ValueError: alpha or beta <= 0, list_length < 1, negative weights or margin, both weights 0,
             labels with ref_emb but no ref_labels, and the bad inputs of :class:`BaseTransferLoss`.
-        TypeError: non-tensor or non-float inputs, a non-int list_length.
+        TypeError: non-tensor or non-float inputs, a non-int list_length, a non-bool
+            normalize_embeddings.
 
     Example:
         >>> import torch
@@ -77,6 +82,7 @@ class DarkRankLoss(BaseTransferLoss):
         rank_weight: float = 1.0,
         triplet_weight: float = 1.0,
         triplet_margin: float = 0.05,
+        normalize_embeddings: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -86,6 +92,7 @@ class DarkRankLoss(BaseTransferLoss):
         self.rank_weight = v.check_non_negative("rank_weight", rank_weight)
         self.triplet_weight = v.check_non_negative("triplet_weight", triplet_weight)
         self.triplet_margin = v.check_non_negative("triplet_margin", triplet_margin)
+        self.normalize_embeddings = v.check_bool("normalize_embeddings", normalize_embeddings)
         if self.rank_weight == 0 and self.triplet_weight == 0:
             raise ValueError("rank_weight and triplet_weight are both 0, so the loss would be 0; got 0 and 0")
         self.triplet_loss_fn = TripletMarginLoss(margin=self.triplet_margin, distance=self.distance)
@@ -115,10 +122,18 @@ class DarkRankLoss(BaseTransferLoss):
         if self.rank_weight == 0:
             loss_dict = {"rank_loss": self.zero_loss()}
         else:
+            student_ref, teacher_ref = self.explicit_reference(embeddings, ref_emb, teacher_ref_emb)
+            student, teacher = embeddings, teacher_emb
+            if self.normalize_embeddings:
+                student, teacher = F.normalize(student, dim=1), F.normalize(teacher.to(student.dtype), dim=1)
+                if student_ref is not None:
+                    student_ref = F.normalize(student_ref, dim=1)
+                    teacher_ref = F.normalize(teacher_ref.to(student.dtype), dim=1)
             rank = fb.dark_rank_per_anchor(
-                embeddings,
-                teacher_emb,
-                *self.explicit_reference(embeddings, ref_emb, teacher_ref_emb),
+                student,
+                teacher,
+                student_ref,
+                teacher_ref,
                 self.alpha,
                 self.beta,
                 self.list_length,

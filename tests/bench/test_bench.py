@@ -7,7 +7,8 @@ import pytest
 from pml_relaxed import cli
 from pml_relaxed.bench import get_args_parser, main
 from pml_relaxed.bench.data import digits_data
-from pml_relaxed.bench.methods import METHODS
+from pml_relaxed.bench.methods import METHODS, MethodContext
+from pml_relaxed.similarities import MixedSimilarity
 from paper_fixtures import make_cub
 
 TINY = ["--epochs", "1", "--teacher-epochs", "1", "--no-progress"]
@@ -63,6 +64,19 @@ def test_every_method_trains_a_student(tmp_path):
         assert all(math.isfinite(v) for v in r["metrics"].values()), r["method"]
 
 
+def test_methods_follow_the_relaxed_options():
+    ctx = MethodContext(student_dim=8, teacher_dim=16, num_classes=3, sigma=0.5, delta=1.5,
+                        normalize_student=True, label_weight=0.25)
+    for name in ("relaxed_contrastive", "relaxed_ms", "relaxed_contrastive+proxy_anchor", "relaxed_contrastive+labels"):
+        loss = METHODS[name].build(ctx)[0]["transfer_loss"]
+        assert loss.delta == 1.5 and loss.distance.normalize_embeddings, name
+    mixed = METHODS["relaxed_contrastive+labels"].build(ctx)[0]["transfer_loss"].similarity
+    assert isinstance(mixed, MixedSimilarity) and mixed.label_weight == 0.25 and mixed.first.sigma == 0.5
+    plain = METHODS["relaxed_contrastive"].build(MethodContext(student_dim=8, teacher_dim=16, num_classes=3))[0]
+    assert not plain["transfer_loss"].distance.normalize_embeddings, "default: the paper's unnormalised student"
+    assert METHODS["darkrank"].build(ctx)[0]["transfer_loss"].normalize_embeddings
+
+
 def test_validation_classes_are_held_out_of_training():
     args = get_args_parser().parse_args(["--dataset", "digits", "--val-classes", "2"])
     data = digits_data(args)
@@ -115,6 +129,7 @@ def test_banking77_fixture_with_real_teacher(tmp_path):
         (["--seeds", "0"], r"--seeds must be >= 1; got 0"),
         (["--val-classes", "5"], r"--val-classes must be in \[0, 4\] for this dataset; got 5"),
         (["--dataset", "cub"], r"--data-root is required for --dataset cub"),
+        (["--methods", "relaxed_contrastive+labels", "--label-weight", "1.5"], r"label_weight must be in \[0, 1\]; got 1.5"),
     ],
 )
 def test_bad_arguments(tmp_path, argv, message):

@@ -189,3 +189,35 @@ def test_bad_inputs_raise():
 def test_bad_hyper_parameters_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DarkRankLoss(**kwargs)
+
+
+@pytest.mark.parametrize("with_reference", [False, True])
+def test_normalize_embeddings_equals_loop_on_unit_vectors(with_reference):
+    student, teacher = _inputs(6, 4, 7, seed=5, scale=3.0)
+    ref_student, ref_teacher = _inputs(5, 4, 7, seed=6, scale=3.0) if with_reference else (None, None)
+    loss_fn = DarkRankLoss(normalize_embeddings=True)
+    if with_reference:
+        loss = loss_fn(student, ref_emb=ref_student, teacher_emb=teacher, teacher_ref_emb=ref_teacher)
+    else:
+        loss = loss_fn(student, teacher_emb=teacher)
+    (grad,) = torch.autograd.grad(loss, student)
+    unit = torch.nn.functional.normalize
+    expected = loop_dark_rank(
+        unit(student, dim=1), unit(teacher, dim=1),
+        ref_student=None if ref_student is None else unit(ref_student, dim=1),
+        ref_teacher=None if ref_teacher is None else unit(ref_teacher, dim=1),
+    )
+    (expected_grad,) = torch.autograd.grad(expected, student)
+    torch.testing.assert_close(loss, expected, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-7, atol=1e-10)
+    raw = DarkRankLoss()(student, teacher_emb=teacher) if not with_reference else None
+    if raw is not None:  # scale 3 makes raw scores much larger: the option changes the loss
+        assert not torch.isclose(raw, loss)
+
+
+def test_normalize_embeddings_gradcheck_and_type():
+    student, teacher = _inputs(5, 3, 4, seed=7)
+    loss_fn = DarkRankLoss(normalize_embeddings=True)
+    assert torch.autograd.gradcheck(lambda s: loss_fn(s, teacher_emb=teacher), (student,))
+    with pytest.raises(TypeError, match="normalize_embeddings must be a bool; got int"):
+        DarkRankLoss(normalize_embeddings=1)

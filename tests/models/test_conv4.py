@@ -88,3 +88,14 @@ def test_forward_errors():
         model(torch.randn(1, 28, 28))
     with pytest.raises(TypeError, match="floating-point torch.Tensor; got torch.int64"):
         model(torch.zeros(2, 1, 28, 28, dtype=torch.long))
+
+
+def test_channels_last_weights_give_the_same_embeddings():
+    torch.manual_seed(0)
+    model = Conv4(in_channels=1, width=8, embedding_dim=4, image_size=28)
+    assert model.trunk[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    contiguous = Conv4(in_channels=1, width=8, embedding_dim=4, image_size=28)
+    contiguous.load_state_dict(model.state_dict())
+    contiguous.trunk.to(memory_format=torch.contiguous_format)
+    images = torch.randn(5, 1, 28, 28)
+    torch.testing.assert_close(model(images), contiguous(images), rtol=1e-5, atol=1e-6)
