@@ -72,7 +72,7 @@ def point_name(point: Dict[str, str]) -> str:
 def main(args: argparse.Namespace) -> List[dict]:
     out = Path(args.output_dir)
     grid = parse_grid(args.grid)
-    fixed = dict(item.split("=", 1) for item in args.fixed)
+    fixed = {key: ",".join(values) for key, values in parse_grid(args.fixed)}
     rows, data = [], None
     for values in itertools.product(*(vals for _, vals in grid)):
         point = dict(zip((key for key, _ in grid), values))

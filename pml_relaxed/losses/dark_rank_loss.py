@@ -122,18 +122,11 @@ class DarkRankLoss(BaseTransferLoss):
         if self.rank_weight == 0:
             loss_dict = {"rank_loss": self.zero_loss()}
         else:
-            student_ref, teacher_ref = self.explicit_reference(embeddings, ref_emb, teacher_ref_emb)
-            student, teacher = embeddings, teacher_emb
+            tensors = [embeddings, teacher_emb, *self.explicit_reference(embeddings, ref_emb, teacher_ref_emb)]
             if self.normalize_embeddings:
-                student, teacher = F.normalize(student, dim=1), F.normalize(teacher.to(student.dtype), dim=1)
-                if student_ref is not None:
-                    student_ref = F.normalize(student_ref, dim=1)
-                    teacher_ref = F.normalize(teacher_ref.to(student.dtype), dim=1)
+                tensors = [None if t is None else F.normalize(t.to(embeddings.dtype), dim=1) for t in tensors]
             rank = fb.dark_rank_per_anchor(
-                student,
-                teacher,
-                student_ref,
-                teacher_ref,
+                *tensors,
                 self.alpha,
                 self.beta,
                 self.list_length,
