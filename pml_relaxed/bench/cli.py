@@ -70,6 +70,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output-dir", default=None, help="default: results/<dataset>[_val]")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="train the (setting, method) jobs in this many parallel processes (a GPU or many cores)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: write the report of the runs already in --output-dir/runs.jsonl")
+    parser.add_argument("--no-report", action="store_true",
+                        help="only train and append to runs.jsonl (the report is written by a later call)")
     return parser
 
 
@@ -84,6 +90,10 @@ def _check_args(args: argparse.Namespace, settings: List[str]) -> None:
         raise ValueError(f"--seeds must be >= 1; got {args.seeds}")
     if args.views < 1:
         raise ValueError(f"--views must be >= 1; got {args.views}")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1; got {args.workers}")
+    if args.report_only and args.no_report:
+        raise ValueError("--report-only and --no-report exclude each other; got both")
 
 
 def machine() -> str:
@@ -110,9 +120,9 @@ def versions() -> dict:
 
 
 def main(args: argparse.Namespace, argv: Optional[List[str]] = None) -> List[Path]:
-    """Runs the benchmark and writes its outputs; returns the written paths."""
+    """Runs the benchmark and writes its outputs; returns the written paths (none with ``--no-report``)."""
     from .report import write_results
-    from .runner import run_all
+    from .runner import load_done, run_all
 
     if args.dataset not in DATASETS:
         raise ValueError(f"--dataset must be one of {sorted(DATASETS)}; got {args.dataset!r}")
@@ -126,7 +136,15 @@ def main(args: argparse.Namespace, argv: Optional[List[str]] = None) -> List[Pat
     args.settings = args.settings or list(data.settings)
     _check_args(args, list(data.settings))
     args.output_dir = args.output_dir or str(Path("results") / f"{args.dataset}{'_val' if args.val_classes else ''}")
-    records = run_all(data, args)
+    if args.report_only:
+        records = load_done(Path(args.output_dir) / "runs.jsonl")
+        if not records:
+            raise FileNotFoundError(f"--report-only needs the runs of an earlier call; found none in "
+                                    f"{Path(args.output_dir) / 'runs.jsonl'}")
+    else:
+        records = run_all(data, args)
+    if args.no_report:
+        return []
     command = "pml-relaxed bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:]))
     metadata = {
         "command": command,

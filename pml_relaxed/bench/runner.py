@@ -98,6 +98,8 @@ def train_model(
     if teacher is not None:
         models["teacher"] = teacher
     lr = float(args.lr or data.defaults["lr"])
+    for module in list(loss_funcs.values()) + list(mining_funcs.values()):
+        module.to(args.device)  # proxies and FitNet's projection live where the embeddings do
     optimizers, schedulers = _optimizers_and_schedulers(models, loss_funcs, lr, iterations * epochs)
     bar = tqdm.tqdm(total=epochs, desc=desc, leave=False, disable=args.no_progress)
 
@@ -165,11 +167,14 @@ def _throughput(model: torch.nn.Module, data: BenchData, args: argparse.Namespac
     was_training = model.training
     model.eval()
     best = float("inf")
+    synchronize = torch.cuda.synchronize if batch.is_cuda else (lambda: None)
     with torch.no_grad():
         model(batch)
         for _ in range(5):
+            synchronize()
             start = time.perf_counter()
             model(batch)
+            synchronize()  # CUDA kernels run asynchronously: time their end, not their launch
             best = min(best, time.perf_counter() - start)
     model.train(was_training)
     return len(items) / best
@@ -195,11 +200,11 @@ def get_teacher(data: BenchData, args: argparse.Namespace, records: List[dict]) 
             path = Path(args.teacher_checkpoint)
             if not path.is_file():
                 raise FileNotFoundError(f"--teacher-checkpoint must be a state_dict file saved with torch.save; got {path}")
+        seed_everything(args.teacher_seed)  # before the model: its initial weights are part of the seed
         teacher = data.make_model(data.teacher_arch, data.teacher_dim).to(args.device)
         if path.exists():
             teacher.load_state_dict(torch.load(path, map_location=args.device))
         else:
-            seed_everything(args.teacher_seed)
             loss = teacher_loss(args.teacher_loss, data.num_train_classes, data.teacher_dim)
             epochs = int(args.teacher_epochs or data.defaults["teacher_epochs"])
             seconds = train_model(teacher, data, args, {"metric_loss": loss}, {}, {"metric_loss": 1.0}, epochs,
@@ -263,6 +268,8 @@ def run_all(data: BenchData, args: argparse.Namespace) -> List[dict]:
     # Seed-major order: an interrupted run still holds every method for the first seeds.
     jobs = [(s, m, seed) for seed in range(args.seed, args.seed + args.seeds) for s in args.settings for m in args.methods]
     todo = [job for job in jobs if (data.name, data.eval_split, *job) not in done]
+    if getattr(args, "workers", 1) > 1 and todo:
+        return _run_with_workers(args, runs_path, records + new, new, todo)
     for setting, method, seed in tqdm.tqdm(todo, desc=f"bench {data.name}", disable=args.no_progress):
         new.append(run_student(data, args, setting, method, seed, teacher))
         with runs_path.open("a") as f:
@@ -275,3 +282,19 @@ def run_all(data: BenchData, args: argparse.Namespace) -> List[dict]:
             f.writelines(json.dumps(r) + "\n" for r in new)
         records.extend(new)
     return records
+
+
+def _run_with_workers(args, runs_path: Path, records: List[dict], new: List[dict], todo: List[tuple]) -> List[dict]:
+    """``--workers N``: one ``pml-relaxed bench`` process per pending (setting, method), N at a time."""
+    from .cli import get_args_parser
+    from .parallel import run_parallel
+
+    if new:  # the teacher's record goes first, so that no worker records it again
+        with runs_path.open("a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in new)
+    pairs = list(dict.fromkeys((setting, method) for setting, method, _ in todo))
+    failed = run_parallel(args, get_args_parser(), pairs)
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(pairs)} bench workers failed (their finished runs are kept in "
+                           f"{runs_path}; rerun to resume): " + "; ".join(failed))
+    return load_done(runs_path)

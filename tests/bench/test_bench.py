@@ -157,3 +157,17 @@ def test_teacher_checkpoint_is_loaded_not_trained(tmp_path):
     assert [r["kind"] for r in read_runs(second)] == ["transfer"], "a loaded teacher is not retrained"
     with pytest.raises(FileNotFoundError, match="--teacher-checkpoint must be a state_dict file"):
         run(tmp_path / "third", "--dataset", "digits", "--teacher-checkpoint", str(tmp_path / "missing.pt"))
+
+
+def test_teacher_depends_on_its_seed_only(tmp_path):
+    import torch
+
+    for name in ("first", "second"):
+        torch.rand(7)  # whatever ran before must not change the teacher's initial weights
+        run(tmp_path / name, "--dataset", "digits", "--methods", "pkt", "--settings", "compression", "--seeds", "1",
+            "--no-report")
+    first, second = (torch.load(next((tmp_path / n).glob("teacher_*.pt"))) for n in ("first", "second"))
+    for key in first:
+        torch.testing.assert_close(first[key], second[key], rtol=0, atol=0, msg=key)
+    metrics = [[r["metrics"] for r in read_runs(tmp_path / n)] for n in ("first", "second")]
+    assert metrics[0] == metrics[1], "same teacher, same student seed: same results"

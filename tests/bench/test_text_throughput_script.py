@@ -1,13 +1,8 @@
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "text_throughput.py"
+from benchmark_scripts import load_script
 
 
 def test_text_throughput_script(tmp_path):
-    spec = importlib.util.spec_from_file_location("text_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("text_throughput")
     args = module.get_args_parser().parse_args(
         ["--texts", "64", "--batch-size", "32", "--dims", "16", "--repeats", "1", "--output-dir", str(tmp_path)]
     )

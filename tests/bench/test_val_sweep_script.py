@@ -1,17 +1,11 @@
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "val_sweep.py"
+from benchmark_scripts import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("val_sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("val_sweep")
 
 
 def test_grid_runs_on_validation_classes_with_one_teacher(tmp_path):

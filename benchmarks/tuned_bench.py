@@ -1,0 +1,171 @@
+"""Each method tuned on validation classes, then tested: the fair form of ``pml-relaxed bench``.
+
+1. Validation: every method trains at every training budget of ``--budgets`` (epochs:lr), and the
+   methods of ``--delta-methods`` also at every ``--deltas`` value (at ``--delta-budget``), on the
+   training classes minus ``--val-classes`` held-out ones, scored on those (never on test classes).
+2. Selection: per method, the point with the best mean of R@1 and MAP@R over ``--val-settings`` and
+   ``--val-seeds`` (only points whose runs all finished).
+3. Test: every method at its chosen point, ``--settings`` x ``--seeds``, into one ``runs.jsonl``;
+   then the usual report (results.md, plots). ``runs.jsonl`` records each run's epochs, lr and delta.
+
+Every step is a ``pml-relaxed bench`` call with ``--workers`` processes, so it resumes where it
+stopped. Options after ``--`` go to every bench call (e.g. ``-- --device cuda --data-root DIR``).
+
+    python benchmarks/tuned_bench.py --dataset omniglot --workers 12 --output-dir results/omniglot_tuned \\
+        -- --device cuda
+
+Writes ``selection.md`` / ``selection.json`` (every validation point, the chosen one per method)
+beside ``val/`` (one bench folder per point) and ``test/`` (the report).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+from pml_relaxed.bench import get_args_parser as bench_parser
+from pml_relaxed.bench import main as bench_main
+from pml_relaxed.bench.methods import DEFAULT_METHODS
+
+#: a validation point: (name, bench arguments, methods it applies to)
+Point = Tuple[str, List[str], List[str]]
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="omniglot")
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
+    parser.add_argument("--val-classes", type=int, default=30)
+    parser.add_argument("--val-settings", nargs="+", default=["dim_reduction", "compression"])
+    parser.add_argument("--val-seeds", type=int, default=2)
+    parser.add_argument("--budgets", nargs="+", default=["10:1e-3", "20:1e-3", "20:3e-3"],
+                        help="training budgets epochs:lr tried for every method")
+    parser.add_argument("--deltas", nargs="*", default=["0.5", "2", "3"],
+                        help="extra delta values tried for --delta-methods (delta 1 is in every budget)")
+    parser.add_argument("--delta-methods", nargs="*", default=["relaxed_contrastive", "relaxed_contrastive+labels"])
+    parser.add_argument("--delta-budget", default="20:3e-3", help="the budget of the extra delta points")
+    parser.add_argument("--settings", nargs="+", default=None, help="test settings (default: the dataset's all)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--output-dir", default="results/tuned")
+    parser.add_argument("bench_args", nargs=argparse.REMAINDER, help="after --: options for every bench call")
+    return parser
+
+
+def parse_budget(text: str) -> Tuple[int, str]:
+    """``"20:3e-3"`` -> ``(20, "3e-3")``; raises ValueError on anything else."""
+    epochs, sep, lr = text.partition(":")
+    try:
+        if not sep or int(epochs) < 1 or float(lr) <= 0:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"a budget must look like epochs:lr with epochs >= 1 and lr > 0 (e.g. 20:3e-3); got {text!r}")
+    return int(epochs), lr
+
+
+def validation_points(args: argparse.Namespace) -> List[Point]:
+    points: List[Point] = []
+    for budget in args.budgets:
+        epochs, lr = parse_budget(budget)
+        points.append((f"e{epochs}_lr{lr}", ["--epochs", str(epochs), "--lr", lr], list(args.methods)))
+    delta_methods = [m for m in args.delta_methods if m in args.methods]
+    if args.deltas and delta_methods:
+        epochs, lr = parse_budget(args.delta_budget)
+        for delta in args.deltas:
+            points.append((f"e{epochs}_lr{lr}_delta{delta}",
+                           ["--epochs", str(epochs), "--lr", lr, "--delta", delta], delta_methods))
+    return points
+
+
+def _bench(argv: Sequence[str]) -> None:
+    bench_main(bench_parser().parse_args(list(argv)), list(argv))
+
+
+def select(val_dir: Path, points: Sequence[Point], settings: Sequence[str],
+           num_seeds: int) -> Tuple[List[dict], Dict[str, dict]]:
+    """Scores every (method, point) on validation; returns the table and the chosen point per method.
+
+    Only the runs of ``settings`` and of seeds ``0 .. num_seeds - 1`` count (a folder may hold more).
+    """
+    num_runs = len(settings) * num_seeds
+    table, chosen = [], {}
+    for name, point_args, _ in points:
+        path = val_dir / name / "runs.jsonl"
+        runs = defaultdict(list)
+        if path.exists():
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                if record["kind"] != "teacher" and record["setting"] in settings and record["seed"] < num_seeds:
+                    runs[record["method"]].append(record["metrics"])
+        for method, metrics in sorted(runs.items()):
+            r1 = sum(m["recall_at_1"] for m in metrics) / len(metrics)
+            mapr = sum(m["mean_average_precision_at_r"] for m in metrics) / len(metrics)
+            row = {"method": method, "point": name, "runs": len(metrics), "R@1": r1, "MAP@R": mapr,
+                   "score": (r1 + mapr) / 2, "args": list(point_args)}
+            table.append(row)
+            complete = len(metrics) == num_runs
+            if complete and (method not in chosen or row["score"] > chosen[method]["score"]):
+                chosen[method] = row
+    return table, chosen
+
+
+def write_selection(out: Path, table: List[dict], chosen: Dict[str, dict], command: str) -> None:
+    lines = [f"Validation points (mean over settings and seeds; the chosen point has the best mean of R@1 and "
+             f"MAP@R). Command: `{command}`", "", "| method | point | R@1 | MAP@R | mean | runs | chosen |", "|---|---|---:|---:|---:|---:|---|"]
+    for row in sorted(table, key=lambda r: (r["method"], -r["score"])):
+        mark = "**yes**" if chosen.get(row["method"]) is row else ""
+        lines.append(f"| {row['method']} | {row['point']} | {100 * row['R@1']:.1f} | {100 * row['MAP@R']:.1f} | "
+                     f"{100 * row['score']:.1f} | {row['runs']} | {mark} |")
+    (out / "selection.md").write_text("\n".join(lines) + "\n")
+    (out / "selection.json").write_text(json.dumps({"table": table, "chosen": chosen}, indent=1))
+
+
+def main(args: argparse.Namespace) -> Dict[str, dict]:
+    extra = [a for a in args.bench_args if a != "--"]
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    points = validation_points(args)
+    val_dir = out / "val"
+    common = ["--dataset", args.dataset, "--workers", str(args.workers), *extra]
+    for name, point_args, methods in points:
+        _bench(common + point_args + ["--val-classes", str(args.val_classes), "--settings", *args.val_settings,
+                                      "--methods", *methods, "--seeds", str(args.val_seeds),
+                                      "--teacher-dir", str(val_dir / "teachers"), "--output-dir", str(val_dir / name),
+                                      "--no-report"])
+    table, chosen = select(val_dir, points, args.val_settings, args.val_seeds)
+    write_selection(out, table, chosen, command_line(args))
+    missing = [m for m in args.methods if m not in chosen]
+    if missing:
+        raise RuntimeError(f"no complete validation point for {missing}; see {out / 'selection.md'}")
+    test_dir = out / "test"
+    settings = ["--settings", *args.settings] if args.settings else []
+    by_point = defaultdict(list)
+    for method in args.methods:
+        by_point[chosen[method]["point"]].append(method)
+    for name, methods in by_point.items():
+        _bench(common + chosen[methods[0]]["args"] + settings + ["--methods", *methods, "--seeds", str(args.seeds),
+                                                                 "--output-dir", str(test_dir), "--no-report"])
+    _bench(["--dataset", args.dataset, *extra, *settings, "--seeds", str(args.seeds), "--output-dir", str(test_dir),
+            "--report-only"])
+    report = test_dir / "results.md"
+    tuned = f"- **Tuned by:** `{command_line(args)}` (each method's point: {out / 'selection.md'})\n"
+    report.write_text(report.read_text().replace("- **Machine:**", tuned + "- **Machine:**", 1))
+    print((out / "selection.md").read_text())
+    return chosen
+
+
+def command_line(args: argparse.Namespace) -> str:
+    parts = ["python benchmarks/tuned_bench.py", "--dataset", args.dataset, "--methods", *args.methods,
+             "--val-classes", str(args.val_classes), "--val-settings", *args.val_settings,
+             "--val-seeds", str(args.val_seeds), "--budgets", *args.budgets, "--deltas", *args.deltas,
+             "--delta-methods", *args.delta_methods, "--delta-budget", args.delta_budget,
+             *(["--settings", *args.settings] if args.settings else []), "--seeds", str(args.seeds),
+             "--workers", str(args.workers), "--output-dir", args.output_dir]
+    extra = [a for a in args.bench_args if a != "--"]
+    return " ".join(parts + (["--", *extra] if extra else []))
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

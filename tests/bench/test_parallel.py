@@ -1,0 +1,71 @@
+"""``pml-relaxed bench --workers N``, ``--report-only`` and ``--no-report``."""
+import json
+
+import pytest
+
+from pml_relaxed.bench import get_args_parser, main
+from pml_relaxed.bench.parallel import bench_argv
+
+TINY = ["--dataset", "digits", "--epochs", "1", "--teacher-epochs", "1", "--no-progress"]
+
+
+def run(out, *argv):
+    argv = TINY + list(argv) + ["--output-dir", str(out)]
+    return main(get_args_parser().parse_args(argv), argv)
+
+
+def read_runs(out):
+    return [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+
+
+def test_bench_argv_reproduces_every_forwarded_option():
+    parser = get_args_parser()
+    argv = ["--dataset", "omniglot", "--data-root", "/data/o", "--seeds", "2", "--delta", "2.5", "--no-eval-normalize",
+            "--normalize-student", "--quick", "--lr", "0.003", "--workers", "4", "--settings", "compression",
+            "--methods", "pkt", "rkd", "--output-dir", "/tmp/x", "--teacher-dir", "/tmp/t"]
+    args = parser.parse_args(argv)
+    again = vars(parser.parse_args(bench_argv(args, parser)))
+    for key, value in vars(args).items():
+        if key in ("workers", "settings", "methods", "output_dir", "teacher_dir"):
+            assert again[key] != value, f"{key} is the job's or the parent's own and must not be forwarded"
+        else:
+            assert again[key] == value, key
+
+
+def test_workers_share_one_output_folder_and_match_the_serial_runs(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))  # same float reductions as this process
+    argv = ["--methods", "relaxed_contrastive", "pkt", "--settings", "dim_reduction", "compression", "--seeds", "1"]
+    run(tmp_path / "serial", *argv)
+    run(tmp_path / "parallel", *argv, "--workers", "2")
+    serial, parallel = read_runs(tmp_path / "serial"), read_runs(tmp_path / "parallel")
+    assert sum(r["kind"] == "teacher" for r in parallel) == 1, "the parent trains and records the teacher once"
+    key = lambda r: (r["setting"], r["method"], r["seed"])
+    assert sorted(map(key, parallel)) == sorted(map(key, serial))
+    serial_r1 = {key(r): r["metrics"]["recall_at_1"] for r in serial}
+    for r in parallel:  # same seeds, same teacher, same batches: the same students
+        assert r["metrics"]["recall_at_1"] == pytest.approx(serial_r1[key(r)], abs=1e-6), key(r)
+    assert len(list((tmp_path / "parallel" / "logs").glob("*.log"))) == 4
+    assert (tmp_path / "parallel" / "results.md").exists()
+
+
+def test_no_report_then_report_only(tmp_path):
+    assert run(tmp_path, "--methods", "pkt", "--settings", "compression", "--seeds", "1", "--no-report") == []
+    assert not (tmp_path / "results.md").exists() and len(read_runs(tmp_path)) == 2
+    paths = run(tmp_path, "--methods", "pkt", "--settings", "compression", "--seeds", "1", "--report-only")
+    assert (tmp_path / "results.md") in paths and "pkt" in (tmp_path / "results.md").read_text()
+    assert len(read_runs(tmp_path)) == 2, "--report-only trains nothing"
+
+
+@pytest.mark.parametrize(
+    "argv, error, message",
+    [
+        (["--workers", "0"], ValueError, r"--workers must be >= 1; got 0"),
+        (["--report-only", "--no-report"], ValueError, r"--report-only and --no-report exclude each other"),
+        (["--report-only"], FileNotFoundError, r"--report-only needs the runs of an earlier call; found none"),
+    ],
+)
+def test_bad_worker_and_report_options(tmp_path, argv, error, message):
+    with pytest.raises(error, match=message):
+        run(tmp_path, *argv)

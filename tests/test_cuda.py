@@ -1,0 +1,110 @@
+"""GPU checks: every loss, miner and kernel gives on CUDA what it gives on the CPU, and the bench trains there.
+
+Skipped without a CUDA device (CI has none); run them on a GPU machine with ``pytest tests/test_cuda.py``.
+``PML_RELAXED_TEST_DEVICE`` names another device to check (e.g. ``mps``; ``cpu`` dry-runs the file itself).
+"""
+import copy
+import json
+import os
+
+import pytest
+import torch
+
+from pml_relaxed.bench import get_args_parser, main
+from pml_relaxed.bench.methods import METHODS
+from pml_relaxed.evaluation import compute_embeddings
+from pml_relaxed.losses import DarkRankLoss, FitNetLoss, PKTLoss, RelaxedContrastiveLoss, RKDLoss
+from pml_relaxed.losses import RelaxedMultiSimilarityLoss
+from pml_relaxed.miners import TeacherSimilarityMiner
+from pml_relaxed.similarities import GaussianKernel, LabelSimilarity, MixedSimilarity
+
+DEVICE = os.environ.get("PML_RELAXED_TEST_DEVICE", "cuda")
+pytestmark = pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(), reason="needs a CUDA device")
+
+LOSSES = {
+    "relaxed_contrastive": lambda: RelaxedContrastiveLoss(),
+    "relaxed_contrastive_delta2_mixed": lambda: RelaxedContrastiveLoss(
+        delta=2.0, similarity=MixedSimilarity(GaussianKernel(sigma=0.5), LabelSimilarity(), label_weight=0.5)
+    ),
+    "relaxed_ms": lambda: RelaxedMultiSimilarityLoss(),
+    "rkd": lambda: RKDLoss(),
+    "pkt": lambda: PKTLoss(),
+    "darkrank": lambda: DarkRankLoss(),
+    "darkrank_normalized": lambda: DarkRankLoss(normalize_embeddings=True),
+    "fitnet_projection": lambda: FitNetLoss(student_dim=6, teacher_dim=10),
+}
+
+
+def _inputs(n=24, student_dim=6, teacher_dim=10, duplicate=True):
+    student = torch.randn(n, student_dim, dtype=torch.float64)
+    if duplicate:
+        student[1] = student[0]  # duplicate rows: zero distances must keep gradients finite on the GPU too
+    teacher = torch.nn.functional.normalize(torch.randn(n, teacher_dim, dtype=torch.float64), dim=1)
+    labels = torch.arange(n // 2).repeat_interleave(2)
+    return student, teacher, labels
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_loss_values_and_gradients_match_the_cpu(name):
+    student, teacher, labels = _inputs()
+    cpu_loss = LOSSES[name]().double()
+    gpu_loss = copy.deepcopy(cpu_loss).to(DEVICE)
+    results = {}
+    for key, device, loss_fn in (("reference", "cpu", cpu_loss), ("device", DEVICE, gpu_loss)):
+        s = student.clone().to(device).requires_grad_(True)
+        value = loss_fn(s, labels.to(device), teacher_emb=teacher.to(device))
+        value.backward()
+        assert value.device.type == torch.device(device).type
+        params = [p.grad.cpu() for p in loss_fn.parameters() if p.grad is not None]
+        results[key] = (value.detach().cpu(), s.grad.cpu(), params)
+    (value, grad, param_grads), (ref_value, ref_grad, ref_param_grads) = results["device"], results["reference"]
+    torch.testing.assert_close(value, ref_value, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-8, atol=1e-10)
+    assert torch.isfinite(grad).all()
+    assert len(param_grads) == len(ref_param_grads)
+    for param_grad, ref_param_grad in zip(param_grads, ref_param_grads):
+        torch.testing.assert_close(param_grad, ref_param_grad, rtol=1e-8, atol=1e-10)
+
+
+def test_relaxed_contrastive_gradcheck_on_cuda():
+    student, teacher, _ = _inputs(n=8, student_dim=3, teacher_dim=4, duplicate=False)
+    loss_fn = RelaxedContrastiveLoss(delta=1.5).to(DEVICE)
+    s = student.to(DEVICE).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: loss_fn(x, teacher_emb=teacher.to(DEVICE)), (s,))
+
+
+def test_miner_and_kernels_match_the_cpu():
+    student, teacher, labels = _inputs(n=16)
+    miner = TeacherSimilarityMiner(pos_topk=2)
+    cpu_tuples = miner(student, labels, teacher_emb=teacher)
+    gpu_tuples = miner(student.to(DEVICE), labels.to(DEVICE), teacher_emb=teacher.to(DEVICE))
+    assert all(t.device.type == torch.device(DEVICE).type for t in gpu_tuples)
+    for cpu_t, gpu_t in zip(cpu_tuples, gpu_tuples):
+        torch.testing.assert_close(gpu_t.cpu(), cpu_t)
+    kernel = MixedSimilarity(GaussianKernel(sigma=0.7), LabelSimilarity(), label_weight=0.3)
+    torch.testing.assert_close(
+        kernel(teacher.to(DEVICE), labels=labels.to(DEVICE)).cpu(), kernel(teacher, labels=labels), rtol=1e-12, atol=1e-12
+    )
+
+
+def test_compute_embeddings_on_cuda():
+    model = torch.nn.Linear(5, 3).to(DEVICE)
+    dataset = torch.utils.data.TensorDataset(torch.randn(10, 5), torch.arange(10))
+    embeddings, labels = compute_embeddings(model, dataset, batch_size=4, device=DEVICE, show_progress=False)
+    expected = model(dataset.tensors[0].to(DEVICE)).detach().cpu()
+    torch.testing.assert_close(embeddings.cpu(), expected)
+    assert labels.tolist() == list(range(10))
+
+
+def test_bench_trains_every_method_on_cuda(tmp_path):
+    argv = ["--dataset", "digits", "--methods", *METHODS, "--settings", "dim_reduction", "--seeds", "1",
+            "--epochs", "1", "--teacher-epochs", "1", "--no-progress", "--device", DEVICE, "--output-dir", str(tmp_path)]
+    main(get_args_parser().parse_args(argv), argv)
+    runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert {r["method"] for r in runs if r["kind"] != "teacher"} == set(METHODS)
+    for r in runs:
+        assert all(torch.isfinite(torch.tensor(v)) for v in r["metrics"].values()), r["method"]
+        assert r["throughput"] > 0
+    metadata = json.loads((tmp_path / "results.json").read_text())["metadata"]
+    if DEVICE == "cuda":
+        assert torch.cuda.get_device_name(0) in metadata["machine"]
