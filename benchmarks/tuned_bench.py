@@ -2,7 +2,8 @@
 
 1. Validation: every method trains at every training budget of ``--budgets`` (epochs:lr), and the
    methods of ``--delta-methods`` also at every ``--deltas`` value (at ``--delta-budget``), on the
-   training classes minus ``--val-classes`` held-out ones, scored on those (never on test classes).
+   training classes minus ``--val-classes`` held-out ones (Omniglot: or ``--val-alphabets`` whole
+   alphabets), scored on those (never on test classes).
 2. Selection: per method, the point with the best mean of R@1 and MAP@R over ``--val-settings`` and
    ``--val-seeds`` (only points whose runs all finished).
 3. Test: every method at its chosen point, ``--settings`` x ``--seeds``, into one ``runs.jsonl``;
@@ -38,6 +39,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", default="omniglot")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     parser.add_argument("--val-classes", type=int, default=30)
+    parser.add_argument("--val-alphabets", type=int, default=0,
+                        help="omniglot: hold out this many whole alphabets instead of --val-classes characters")
     parser.add_argument("--val-settings", nargs="+", default=["dim_reduction", "compression"])
     parser.add_argument("--val-seeds", type=int, default=2)
     parser.add_argument("--budgets", nargs="+", default=["10:1e-3", "20:1e-3", "20:3e-3"],
@@ -77,6 +80,13 @@ def validation_points(args: argparse.Namespace) -> List[Point]:
             points.append((f"e{epochs}_lr{lr}_delta{delta}",
                            ["--epochs", str(epochs), "--lr", lr, "--delta", delta], delta_methods))
     return points
+
+
+def held_out(args: argparse.Namespace) -> List[str]:
+    """The bench options that pick the validation classes: whole alphabets if asked, else classes."""
+    if args.val_alphabets:
+        return ["--val-alphabets", str(args.val_alphabets)]
+    return ["--val-classes", str(args.val_classes)]
 
 
 def _bench(argv: Sequence[str]) -> None:
@@ -130,7 +140,7 @@ def main(args: argparse.Namespace) -> Dict[str, dict]:
     val_dir = out / "val"
     common = ["--dataset", args.dataset, "--workers", str(args.workers), *extra]
     for name, point_args, methods in points:
-        _bench(common + point_args + ["--val-classes", str(args.val_classes), "--settings", *args.val_settings,
+        _bench(common + point_args + [*held_out(args), "--settings", *args.val_settings,
                                       "--methods", *methods, "--seeds", str(args.val_seeds),
                                       "--teacher-dir", str(val_dir / "teachers"), "--output-dir", str(val_dir / name),
                                       "--no-report"])
@@ -158,7 +168,7 @@ def main(args: argparse.Namespace) -> Dict[str, dict]:
 
 def command_line(args: argparse.Namespace) -> str:
     parts = ["python benchmarks/tuned_bench.py", "--dataset", args.dataset, "--methods", *args.methods,
-             "--val-classes", str(args.val_classes), "--val-settings", *args.val_settings,
+             *held_out(args), "--val-settings", *args.val_settings,
              "--val-seeds", str(args.val_seeds), "--budgets", *args.budgets, "--deltas", *args.deltas,
              "--delta-methods", *args.delta_methods, "--delta-budget", args.delta_budget,
              *(["--settings", *args.settings] if args.settings else []), "--seeds", str(args.seeds),

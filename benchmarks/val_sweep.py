@@ -30,6 +30,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="omniglot")
     parser.add_argument("--val-classes", type=int, default=30)
+    parser.add_argument("--val-alphabets", type=int, default=0,
+                        help="omniglot: hold out this many whole alphabets instead of --val-classes characters")
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--settings", nargs="+", default=["dim_reduction"])
     parser.add_argument("--methods", nargs="+", default=["relaxed_contrastive"])
@@ -65,6 +67,13 @@ def option_args(point: Dict[str, str]) -> List[str]:
     return args
 
 
+def held_out(args: argparse.Namespace) -> List[str]:
+    """The bench options that pick the validation classes: whole alphabets if asked, else classes."""
+    if args.val_alphabets:
+        return ["--val-alphabets", str(args.val_alphabets)]
+    return ["--val-classes", str(args.val_classes)]
+
+
 def point_name(point: Dict[str, str]) -> str:
     return "_".join(f"{k}{v}" for k, v in point.items()) or "defaults"
 
@@ -77,7 +86,7 @@ def main(args: argparse.Namespace) -> List[dict]:
     for values in itertools.product(*(vals for _, vals in grid)):
         point = dict(zip((key for key, _ in grid), values))
         bench_args = bench_parser().parse_args(
-            ["--dataset", args.dataset, "--val-classes", str(args.val_classes), "--split-seed", str(args.split_seed),
+            ["--dataset", args.dataset, *held_out(args), "--split-seed", str(args.split_seed),
              "--settings", *args.settings, "--methods", *args.methods, "--seeds", str(args.seeds),
              "--output-dir", str(out / point_name(point)), "--teacher-dir", str(out / "teachers"), "--no-progress"]
             + option_args({**fixed, **point})

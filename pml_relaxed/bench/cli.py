@@ -60,6 +60,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--pos-topk", type=int, default=1, help="TeacherSimilarityMiner positives per anchor")
     parser.add_argument("--val-classes", type=int, default=0,
                         help="hold out this many training classes and evaluate on them (model selection)")
+    parser.add_argument("--val-alphabets", type=int, default=0,
+                        help="omniglot: hold out this many whole training alphabets instead (split 'val-alphabets')")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the validation-class draw")
     parser.add_argument("--eval-normalize", action=argparse.BooleanOptionalAction, default=True,
                         help="L2-normalise embeddings before retrieval")
@@ -126,6 +128,12 @@ def main(args: argparse.Namespace, argv: Optional[List[str]] = None) -> List[Pat
 
     if args.dataset not in DATASETS:
         raise ValueError(f"--dataset must be one of {sorted(DATASETS)}; got {args.dataset!r}")
+    if args.val_alphabets and args.val_classes:
+        raise ValueError(f"--val-alphabets and --val-classes exclude each other; got {args.val_alphabets} "
+                         f"and {args.val_classes}")
+    if args.val_alphabets and args.dataset != "omniglot":
+        raise ValueError(f"--val-alphabets needs classes grouped in alphabets (--dataset omniglot); "
+                         f"got --dataset {args.dataset}")
     data = DATASETS[args.dataset](args)
     if args.quick:
         args.methods = args.methods or list(QUICK_METHODS)
@@ -135,7 +143,7 @@ def main(args: argparse.Namespace, argv: Optional[List[str]] = None) -> List[Pat
     args.methods = args.methods or list(DEFAULT_METHODS)
     args.settings = args.settings or list(data.settings)
     _check_args(args, list(data.settings))
-    args.output_dir = args.output_dir or str(Path("results") / f"{args.dataset}{'_val' if args.val_classes else ''}")
+    args.output_dir = args.output_dir or str(Path("results") / f"{args.dataset}{'_val' if args.val_classes or args.val_alphabets else ''}")
     if args.report_only:
         records = load_done(Path(args.output_dir) / "runs.jsonl")
         if not records:

@@ -131,12 +131,33 @@ def digits_data(args: argparse.Namespace) -> BenchData:
     )
 
 
+def _split_alphabets(class_names: Sequence[str], num_val_alphabets: int, seed: int) -> Tuple[list, list, list]:
+    """Train classes, validation classes and the held-out alphabets, drawn whole (``"<alphabet>/<character>"``)."""
+    alphabets = sorted({name.split("/")[0] for name in class_names})
+    if not 0 < num_val_alphabets < len(alphabets):
+        raise ValueError(f"--val-alphabets must be in [1, {len(alphabets) - 1}] for this dataset "
+                         f"({len(alphabets)} training alphabets); got {num_val_alphabets}")
+    order = torch.randperm(len(alphabets), generator=torch.Generator().manual_seed(seed)).tolist()
+    held_out = sorted(alphabets[i] for i in order[:num_val_alphabets])
+    val = [c for c, name in enumerate(class_names) if name.split("/")[0] in held_out]
+    return [c for c in range(len(class_names)) if c not in val], val, held_out
+
+
 def omniglot_data(args: argparse.Namespace) -> BenchData:
-    """Omniglot background small 1 (train) / 2 (test, unseen alphabets); Conv-4; random affine."""
+    """Omniglot background small 1 (train) / 2 (test, unseen alphabets); Conv-4; random affine.
+
+    ``--val-alphabets N`` holds out N whole training alphabets as the evaluation set (split
+    ``"val-alphabets"``), the honest proxy for a test set of unseen alphabets.
+    """
     root = args.data_root or DEFAULT_OMNIGLOT_ROOT
     train = Omniglot(root, split="train", image_size=28)
-    test = Omniglot(root, split="test", image_size=28)
-    train_set, eval_set, split = _train_eval(train.images, train.labels, test.images, test.labels, args)
+    if getattr(args, "val_alphabets", 0):
+        train_classes, val_classes, _ = _split_alphabets(train.class_names, args.val_alphabets, args.split_seed)
+        train_set = _subset(train.images, train.labels, train_classes)
+        eval_set, split = _subset(train.images, train.labels, val_classes), "val-alphabets"
+    else:
+        test = Omniglot(root, split="test", image_size=28)
+        train_set, eval_set, split = _train_eval(train.images, train.labels, test.images, test.labels, args)
 
     def make_model(arch: str, dim: int) -> torch.nn.Module:
         width = {"conv4-w64": 64, "conv4-w32": 32}[arch]

@@ -1,6 +1,7 @@
 """Tiny end-to-end runs of ``pml-relaxed bench``: every dataset kind, every method, every output file."""
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -130,6 +131,9 @@ def test_banking77_fixture_with_real_teacher(tmp_path):
         (["--val-classes", "5"], r"--val-classes must be in \[0, 4\] for this dataset; got 5"),
         (["--dataset", "cub"], r"--data-root is required for --dataset cub"),
         (["--methods", "relaxed_contrastive+labels", "--label-weight", "1.5"], r"label_weight must be in \[0, 1\]; got 1.5"),
+        (["--val-alphabets", "1"], r"--val-alphabets needs classes grouped in alphabets \(--dataset omniglot\); got "
+                                   r"--dataset digits"),
+        (["--val-alphabets", "1", "--val-classes", "2"], r"--val-alphabets and --val-classes exclude each other"),
     ],
 )
 def test_bad_arguments(tmp_path, argv, message):
@@ -171,3 +175,26 @@ def test_teacher_depends_on_its_seed_only(tmp_path):
         torch.testing.assert_close(first[key], second[key], rtol=0, atol=0, msg=key)
     metrics = [[r["metrics"] for r in read_runs(tmp_path / n)] for n in ("first", "second")]
     assert metrics[0] == metrics[1], "same teacher, same student seed: same results"
+
+
+def test_omniglot_validation_alphabets_are_held_out_whole():
+    from pml_relaxed.bench.data import _split_alphabets, omniglot_data
+    from pml_relaxed.datasets import DEFAULT_OMNIGLOT_ROOT, Omniglot
+
+    if not (Path(DEFAULT_OMNIGLOT_ROOT) / "images_background_small1.zip").exists():
+        pytest.skip("needs the shared Omniglot zips")
+    names = Omniglot(DEFAULT_OMNIGLOT_ROOT, split="train").class_names
+    train_classes, val_classes, held_out = _split_alphabets(names, 2, seed=0)
+    assert len(held_out) == 2 and sorted(train_classes + val_classes) == list(range(len(names)))
+    train_alphabets = {names[c].split("/")[0] for c in train_classes}
+    assert {names[c].split("/")[0] for c in val_classes} == set(held_out) and not train_alphabets & set(held_out)
+    assert _split_alphabets(names, 2, seed=0) == (train_classes, val_classes, held_out), "seeded"
+    assert _split_alphabets(names, 2, seed=1)[2] != held_out or _split_alphabets(names, 2, seed=2)[2] != held_out
+
+    data = omniglot_data(get_args_parser().parse_args(["--dataset", "omniglot", "--val-alphabets", "2"]))
+    assert data.eval_split == "val-alphabets"
+    assert len(data.train) == 20 * len(train_classes) and len(data.evaluation) == 20 * len(val_classes)
+    assert data.num_train_classes == len(train_classes)
+    with pytest.raises(ValueError, match=r"--val-alphabets must be in \[1, 4\] for this dataset \(5 training "
+                                         r"alphabets\); got 5"):
+        _split_alphabets(names, 5, seed=0)
