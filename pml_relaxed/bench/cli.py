@@ -143,7 +143,8 @@ def main(args: argparse.Namespace, argv: Optional[List[str]] = None) -> List[Pat
     args.methods = args.methods or list(DEFAULT_METHODS)
     args.settings = args.settings or list(data.settings)
     _check_args(args, list(data.settings))
-    args.output_dir = args.output_dir or str(Path("results") / f"{args.dataset}{'_val' if args.val_classes or args.val_alphabets else ''}")
+    held_out = args.val_classes or args.val_alphabets
+    args.output_dir = args.output_dir or str(Path("results") / f"{args.dataset}{'_val' if held_out else ''}")
     if args.report_only:
         records = load_done(Path(args.output_dir) / "runs.jsonl")
         if not records:

@@ -269,7 +269,7 @@ def run_all(data: BenchData, args: argparse.Namespace) -> List[dict]:
     jobs = [(s, m, seed) for seed in range(args.seed, args.seed + args.seeds) for s in args.settings for m in args.methods]
     todo = [job for job in jobs if (data.name, data.eval_split, *job) not in done]
     if getattr(args, "workers", 1) > 1 and todo:
-        return _run_with_workers(args, runs_path, records + new, new, todo)
+        return _run_with_workers(args, runs_path, new, todo)
     for setting, method, seed in tqdm.tqdm(todo, desc=f"bench {data.name}", disable=args.no_progress):
         new.append(run_student(data, args, setting, method, seed, teacher))
         with runs_path.open("a") as f:
@@ -284,7 +284,7 @@ def run_all(data: BenchData, args: argparse.Namespace) -> List[dict]:
     return records
 
 
-def _run_with_workers(args, runs_path: Path, records: List[dict], new: List[dict], todo: List[tuple]) -> List[dict]:
+def _run_with_workers(args, runs_path: Path, new: List[dict], todo: List[tuple]) -> List[dict]:
     """``--workers N``: one ``pml-relaxed bench`` process per pending (setting, method), N at a time."""
     from .cli import get_args_parser
     from .parallel import run_parallel
