@@ -133,7 +133,7 @@ def write_selection(out: Path, table: List[dict], chosen: Dict[str, dict], comma
 
 
 def main(args: argparse.Namespace) -> Dict[str, dict]:
-    extra = [a for a in args.bench_args if a != "--"]
+    extra, command = bench_extra(args), command_line(args)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     points = validation_points(args)
@@ -145,7 +145,7 @@ def main(args: argparse.Namespace) -> Dict[str, dict]:
                                       "--teacher-dir", str(val_dir / "teachers"), "--output-dir", str(val_dir / name),
                                       "--no-report"])
     table, chosen = select(val_dir, points, args.val_settings, args.val_seeds)
-    write_selection(out, table, chosen, command_line(args))
+    write_selection(out, table, chosen, command)
     missing = [m for m in args.methods if m not in chosen]
     if missing:
         raise RuntimeError(f"no complete validation point for {missing}; see {out / 'selection.md'}")
@@ -160,7 +160,7 @@ def main(args: argparse.Namespace) -> Dict[str, dict]:
     _bench(["--dataset", args.dataset, *extra, *settings, "--seeds", str(args.seeds), "--output-dir", str(test_dir),
             "--report-only"])
     report = test_dir / "results.md"
-    tuned = f"- **Tuned by:** `{command_line(args)}` (each method's point: {out / 'selection.md'})\n"
+    tuned = f"- **Tuned by:** `{command}` (each method's point: {out / 'selection.md'})\n"
     report.write_text(report.read_text().replace("- **Machine:**", tuned + "- **Machine:**", 1))
     print((out / "selection.md").read_text())
     return chosen
@@ -173,8 +173,13 @@ def command_line(args: argparse.Namespace) -> str:
              "--delta-methods", *args.delta_methods, "--delta-budget", args.delta_budget,
              *(["--settings", *args.settings] if args.settings else []), "--seeds", str(args.seeds),
              "--workers", str(args.workers), "--output-dir", args.output_dir]
-    extra = [a for a in args.bench_args if a != "--"]
+    extra = bench_extra(args)
     return " ".join(parts + (["--", *extra] if extra else []))
+
+
+def bench_extra(args: argparse.Namespace) -> List[str]:
+    """The options given after ``--``, for every bench call."""
+    return [a for a in args.bench_args if a != "--"]
 
 
 if __name__ == "__main__":

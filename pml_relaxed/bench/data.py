@@ -139,8 +139,9 @@ def _split_alphabets(class_names: Sequence[str], num_val_alphabets: int, seed: i
                          f"({len(alphabets)} training alphabets); got {num_val_alphabets}")
     order = torch.randperm(len(alphabets), generator=torch.Generator().manual_seed(seed)).tolist()
     held_out = sorted(alphabets[i] for i in order[:num_val_alphabets])
-    val = [c for c, name in enumerate(class_names) if name.split("/")[0] in held_out]
-    return [c for c in range(len(class_names)) if c not in val], val, held_out
+    in_held_out = [name.split("/")[0] in held_out for name in class_names]
+    train = [c for c, held in enumerate(in_held_out) if not held]
+    return train, [c for c, held in enumerate(in_held_out) if held], held_out
 
 
 def omniglot_data(args: argparse.Namespace) -> BenchData:
