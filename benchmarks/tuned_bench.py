@@ -1,13 +1,16 @@
 """Each method tuned on validation classes, then tested: the fair form of ``pml-relaxed bench``.
 
 1. Validation: every method trains at every training budget of ``--budgets`` (epochs:lr), and the
-   methods of ``--delta-methods`` also at every ``--deltas`` value (at ``--delta-budget``), on the
-   training classes minus ``--val-classes`` held-out ones (Omniglot: or ``--val-alphabets`` whole
-   alphabets), scored on those (never on test classes).
+   methods of ``--delta-methods`` also at every ``--deltas`` value, and relaxed_contrastive+labels at
+   every ``--label-weights`` value (each at every ``--delta-budget``), on the training classes minus
+   ``--val-classes`` held-out ones (Omniglot: or ``--val-alphabets`` whole alphabets), scored on
+   those (never on test classes). A point counts only for the methods it was made for.
 2. Selection: per method, the point with the best mean of R@1 and MAP@R over ``--val-settings`` and
    ``--val-seeds`` (only points whose runs all finished).
 3. Test: every method at its chosen point, ``--settings`` x ``--seeds``, into one ``runs.jsonl``;
    then the usual report (results.md, plots). ``runs.jsonl`` records each run's epochs, lr and delta.
+   Test runs left from an earlier call at another point (a grid that grew changed a choice) are
+   moved to ``runs.stale.jsonl`` and trained again at the new point.
 
 Every step is a ``pml-relaxed bench`` call with ``--workers`` processes, so it resumes where it
 stopped. Options after ``--`` go to every bench call (e.g. ``-- --device cuda --data-root DIR``).
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
@@ -32,6 +36,10 @@ from pml_relaxed.bench.methods import DEFAULT_METHODS
 
 #: a validation point: (name, bench arguments, methods it applies to)
 Point = Tuple[str, List[str], List[str]]
+#: the methods whose relaxed labels mix in same-class labels (``--label-weight``)
+LABEL_WEIGHT_METHODS = ("relaxed_contrastive+labels",)
+#: the tuned hyper-parameters a test run records (``runs.jsonl`` "hparams")
+HPARAMS = ("epochs", "lr", "delta", "label_weight")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -48,7 +56,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--deltas", nargs="*", default=["0.5", "2", "3"],
                         help="extra delta values tried for --delta-methods (delta 1 is in every budget)")
     parser.add_argument("--delta-methods", nargs="*", default=["relaxed_contrastive", "relaxed_contrastive+labels"])
-    parser.add_argument("--delta-budget", default="20:3e-3", help="the budget of the extra delta points")
+    parser.add_argument("--delta-budget", nargs="+", default=["20:3e-3"],
+                        help="the budget(s) of the extra delta and label-weight points")
+    parser.add_argument("--label-weights", nargs="*", default=[],
+                        help="extra label_weight values tried for relaxed_contrastive+labels (0.5 is in every budget)")
     parser.add_argument("--settings", nargs="+", default=None, help="test settings (default: the dataset's all)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
@@ -74,12 +85,43 @@ def validation_points(args: argparse.Namespace) -> List[Point]:
         epochs, lr = parse_budget(budget)
         points.append((f"e{epochs}_lr{lr}", ["--epochs", str(epochs), "--lr", lr], list(args.methods)))
     delta_methods = [m for m in args.delta_methods if m in args.methods]
-    if args.deltas and delta_methods:
-        epochs, lr = parse_budget(args.delta_budget)
-        for delta in args.deltas:
-            points.append((f"e{epochs}_lr{lr}_delta{delta}",
-                           ["--epochs", str(epochs), "--lr", lr, "--delta", delta], delta_methods))
+    weight_methods = [m for m in LABEL_WEIGHT_METHODS if m in args.methods]
+    for budget in args.delta_budget:
+        epochs, lr = parse_budget(budget)
+        for flag, tag, values, methods in [("--delta", "delta", args.deltas, delta_methods),
+                                           ("--label-weight", "lw", args.label_weights, weight_methods)]:
+            if methods:
+                points.extend((f"e{epochs}_lr{lr}_{tag}{value}", ["--epochs", str(epochs), "--lr", lr, flag, value],
+                               methods) for value in values)
     return points
+
+
+def drop_stale(runs_path: Path, chosen: Dict[str, dict], dataset: str, extra: Sequence[str]) -> int:
+    """Moves the test runs of a method trained at another point than its chosen one to ``runs.stale.jsonl``.
+
+    A test folder from an earlier call (before the grid grew) may hold a method's runs at its old
+    point; the bench resumes by (setting, method, seed) only, so those must go before it runs again.
+    Returns how many runs were moved.
+    """
+    if not runs_path.exists():
+        return 0
+    keep, stale = [], []
+    for line in runs_path.read_text().splitlines():
+        record = json.loads(line)
+        row = chosen.get(record["method"])
+        wanted = bench_parser().parse_args(["--dataset", dataset, *extra, *row["args"]]) if row else None
+        same = wanted is None or all(_same(record["hparams"].get(name), getattr(wanted, name)) for name in HPARAMS)
+        (keep if same else stale).append(line + "\n")
+    if stale:
+        with runs_path.with_name("runs.stale.jsonl").open("a") as f:
+            f.writelines(stale)
+        runs_path.write_text("".join(keep))
+    return len(stale)
+
+
+def _same(recorded, wanted) -> bool:
+    """A recorded hyper-parameter matches the wanted one (None wanted: any value matches)."""
+    return wanted is None or (recorded is not None and math.isclose(recorded, wanted))
 
 
 def held_out(args: argparse.Namespace) -> List[str]:
@@ -97,17 +139,19 @@ def select(val_dir: Path, points: Sequence[Point], settings: Sequence[str],
            num_seeds: int) -> Tuple[List[dict], Dict[str, dict]]:
     """Scores every (method, point) on validation; returns the table and the chosen point per method.
 
-    Only the runs of ``settings`` and of seeds ``0 .. num_seeds - 1`` count (a folder may hold more).
+    Only the runs of the point's methods, of ``settings`` and of seeds ``0 .. num_seeds - 1`` count (a
+    folder may hold more, e.g. the teacher or runs of an earlier sweep).
     """
     num_runs = len(settings) * num_seeds
     table, chosen = [], {}
-    for name, point_args, _ in points:
+    for name, point_args, point_methods in points:
         path = val_dir / name / "runs.jsonl"
         runs = defaultdict(list)
         if path.exists():
             for line in path.read_text().splitlines():
                 record = json.loads(line)
-                if record["kind"] != "teacher" and record["setting"] in settings and record["seed"] < num_seeds:
+                if (record["method"] in point_methods and record["setting"] in settings
+                        and record["seed"] < num_seeds):
                     runs[record["method"]].append(record["metrics"])
         for method, metrics in sorted(runs.items()):
             r1 = sum(m["recall_at_1"] for m in metrics) / len(metrics)
@@ -150,6 +194,9 @@ def main(args: argparse.Namespace) -> Dict[str, dict]:
     if missing:
         raise RuntimeError(f"no complete validation point for {missing}; see {out / 'selection.md'}")
     test_dir = out / "test"
+    moved = drop_stale(test_dir / "runs.jsonl", chosen, args.dataset, extra)
+    if moved:
+        print(f"moved {moved} test runs at earlier points to {test_dir / 'runs.stale.jsonl'}")
     settings = ["--settings", *args.settings] if args.settings else []
     by_point = defaultdict(list)
     for method in args.methods:
@@ -170,7 +217,8 @@ def command_line(args: argparse.Namespace) -> str:
     parts = ["python benchmarks/tuned_bench.py", "--dataset", args.dataset, "--methods", *args.methods,
              *held_out(args), "--val-settings", *args.val_settings,
              "--val-seeds", str(args.val_seeds), "--budgets", *args.budgets, "--deltas", *args.deltas,
-             "--delta-methods", *args.delta_methods, "--delta-budget", args.delta_budget,
+             "--delta-methods", *args.delta_methods, "--delta-budget", *args.delta_budget,
+             *(["--label-weights", *args.label_weights] if args.label_weights else []),
              *(["--settings", *args.settings] if args.settings else []), "--seeds", str(args.seeds),
              "--workers", str(args.workers), "--output-dir", args.output_dir]
     extra = bench_extra(args)

@@ -41,7 +41,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, default=3, help="number of student seeds")
     parser.add_argument("--seed", type=int, default=0, help="first student seed")
     parser.add_argument("--teacher-loss", default="ProxyAnchorLoss", help="PML loss class that trains the teacher")
-    parser.add_argument("--teacher-epochs", type=int, default=None)
+    parser.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (default: per dataset)")
+    parser.add_argument("--teacher-lr", type=float, default=None,
+                        help="teacher learning rate (default: per dataset; --lr sets the students' only)")
     parser.add_argument("--teacher-seed", type=int, default=0)
     parser.add_argument("--teacher-dir", default=None, help="where trained teachers are cached (default: --output-dir)")
     parser.add_argument("--teacher-checkpoint", default=None,

@@ -51,8 +51,10 @@ def run_parallel(args: argparse.Namespace, parser: argparse.ArgumentParser, jobs
     common = bench_argv(args, parser) + ["--output-dir", str(out), "--teacher-dir", str(args.teacher_dir or out),
                                          "--no-report", "--no-progress"]
     env = dict(os.environ)
-    # N workers on C cores: C // N threads each, unless the user chose
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.workers)))
+    # N workers on C cores: C // N threads each, unless the user chose; fewer jobs than workers
+    # (a single method in a single setting, say) share the cores among themselves
+    parallel = max(1, min(args.workers, len(jobs)))
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // parallel)))
 
     def run(job: Tuple[str, str]) -> str:
         setting, method = job
@@ -62,7 +64,7 @@ def run_parallel(args: argparse.Namespace, parser: argparse.ArgumentParser, jobs
             code = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
         return "" if code == 0 else f"{setting}/{method} (exit code {code}, see {log})"
 
-    with ThreadPoolExecutor(args.workers) as pool:
-        results = list(tqdm.tqdm(pool.map(run, jobs), total=len(jobs), desc=f"bench x{args.workers} workers",
+    with ThreadPoolExecutor(parallel) as pool:
+        results = list(tqdm.tqdm(pool.map(run, jobs), total=len(jobs), desc=f"bench x{parallel} workers",
                                  disable=args.no_progress))
     return [r for r in results if r]

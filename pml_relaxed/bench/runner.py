@@ -79,6 +79,7 @@ def train_model(
     mining_funcs: dict,
     loss_weights: dict,
     epochs: int,
+    lr: float,
     teacher: Optional[torch.nn.Module] = None,
     desc: str = "",
 ) -> float:
@@ -97,7 +98,6 @@ def train_model(
     models = {"trunk": model, "embedder": torch.nn.Identity()}
     if teacher is not None:
         models["teacher"] = teacher
-    lr = float(args.lr or data.defaults["lr"])
     for module in list(loss_funcs.values()) + list(mining_funcs.values()):
         module.to(args.device)  # proxies and FitNet's projection live where the embeddings do
     optimizers, schedulers = _optimizers_and_schedulers(models, loss_funcs, lr, iterations * epochs)
@@ -195,7 +195,11 @@ def get_teacher(data: BenchData, args: argparse.Namespace, records: List[dict]) 
     else:
         folder = Path(args.teacher_dir or args.output_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"teacher_{data.name}_{data.eval_split}_{args.teacher_loss}_{args.teacher_seed}.pt"
+        epochs = int(args.teacher_epochs or data.defaults["teacher_epochs"])
+        lr = float(args.teacher_lr or data.defaults["lr"])
+        # the budget is in the name: a cached teacher of another budget is never loaded by mistake
+        path = folder / (f"teacher_{data.name}_{data.eval_split}_{args.teacher_loss}_e{epochs}_lr{lr:g}_"
+                         f"{args.teacher_seed}.pt")
         if args.teacher_checkpoint:
             path = Path(args.teacher_checkpoint)
             if not path.is_file():
@@ -206,25 +210,27 @@ def get_teacher(data: BenchData, args: argparse.Namespace, records: List[dict]) 
             teacher.load_state_dict(torch.load(path, map_location=args.device))
         else:
             loss = teacher_loss(args.teacher_loss, data.num_train_classes, data.teacher_dim)
-            epochs = int(args.teacher_epochs or data.defaults["teacher_epochs"])
             seconds = train_model(teacher, data, args, {"metric_loss": loss}, {}, {"metric_loss": 1.0}, epochs,
-                                  desc=f"teacher {args.teacher_loss}")
+                                  lr=lr, desc=f"teacher {args.teacher_loss}")
             torch.save(teacher.state_dict(), path)
             records.append(_record(data, args, "teacher", f"teacher:{args.teacher_loss}", "teacher",
                                    args.teacher_seed, data.teacher_arch, data.teacher_dim,
-                                   evaluate(teacher, data, args), seconds, throughput(teacher, data, args)))
+                                   evaluate(teacher, data, args), seconds, throughput(teacher, data, args),
+                                   epochs=epochs, lr=lr))
     teacher.eval()
     return teacher
 
 
-def _record(data, args, setting, method, kind, seed, arch, dim, metrics, seconds, items_per_second) -> dict:
+def _record(data, args, setting, method, kind, seed, arch, dim, metrics, seconds, items_per_second,
+            epochs: Optional[int] = None, lr: Optional[float] = None) -> dict:
+    """One line of ``runs.jsonl``; ``epochs`` and ``lr`` are the ones the model trained with."""
     return {
         "dataset": data.name, "setting": setting, "method": method, "kind": kind, "seed": seed,
         "eval_split": data.eval_split, "student_arch": arch, "student_dim": dim,
         "teacher_arch": data.teacher_arch, "teacher_dim": data.teacher_dim,
         "metrics": metrics, "train_seconds": seconds, "throughput": items_per_second,
-        "hparams": {"sigma": args.sigma, "delta": args.delta, "views": args.views, "epochs": args.epochs,
-                    "batch_size": args.batch_size, "m": args.m, "lr": args.lr, "eval_normalize": args.eval_normalize,
+        "hparams": {"sigma": args.sigma, "delta": args.delta, "views": args.views, "epochs": epochs,
+                    "batch_size": args.batch_size, "m": args.m, "lr": lr, "eval_normalize": args.eval_normalize,
                     "normalize_student": args.normalize_student, "label_weight": args.label_weight},
     }
 
@@ -239,11 +245,12 @@ def run_student(data: BenchData, args, setting: str, method_name: str, seed: int
     seed_everything(seed)
     student = data.make_model(arch, dim).to(args.device)
     epochs = int(args.epochs or data.defaults["epochs"])
-    seconds = train_model(student, data, args, loss_funcs, mining_funcs, loss_weights, epochs,
+    lr = float(args.lr or data.defaults["lr"])
+    seconds = train_model(student, data, args, loss_funcs, mining_funcs, loss_weights, epochs, lr=lr,
                           teacher=teacher if method.kind != "scratch" else None,
                           desc=f"{setting} {method_name} seed {seed}")
     return _record(data, args, setting, method_name, method.kind, seed, arch, dim,
-                   evaluate(student, data, args), seconds, throughput(student, data, args))
+                   evaluate(student, data, args), seconds, throughput(student, data, args), epochs=epochs, lr=lr)
 
 
 def load_done(path: Path) -> List[dict]:

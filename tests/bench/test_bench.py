@@ -176,6 +176,27 @@ def test_teacher_depends_on_its_seed_only(tmp_path):
     assert metrics[0] == metrics[1], "same teacher, same student seed: same results"
 
 
+def test_teacher_budget_is_its_own_and_names_its_checkpoint(tmp_path):
+    """--lr is the students'; the teacher trains at --teacher-lr and its cache is keyed by its budget."""
+    import torch
+
+    common = ["--dataset", "digits", "--methods", "pkt", "--settings", "compression", "--seeds", "1", "--no-report"]
+    run(tmp_path / "a", *common, "--lr", "3e-3")
+    run(tmp_path / "b", *common, "--lr", "1e-2")
+    checkpoints = [list((tmp_path / n).glob("teacher_*.pt")) for n in ("a", "b")]
+    assert [p.name for p in checkpoints[0]] == ["teacher_digits_test_ProxyAnchorLoss_e1_lr0.001_0.pt"]
+    first, second = (torch.load(c[0]) for c in checkpoints)
+    for key in first:  # the students' --lr does not reach the teacher
+        torch.testing.assert_close(first[key], second[key], rtol=0, atol=0, msg=key)
+    runs = read_runs(tmp_path / "a")
+    assert [(r["kind"], r["hparams"]["epochs"], r["hparams"]["lr"]) for r in runs] == [
+        ("teacher", 1, 1e-3), ("transfer", 1, 3e-3)]
+    # a teacher of another budget in the same folder is trained, not loaded from the first one's file
+    run(tmp_path / "a", *common, "--teacher-lr", "1e-2", "--seeds", "2")
+    assert sorted(p.name for p in (tmp_path / "a").glob("teacher_*.pt")) == [
+        "teacher_digits_test_ProxyAnchorLoss_e1_lr0.001_0.pt", "teacher_digits_test_ProxyAnchorLoss_e1_lr0.01_0.pt"]
+
+
 def test_omniglot_validation_alphabets_are_held_out_whole():
     from pml_relaxed.bench.data import _split_alphabets, omniglot_data
     from pml_relaxed.datasets import DEFAULT_OMNIGLOT_ROOT, Omniglot

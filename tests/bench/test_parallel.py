@@ -69,3 +69,24 @@ def test_no_report_then_report_only(tmp_path):
 def test_bad_worker_and_report_options(tmp_path, argv, error, message):
     with pytest.raises(error, match=message):
         run(tmp_path, *argv)
+
+
+@pytest.mark.parametrize("jobs, threads", [(1, 8), (2, 4), (3, 2), (9, 2)])
+def test_worker_threads_share_the_cores_among_the_jobs_that_run(tmp_path, monkeypatch, jobs, threads):
+    """4 workers on 8 cores: 2 threads each; 1 job alone gets all 8, 2 jobs 4 each; OMP_NUM_THREADS set wins."""
+    import subprocess
+
+    from pml_relaxed.bench import parallel
+
+    seen = []
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(subprocess, "run", lambda command, env, **kw: seen.append(env["OMP_NUM_THREADS"]) or
+                        subprocess.CompletedProcess(command, 0))
+    args = get_args_parser().parse_args(TINY + ["--workers", "4", "--output-dir", str(tmp_path)])
+    assert parallel.run_parallel(args, get_args_parser(), [("s", f"m{i}") for i in range(jobs)]) == []
+    assert seen == [str(threads)] * jobs
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    seen.clear()
+    parallel.run_parallel(args, get_args_parser(), [("s", "m")])
+    assert seen == ["3"]

@@ -54,16 +54,54 @@ def test_select_skips_incomplete_points_and_other_settings(tmp_path):
             "metrics": {"recall_at_1": r1, "mean_average_precision_at_r": r1 / 2}}) + "\n" for m, s, r1, seed in rows))
 
     # dim64 is not a validation setting, seed 1 is beyond the validation seeds: neither counts
-    write("a", [("rc", "dim16", 0.8, 0), ("rc", "dim32", 0.8, 0), ("rc", "dim64", 0.1, 0), ("rc", "dim16", 0.1, 1)])
+    # pkt's runs in folder "a" come from another sweep: point "a" applies to rc only
+    write("a", [("rc", "dim16", 0.8, 0), ("rc", "dim32", 0.8, 0), ("rc", "dim64", 0.1, 0), ("rc", "dim16", 0.1, 1),
+                ("pkt", "dim16", 0.9, 0), ("pkt", "dim32", 0.9, 0)])
     write("b", [("rc", "dim16", 0.99, 0)])  # better, but its dim32 run never finished
     points = [("a", ["--lr", "1"], ["rc"]), ("b", ["--lr", "2"], ["rc"]), ("c", ["--lr", "3"], ["rc"])]
     table, chosen = module.select(tmp_path, points, ["dim16", "dim32"], 1)
     assert chosen["rc"]["point"] == "a" and chosen["rc"]["args"] == ["--lr", "1"]
     assert chosen["rc"]["R@1"] == pytest.approx(0.8)
-    assert {(r["point"], r["runs"]) for r in table} == {("a", 2), ("b", 1)}
+    assert {(r["point"], r["method"], r["runs"]) for r in table} == {("a", "rc", 2), ("b", "rc", 1)}
+    assert "pkt" not in chosen
 
 
 @pytest.mark.parametrize("budget", ["20", "0:1e-3", "20:-1", "x:1e-3", "20:lr"])
 def test_bad_budget(budget):
     with pytest.raises(ValueError, match=r"a budget must look like epochs:lr .* got"):
         _module().parse_budget(budget)
+
+
+def test_delta_and_label_weight_points_at_every_delta_budget():
+    module = _module()
+    args = module.get_args_parser().parse_args([
+        "--methods", "relaxed_contrastive", "relaxed_contrastive+labels", "pkt", "--budgets", "10:1e-3",
+        "--deltas", "2", "--delta-methods", "relaxed_contrastive", "relaxed_ms",
+        "--delta-budget", "10:3e-3", "20:1e-2", "--label-weights", "0.25"])
+    points = {name: (point_args, methods) for name, point_args, methods in module.validation_points(args)}
+    assert points == {
+        "e10_lr1e-3": (["--epochs", "10", "--lr", "1e-3"], ["relaxed_contrastive", "relaxed_contrastive+labels", "pkt"]),
+        "e10_lr3e-3_delta2": (["--epochs", "10", "--lr", "3e-3", "--delta", "2"], ["relaxed_contrastive"]),
+        "e20_lr1e-2_delta2": (["--epochs", "20", "--lr", "1e-2", "--delta", "2"], ["relaxed_contrastive"]),
+        "e10_lr3e-3_lw0.25": (["--epochs", "10", "--lr", "3e-3", "--label-weight", "0.25"],
+                              ["relaxed_contrastive+labels"]),
+        "e20_lr1e-2_lw0.25": (["--epochs", "20", "--lr", "1e-2", "--label-weight", "0.25"],
+                              ["relaxed_contrastive+labels"]),
+    }
+    assert "--delta-budget 10:3e-3 20:1e-2 --label-weights 0.25" in module.command_line(args)
+
+
+def test_drop_stale_moves_runs_at_another_point(tmp_path):
+    module = _module()
+    runs = tmp_path / "runs.jsonl"
+    hparams = {"epochs": 10, "lr": 0.003, "delta": 1.0, "label_weight": 0.5}
+    rows = [("teacher:x", hparams), ("rc", hparams), ("rc", {**hparams, "delta": 2.0}),
+            ("pkt", {**hparams, "lr": 0.01}), ("pkt", {**hparams, "epochs": 20, "lr": 0.01})]
+    runs.write_text("".join(json.dumps({"method": m, "kind": "x", "hparams": h}) + "\n" for m, h in rows))
+    chosen = {"rc": {"args": ["--epochs", "10", "--lr", "3e-3", "--delta", "2"]},
+              "pkt": {"args": ["--epochs", "20", "--lr", "1e-2"]}}
+    assert module.drop_stale(runs, chosen, "digits", ["--no-progress"]) == 2
+    assert [(r["method"], r["hparams"]) for r in _records(runs)] == [rows[0], rows[2], rows[4]]
+    assert [(r["method"], r["hparams"]) for r in _records(tmp_path / "runs.stale.jsonl")] == [rows[1], rows[3]]
+    assert module.drop_stale(runs, chosen, "digits", []) == 0
+    assert module.drop_stale(tmp_path / "missing.jsonl", chosen, "digits", []) == 0
