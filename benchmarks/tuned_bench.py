@@ -105,12 +105,13 @@ def drop_stale(runs_path: Path, chosen: Dict[str, dict], dataset: str, extra: Se
     """
     if not runs_path.exists():
         return 0
+    parser = bench_parser()
+    wanted = {method: parser.parse_args(["--dataset", dataset, *extra, *row["args"]]) for method, row in chosen.items()}
     keep, stale = [], []
     for line in runs_path.read_text().splitlines():
         record = json.loads(line)
-        row = chosen.get(record["method"])
-        wanted = bench_parser().parse_args(["--dataset", dataset, *extra, *row["args"]]) if row else None
-        same = wanted is None or all(_same(record["hparams"].get(name), getattr(wanted, name)) for name in HPARAMS)
+        point = wanted.get(record["method"])
+        same = point is None or all(_same(record["hparams"].get(name), getattr(point, name)) for name in HPARAMS)
         (keep if same else stale).append(line + "\n")
     if stale:
         with runs_path.with_name("runs.stale.jsonl").open("a") as f:
