@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from pml_relaxed.bench import get_args_parser as bench_parser
+from pml_relaxed.bench.cli import held_out_args as held_out
 from pml_relaxed.bench import main as bench_main
 from pml_relaxed.bench.methods import DEFAULT_METHODS
 
@@ -123,13 +124,6 @@ def drop_stale(runs_path: Path, chosen: Dict[str, dict], dataset: str, extra: Se
 def _same(recorded, wanted) -> bool:
     """A recorded hyper-parameter matches the wanted one (None wanted: any value matches)."""
     return wanted is None or (recorded is not None and math.isclose(recorded, wanted))
-
-
-def held_out(args: argparse.Namespace) -> List[str]:
-    """The bench options that pick the validation classes: whole alphabets if asked, else classes."""
-    if args.val_alphabets:
-        return ["--val-alphabets", str(args.val_alphabets)]
-    return ["--val-classes", str(args.val_classes)]
 
 
 def _bench(argv: Sequence[str]) -> None:

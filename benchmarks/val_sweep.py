@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from pml_relaxed.bench import get_args_parser as bench_parser
-from pml_relaxed.bench.cli import DATASETS
+from pml_relaxed.bench.cli import DATASETS, held_out_args as held_out
 from pml_relaxed.bench.runner import run_all
 
 BOOLEAN_OPTIONS = {"eval-normalize", "normalize-student"}
@@ -65,13 +65,6 @@ def option_args(point: Dict[str, str]) -> List[str]:
         else:
             args += [f"--{key}", value]
     return args
-
-
-def held_out(args: argparse.Namespace) -> List[str]:
-    """The bench options that pick the validation classes: whole alphabets if asked, else classes."""
-    if args.val_alphabets:
-        return ["--val-alphabets", str(args.val_alphabets)]
-    return ["--val-classes", str(args.val_classes)]
 
 
 def point_name(point: Dict[str, str]) -> str:

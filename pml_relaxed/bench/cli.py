@@ -100,6 +100,14 @@ def _check_args(args: argparse.Namespace, settings: List[str]) -> None:
         raise ValueError("--report-only and --no-report exclude each other; got both")
 
 
+def held_out_args(args: argparse.Namespace) -> List[str]:
+    """The bench options that pick the validation classes (for scripts that call the bench): whole
+    alphabets if ``args.val_alphabets`` is set, else ``args.val_classes`` classes."""
+    if args.val_alphabets:
+        return ["--val-alphabets", str(args.val_alphabets)]
+    return ["--val-classes", str(args.val_classes)]
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
