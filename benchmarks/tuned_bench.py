@@ -6,7 +6,9 @@
    ``--val-classes`` held-out ones (Omniglot: or ``--val-alphabets`` whole alphabets), scored on
    those (never on test classes). A point counts only for the methods it was made for.
 2. Selection: per method, the point with the best mean of R@1 and MAP@R over ``--val-settings`` and
-   ``--val-seeds`` (only points whose runs all finished).
+   ``--val-seeds`` (only points whose runs all finished). With ``--refine NAME=OPTIONS``, a second
+   stage then tries each refinement's bench options on top of each method's chosen point (e.g.
+   ``"h128=--text-hidden-dim 128"``) and chooses again among the chosen point and its refinements.
 3. Test: every method at its chosen point, ``--settings`` x ``--seeds``, into one ``runs.jsonl``;
    then the usual report (results.md, plots). ``runs.jsonl`` records each run's epochs, lr and delta.
    Test runs left from an earlier call at another point (a grid that grew changed a choice) are
@@ -26,6 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
+import shlex
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
@@ -34,6 +38,7 @@ from pml_relaxed.bench import get_args_parser as bench_parser
 from pml_relaxed.bench.cli import held_out_args as held_out
 from pml_relaxed.bench import main as bench_main
 from pml_relaxed.bench.methods import DEFAULT_METHODS
+from pml_relaxed.bench.text_data import TEXT_STUDENT_DEFAULTS, text_student_options
 
 #: a validation point: (name, bench arguments, methods it applies to)
 Point = Tuple[str, List[str], List[str]]
@@ -61,6 +66,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="the budget(s) of the extra delta and label-weight points")
     parser.add_argument("--label-weights", nargs="*", default=[],
                         help="extra label_weight values tried for relaxed_contrastive+labels (0.5 is in every budget)")
+    parser.add_argument("--refine", nargs="*", default=[], metavar="NAME=OPTIONS",
+                        help="second stage: bench options tried on top of each method's chosen point, "
+                             "e.g. 'h128=--text-hidden-dim 128' 'std0.3=--text-init-std 0.3'")
     parser.add_argument("--settings", nargs="+", default=None, help="test settings (default: the dataset's all)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
@@ -97,6 +105,25 @@ def validation_points(args: argparse.Namespace) -> List[Point]:
     return points
 
 
+def parse_refinement(text: str) -> Tuple[str, List[str]]:
+    """``"h128=--text-hidden-dim 128"`` -> ``("h128", ["--text-hidden-dim", "128"])``; raises ValueError otherwise."""
+    name, sep, options = text.partition("=")
+    argv = shlex.split(options)
+    if not sep or not re.fullmatch(r"[\w.+-]+", name) or not argv or not argv[0].startswith("--"):
+        raise ValueError(f"a refinement must look like NAME=--option value (e.g. 'h128=--text-hidden-dim 128'); "
+                         f"got {text!r}")
+    return name, argv
+
+
+def refinement_points(chosen: Dict[str, dict], refinements: Sequence[Tuple[str, List[str]]]) -> List[Point]:
+    """Second stage: every refinement on top of every chosen point, for the methods that chose it."""
+    by_point: Dict[str, Tuple[List[str], List[str]]] = {}
+    for method, row in chosen.items():
+        by_point.setdefault(row["point"], (row["args"], []))[1].append(method)
+    return [(f"{point}_{name}", [*point_args, *options], methods)
+            for point, (point_args, methods) in by_point.items() for name, options in refinements]
+
+
 def drop_stale(runs_path: Path, chosen: Dict[str, dict], dataset: str, extra: Sequence[str]) -> int:
     """Moves the test runs of a method trained at another point than its chosen one to ``runs.stale.jsonl``.
 
@@ -112,7 +139,8 @@ def drop_stale(runs_path: Path, chosen: Dict[str, dict], dataset: str, extra: Se
     for line in runs_path.read_text().splitlines():
         record = json.loads(line)
         point = wanted.get(record["method"])
-        same = point is None or all(_same(record["hparams"].get(name), getattr(point, name)) for name in HPARAMS)
+        same = point is None or (all(_same(record["hparams"].get(name), getattr(point, name)) for name in HPARAMS)
+                                 and _same_student(record["hparams"], dataset, point))
         (keep if same else stale).append(line + "\n")
     if stale:
         with runs_path.with_name("runs.stale.jsonl").open("a") as f:
@@ -124,6 +152,13 @@ def drop_stale(runs_path: Path, chosen: Dict[str, dict], dataset: str, extra: Se
 def _same(recorded, wanted) -> bool:
     """A recorded hyper-parameter matches the wanted one (None wanted: any value matches)."""
     return wanted is None or (recorded is not None and math.isclose(recorded, wanted))
+
+
+def _same_student(hparams: dict, dataset: str, wanted: argparse.Namespace) -> bool:
+    """The run's student was built with the wanted ``--text-*`` options (runs before they were recorded: defaults)."""
+    if dataset != "banking77":
+        return True
+    return hparams.get("student_options", TEXT_STUDENT_DEFAULTS) == text_student_options(wanted)
 
 
 def _bench(argv: Sequence[str]) -> None:
@@ -176,18 +211,28 @@ def main(args: argparse.Namespace) -> Dict[str, dict]:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     points = validation_points(args)
+    refinements = [parse_refinement(text) for text in args.refine]
     val_dir = out / "val"
     common = ["--dataset", args.dataset, "--workers", str(args.workers), *extra]
-    for name, point_args, methods in points:
-        _bench(common + point_args + [*held_out(args), "--settings", *args.val_settings,
-                                      "--methods", *methods, "--seeds", str(args.val_seeds),
-                                      "--teacher-dir", str(val_dir / "teachers"), "--output-dir", str(val_dir / name),
-                                      "--no-report"])
-    table, chosen = select(val_dir, points, args.val_settings, args.val_seeds)
-    write_selection(out, table, chosen, command)
-    missing = [m for m in args.methods if m not in chosen]
-    if missing:
-        raise RuntimeError(f"no complete validation point for {missing}; see {out / 'selection.md'}")
+
+    def validate(stage: List[Point], candidates: List[Point]) -> Dict[str, dict]:
+        """Trains the points of ``stage``, then chooses each method's point among ``candidates``."""
+        for name, point_args, methods in stage:
+            _bench(common + point_args + [*held_out(args), "--settings", *args.val_settings,
+                                          "--methods", *methods, "--seeds", str(args.val_seeds),
+                                          "--teacher-dir", str(val_dir / "teachers"),
+                                          "--output-dir", str(val_dir / name), "--no-report"])
+        table, chosen = select(val_dir, candidates, args.val_settings, args.val_seeds)
+        write_selection(out, table, chosen, command)
+        missing = [m for m in args.methods if m not in chosen]
+        if missing:
+            raise RuntimeError(f"no complete validation point for {missing}; see {out / 'selection.md'}")
+        return chosen
+
+    chosen = validate(points, points)
+    if refinements:
+        second = refinement_points(chosen, refinements)
+        chosen = validate(second, points + second)
     test_dir = out / "test"
     moved = drop_stale(test_dir / "runs.jsonl", chosen, args.dataset, extra)
     if moved:
@@ -214,6 +259,7 @@ def command_line(args: argparse.Namespace) -> str:
              "--val-seeds", str(args.val_seeds), "--budgets", *args.budgets, "--deltas", *args.deltas,
              "--delta-methods", *args.delta_methods, "--delta-budget", *args.delta_budget,
              *(["--label-weights", *args.label_weights] if args.label_weights else []),
+             *(["--refine", *map(shlex.quote, args.refine)] if args.refine else []),
              *(["--settings", *args.settings] if args.settings else []), "--seeds", str(args.seeds),
              "--workers", str(args.workers), "--output-dir", args.output_dir]
     extra = bench_extra(args)

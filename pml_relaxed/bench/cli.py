@@ -67,6 +67,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the validation-class draw")
     parser.add_argument("--eval-normalize", action=argparse.BooleanOptionalAction, default=True,
                         help="L2-normalise embeddings before retrieval")
+    parser.add_argument("--text-hidden-dim", type=int, default=None,
+                        help="banking77 student: width of the hashed n-gram embeddings (default 64)")
+    parser.add_argument("--text-mlp", type=int, nargs="*", default=None,
+                        help="banking77 student: hidden widths of the MLP head (default 256; none: linear head)")
+    parser.add_argument("--text-init-std", type=float, default=None,
+                        help="banking77 student: std of the n-gram embeddings' initialisation (default 0.1)")
     parser.add_argument("--backbone", default="resnet50", choices=["resnet50", "conv4"],
                         help="cub/cars/sop: torchvision ImageNet ResNets (paper) or a from-scratch Conv-4")
     parser.add_argument("--image-size", type=int, default=224, help="cub/cars/sop input size")
@@ -143,6 +149,11 @@ def main(args: argparse.Namespace, argv: Optional[List[str]] = None) -> List[Pat
                          f"and {args.val_classes}")
     if args.val_alphabets and args.dataset != "omniglot":
         raise ValueError(f"--val-alphabets needs classes grouped in alphabets (--dataset omniglot); "
+                         f"got --dataset {args.dataset}")
+    text_options = [flag for flag, value in (("--text-hidden-dim", args.text_hidden_dim), ("--text-mlp", args.text_mlp),
+                                             ("--text-init-std", args.text_init_std)) if value is not None]
+    if text_options and args.dataset != "banking77":
+        raise ValueError(f"{', '.join(text_options)} shape the text student (--dataset banking77); "
                          f"got --dataset {args.dataset}")
     data = DATASETS[args.dataset](args)
     if args.quick:

@@ -73,6 +73,7 @@ class BenchData:
     throughput_fn: Optional[Callable[[torch.nn.Module], float]] = None  # items/s of a student
     teacher_throughput_fn: Optional[Callable[[], float]] = None  # items/s of the given teacher
     train_views: Optional[Callable[[int], Tuple[Dataset, Callable]]] = None  # per-item views (images on disk)
+    student_options: Optional[Dict[str, object]] = None  # constructor options of the students, recorded per run
 
     @property
     def num_train_classes(self) -> int:

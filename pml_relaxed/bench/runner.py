@@ -224,14 +224,17 @@ def get_teacher(data: BenchData, args: argparse.Namespace, records: List[dict]) 
 def _record(data, args, setting, method, kind, seed, arch, dim, metrics, seconds, items_per_second,
             epochs: Optional[int] = None, lr: Optional[float] = None) -> dict:
     """One line of ``runs.jsonl``; ``epochs`` and ``lr`` are the ones the model trained with."""
+    hparams = {"sigma": args.sigma, "delta": args.delta, "views": args.views, "epochs": epochs,
+               "batch_size": args.batch_size, "m": args.m, "lr": lr, "eval_normalize": args.eval_normalize,
+               "normalize_student": args.normalize_student, "label_weight": args.label_weight}
+    if data.student_options is not None:
+        hparams["student_options"] = data.student_options
     return {
         "dataset": data.name, "setting": setting, "method": method, "kind": kind, "seed": seed,
         "eval_split": data.eval_split, "student_arch": arch, "student_dim": dim,
         "teacher_arch": data.teacher_arch, "teacher_dim": data.teacher_dim,
         "metrics": metrics, "train_seconds": seconds, "throughput": items_per_second,
-        "hparams": {"sigma": args.sigma, "delta": args.delta, "views": args.views, "epochs": epochs,
-                    "batch_size": args.batch_size, "m": args.m, "lr": lr, "eval_normalize": args.eval_normalize,
-                    "normalize_student": args.normalize_student, "label_weight": args.label_weight},
+        "hparams": hparams,
     }
 
 

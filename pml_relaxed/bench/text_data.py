@@ -20,6 +20,31 @@ from ..models.hashed_ngram_embedder import HashedNgramEmbedder
 from ..models.indexed_text_student import IndexedTextStudent, pack_text_rows
 from .data import BenchData, TensorDataset
 
+#: the bench's text student; ``--text-hidden-dim``, ``--text-mlp`` and ``--text-init-std`` override it
+TEXT_STUDENT_DEFAULTS = {"hidden_dim": 64, "mlp_hidden_dims": [256], "init_std": 0.1}
+
+
+def text_student_options(args: argparse.Namespace) -> dict:
+    """The :class:`HashedNgramEmbedder` options of the bench's students: the defaults, then the ``--text-*`` options.
+
+    Raises:
+        ValueError: ``--text-hidden-dim`` or a ``--text-mlp`` width below 1, or ``--text-init-std`` not > 0.
+    """
+    options = dict(TEXT_STUDENT_DEFAULTS)
+    if args.text_hidden_dim is not None:
+        if args.text_hidden_dim < 1:
+            raise ValueError(f"--text-hidden-dim must be >= 1; got {args.text_hidden_dim}")
+        options["hidden_dim"] = args.text_hidden_dim
+    if args.text_mlp is not None:
+        if any(width < 1 for width in args.text_mlp):
+            raise ValueError(f"--text-mlp widths must be >= 1 (none for a linear head); got {args.text_mlp}")
+        options["mlp_hidden_dims"] = list(args.text_mlp)
+    if args.text_init_std is not None:
+        if not args.text_init_std > 0:
+            raise ValueError(f"--text-init-std must be > 0; got {args.text_init_std}")
+        options["init_std"] = args.text_init_std
+    return options
+
 
 def sentences_per_second(encode, texts: List[str], batch_size: int = 256, repeats: int = 3) -> float:
     """Best-of-``repeats`` throughput of ``encode(list_of_texts)`` over ``texts`` in batches."""
@@ -37,6 +62,7 @@ def banking77_data(args: argparse.Namespace) -> BenchData:
     """Banking77: first 39 intents train (train.csv), other 38 test (test.csv); MiniLM teacher."""
     from ..models.sentence_transformer_teacher import SentenceTransformerTeacher
 
+    student_options = text_student_options(args)
     root = Path(args.data_root) if args.data_root else DEFAULT_BANKING77_ROOT
     if args.val_classes:
         train = Banking77(root, split="train", num_val_classes=args.val_classes, seed=args.split_seed)
@@ -58,7 +84,7 @@ def banking77_data(args: argparse.Namespace) -> BenchData:
     def make_model(arch: str, dim: int) -> torch.nn.Module:
         if arch != "ngram":
             raise ValueError(f"banking77 students are 'ngram'; got {arch!r}")
-        student = HashedNgramEmbedder(embedding_dim=dim, num_buckets=num_buckets)
+        student = HashedNgramEmbedder(embedding_dim=dim, num_buckets=num_buckets, **student_options)
         return IndexedTextStudent(student)
 
     return BenchData(
@@ -68,7 +94,7 @@ def banking77_data(args: argparse.Namespace) -> BenchData:
         settings={"dim16": ("ngram", 16), "dim32": ("ngram", 32), "dim64": ("ngram", 64)},
         make_model=make_model, augment=None,
         defaults={"epochs": 10, "teacher_epochs": 0, "batch_size": 128, "m": 4, "lr": 3e-3},
-        teacher=CachedTeacher(teacher_embeddings),
+        teacher=CachedTeacher(teacher_embeddings), student_options=student_options,
         # Sentences per second from raw strings, tokenisation included, as a user would serve them.
         throughput_fn=lambda model: sentences_per_second(_uncached(model.model), eval_texts),
         teacher_throughput_fn=lambda: sentences_per_second(teacher_model, eval_texts),

@@ -98,7 +98,7 @@ def test_cub_fixture_with_conv4(tmp_path):
     assert runs[1]["student_arch"] == "conv4-w64" and runs[1]["student_dim"] == 16
 
 
-def test_banking77_fixture_with_real_teacher(tmp_path):
+def make_banking77(tmp_path):
     root = tmp_path / "banking77"
     root.mkdir()
     intents = [f"intent_{i}" for i in range(77)]
@@ -110,6 +110,11 @@ def test_banking77_fixture_with_real_teacher(tmp_path):
     (root / "train.csv").write_text("\n".join(rows) + "\n")
     rows = ["text,category"] + [f"how do I get my {words[4 + i]} {k}?,{intents[40 + i]}" for i in range(3) for k in range(4)]
     (root / "test.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_banking77_fixture_with_real_teacher(tmp_path):
+    root = make_banking77(tmp_path)
     out = tmp_path / "out"
     run(out, "--dataset", "banking77", "--data-root", str(root), "--methods", "relaxed_contrastive",
         "proxy_anchor", "--settings", "dim16", "--seeds", "1", "--batch-size", "8", "--m", "2")
@@ -118,6 +123,28 @@ def test_banking77_fixture_with_real_teacher(tmp_path):
     assert len(teacher) == 1 and teacher[0]["teacher_dim"] == 384 and teacher[0]["throughput"] > 0
     assert {r["method"] for r in runs if r["kind"] != "teacher"} == {"relaxed_contrastive", "proxy_anchor"}
     assert any(p.suffix == ".pt" for p in (out / "teacher_cache").iterdir()), "teacher embeddings are cached"
+    assert all(r["hparams"]["student_options"] == {"hidden_dim": 64, "mlp_hidden_dims": [256], "init_std": 0.1}
+               for r in runs)
+
+
+def test_banking77_text_student_options_build_and_are_recorded(tmp_path):
+    import torch
+
+    from pml_relaxed.bench.text_data import banking77_data
+
+    root = make_banking77(tmp_path)
+    options = ["--text-hidden-dim", "24", "--text-mlp", "--text-init-std", "0.5"]  # --text-mlp alone: linear head
+    args = get_args_parser().parse_args(["--dataset", "banking77", "--data-root", str(root), "--output-dir",
+                                         str(tmp_path / "out"), "--no-progress", *options])
+    student = banking77_data(args).make_model("ngram", 16).model
+    assert student.bag.embedding_dim == 24 and student.embedding_dim == 16
+    assert [type(m) for m in student.head.modules() if isinstance(m, torch.nn.Linear)] == [torch.nn.Linear]
+    assert 0.45 < float(student.bag.weight[1:].std()) < 0.55
+    run(tmp_path / "out", "--dataset", "banking77", "--data-root", str(root), "--methods", "relaxed_contrastive",
+        "--settings", "dim16", "--seeds", "1", "--batch-size", "8", "--m", "2", *options)
+    students = [r for r in read_runs(tmp_path / "out") if r["kind"] != "teacher"]
+    assert [r["hparams"]["student_options"] for r in students] == [{"hidden_dim": 24, "mlp_hidden_dims": [],
+                                                                    "init_std": 0.5}]
 
 
 @pytest.mark.parametrize(
@@ -133,6 +160,14 @@ def test_banking77_fixture_with_real_teacher(tmp_path):
         (["--val-alphabets", "1"], r"--val-alphabets needs classes grouped in alphabets \(--dataset omniglot\); got "
                                    r"--dataset digits"),
         (["--val-alphabets", "1", "--val-classes", "2"], r"--val-alphabets and --val-classes exclude each other"),
+        (["--text-hidden-dim", "32", "--text-mlp", "128"], r"--text-hidden-dim, --text-mlp shape the text student "
+                                                            r"\(--dataset banking77\); got --dataset digits"),
+        (["--dataset", "banking77", "--data-root", "/nonexistent", "--text-hidden-dim", "0"],
+         r"--text-hidden-dim must be >= 1; got 0"),
+        (["--dataset", "banking77", "--data-root", "/nonexistent", "--text-mlp", "64", "0"],
+         r"--text-mlp widths must be >= 1 \(none for a linear head\); got \[64, 0\]"),
+        (["--dataset", "banking77", "--data-root", "/nonexistent", "--text-init-std", "0"],
+         r"--text-init-std must be > 0; got 0.0"),
     ],
 )
 def test_bad_arguments(tmp_path, argv, message):

@@ -18,16 +18,25 @@ def test_each_method_is_tested_at_its_best_validation_point(tmp_path):
     args = module.get_args_parser().parse_args([
         "--dataset", "digits", "--val-classes", "2", "--methods", "relaxed_contrastive", "pkt",
         "--val-settings", "dim_reduction", "--val-seeds", "1", "--budgets", "1:1e-3", "2:3e-3",
-        "--deltas", "2", "--delta-budget", "1:3e-3", "--settings", "compression", "--seeds", "1",
-        "--output-dir", str(tmp_path), "--", "--teacher-epochs", "1", "--no-progress",
+        "--deltas", "2", "--delta-budget", "1:3e-3", "--refine", "sigma2=--sigma 2", "--settings", "compression",
+        "--seeds", "1", "--output-dir", str(tmp_path), "--", "--teacher-epochs", "1", "--no-progress",
     ])
     chosen = module.main(args)
     points = {p.name for p in (tmp_path / "val").iterdir() if p.name != "teachers"}
-    assert points == {"e1_lr1e-3", "e2_lr3e-3", "e1_lr3e-3_delta2"}
-    assert [r["method"] for r in _records(tmp_path / "val" / "e1_lr3e-3_delta2" / "runs.jsonl")] == \
-        ["relaxed_contrastive"], "delta points only for the delta methods"
-    assert all(r["eval_split"] == "val" for p in points for r in _records(tmp_path / "val" / p / "runs.jsonl"))
+    first = {"e1_lr1e-3", "e2_lr3e-3", "e1_lr3e-3_delta2"}
+    assert first < points and all(p.endswith("_sigma2") and p[: -len("_sigma2")] in first for p in points - first)
     table = json.loads((tmp_path / "selection.json").read_text())["table"]
+    first_choice = {}  # stage one: each method's best point among the first-stage ones
+    for row in table:
+        if row["point"] in first and row["score"] > first_choice.get(row["method"], {"score": -1})["score"]:
+            first_choice[row["method"]] = row
+    assert {p for p in points - first} == {row["point"] + "_sigma2" for row in first_choice.values()}
+    for point in points - first:  # a refinement trains exactly the methods that chose the point it refines
+        records = _records(tmp_path / "val" / point / "runs.jsonl")
+        assert {r["method"] for r in records if r["kind"] != "teacher"} == \
+            {m for m, row in first_choice.items() if row["point"] + "_sigma2" == point}
+        assert all(r["hparams"]["sigma"] == 2.0 for r in records)
+    assert all(r["eval_split"] == "val" for p in points for r in _records(tmp_path / "val" / p / "runs.jsonl"))
     for method, row in chosen.items():  # the chosen point has the best validation score of its method
         assert row["score"] == max(r["score"] for r in table if r["method"] == method)
     test_runs = [r for r in _records(tmp_path / "test" / "runs.jsonl") if r["kind"] != "teacher"]
@@ -39,8 +48,10 @@ def test_each_method_is_tested_at_its_best_validation_point(tmp_path):
         assert r["hparams"]["lr"] == float(point_args[point_args.index("--lr") + 1])
         expected_delta = float(point_args[point_args.index("--delta") + 1]) if "--delta" in point_args else 1.0
         assert r["hparams"]["delta"] == expected_delta
+        assert r["hparams"]["sigma"] == (2.0 if chosen[r["method"]]["point"].endswith("_sigma2") else 1.0)
     report = (tmp_path / "test" / "results.md").read_text()
     assert "**Tuned by:** `python benchmarks/tuned_bench.py --dataset digits" in report
+    assert "--refine sigma2=--sigma 2" not in report and "--refine 'sigma2=--sigma 2'" in report
     assert "**yes**" in (tmp_path / "selection.md").read_text()
 
 
@@ -105,3 +116,41 @@ def test_drop_stale_moves_runs_at_another_point(tmp_path):
     assert [(r["method"], r["hparams"]) for r in _records(tmp_path / "runs.stale.jsonl")] == [rows[1], rows[3]]
     assert module.drop_stale(runs, chosen, "digits", []) == 0
     assert module.drop_stale(tmp_path / "missing.jsonl", chosen, "digits", []) == 0
+
+
+def test_refinements_parse_and_apply_to_each_chosen_point():
+    module = _module()
+    assert module.parse_refinement("h128=--text-hidden-dim 128") == ("h128", ["--text-hidden-dim", "128"])
+    assert module.parse_refinement("linear=--text-mlp") == ("linear", ["--text-mlp"])
+    chosen = {"rc": {"point": "e10_lr1e-2", "args": ["--epochs", "10", "--lr", "1e-2"]},
+              "pkt": {"point": "e20_lr3e-3", "args": ["--epochs", "20", "--lr", "3e-3"]},
+              "ms": {"point": "e10_lr1e-2", "args": ["--epochs", "10", "--lr", "1e-2"]}}
+    points = module.refinement_points(chosen, [("h128", ["--text-hidden-dim", "128"]), ("linear", ["--text-mlp"])])
+    assert points == [
+        ("e10_lr1e-2_h128", ["--epochs", "10", "--lr", "1e-2", "--text-hidden-dim", "128"], ["rc", "ms"]),
+        ("e10_lr1e-2_linear", ["--epochs", "10", "--lr", "1e-2", "--text-mlp"], ["rc", "ms"]),
+        ("e20_lr3e-3_h128", ["--epochs", "20", "--lr", "3e-3", "--text-hidden-dim", "128"], ["pkt"]),
+        ("e20_lr3e-3_linear", ["--epochs", "20", "--lr", "3e-3", "--text-mlp"], ["pkt"]),
+    ]
+
+
+@pytest.mark.parametrize("text", ["h128", "=--text-mlp 3", "h128=", "h128=128", "a b=--sigma 2", "a/b=--sigma 2"])
+def test_bad_refinement(text):
+    with pytest.raises(ValueError, match=r"a refinement must look like NAME=--option value .* got"):
+        _module().parse_refinement(text)
+
+
+def test_drop_stale_compares_the_text_student(tmp_path):
+    module = _module()
+    runs = tmp_path / "runs.jsonl"
+    base = {"epochs": 10, "lr": 0.01, "delta": 1.0, "label_weight": 0.5}
+    default = {"hidden_dim": 64, "mlp_hidden_dims": [256], "init_std": 0.1}
+    rows = [("rc", base),  # recorded before student options were: the default student
+            ("rc", {**base, "student_options": default}),
+            ("rc", {**base, "student_options": {**default, "hidden_dim": 128}}),
+            ("pkt", {**base, "student_options": default})]
+    runs.write_text("".join(json.dumps({"method": m, "kind": "x", "hparams": h}) + "\n" for m, h in rows))
+    chosen = {"rc": {"args": ["--epochs", "10", "--lr", "1e-2", "--text-hidden-dim", "128"]},
+              "pkt": {"args": ["--epochs", "10", "--lr", "1e-2"]}}
+    assert module.drop_stale(runs, chosen, "banking77", []) == 2
+    assert [(r["method"], r["hparams"]) for r in _records(runs)] == [rows[2], rows[3]]
