@@ -75,7 +75,7 @@ def main(args: argparse.Namespace) -> List[dict]:
     out = Path(args.output_dir)
     grid = parse_grid(args.grid)
     fixed = {key: ",".join(values) for key, values in parse_grid(args.fixed)}
-    rows, data = [], None
+    rows = []
     for values in itertools.product(*(vals for _, vals in grid)):
         point = dict(zip((key for key, _ in grid), values))
         bench_args = bench_parser().parse_args(
@@ -84,7 +84,7 @@ def main(args: argparse.Namespace) -> List[dict]:
              "--output-dir", str(out / point_name(point)), "--teacher-dir", str(out / "teachers"), "--no-progress"]
             + option_args({**fixed, **point})
         )
-        data = data or DATASETS[args.dataset](bench_args)
+        data = DATASETS[args.dataset](bench_args)  # per point: an option may shape the data or its models
         records = [r for r in run_all(data, bench_args) if r["kind"] != "teacher"]
         for setting in args.settings:
             for method in args.methods:

@@ -9,6 +9,7 @@ from pml_relaxed.bench import get_args_parser, main
 from pml_relaxed.bench.data import digits_data
 from pml_relaxed.bench.methods import METHODS, MethodContext
 from pml_relaxed.similarities import MixedSimilarity
+from banking77_fixture import make_banking77
 from paper_fixtures import make_cub
 
 TINY = ["--epochs", "1", "--teacher-epochs", "1", "--no-progress"]
@@ -96,21 +97,6 @@ def test_cub_fixture_with_conv4(tmp_path):
     runs = read_runs(out)
     assert [r["kind"] for r in runs] == ["teacher", "transfer"]
     assert runs[1]["student_arch"] == "conv4-w64" and runs[1]["student_dim"] == 16
-
-
-def make_banking77(tmp_path):
-    root = tmp_path / "banking77"
-    root.mkdir()
-    intents = [f"intent_{i}" for i in range(77)]
-    (root / "categories.json").write_text(json.dumps(intents))
-    words = ["card", "transfer", "refund", "pin", "atm", "cash", "top up", "exchange rate"]
-    rows = ["text,category"]
-    for i in range(4):
-        rows += [f'"where is my {words[i]}, please {k}",{intents[i]}' for k in range(6)]
-    (root / "train.csv").write_text("\n".join(rows) + "\n")
-    rows = ["text,category"] + [f"how do I get my {words[4 + i]} {k}?,{intents[40 + i]}" for i in range(3) for k in range(4)]
-    (root / "test.csv").write_text("\n".join(rows) + "\n")
-    return root
 
 
 def test_banking77_fixture_with_real_teacher(tmp_path):

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from banking77_fixture import make_banking77
 from benchmark_scripts import load_script
 
 
@@ -28,6 +29,19 @@ def test_grid_runs_on_validation_classes_with_one_teacher(tmp_path):
     assert all(r["hparams"]["epochs"] == 1 for r in students)
     assert "| 0.5 | true | dim_reduction | relaxed_contrastive |" in (tmp_path / "sweep.md").read_text()
     assert len(json.loads((tmp_path / "sweep.json").read_text())) == len(rows)
+
+
+def test_each_point_builds_its_own_student(tmp_path):
+    module = _module()
+    args = module.get_args_parser().parse_args([
+        "--dataset", "banking77", "--val-classes", "1", "--settings", "dim16", "--methods", "relaxed_contrastive",
+        "--grid", "text-hidden-dim=16,24", "--fixed", "epochs=1", "batch-size=8", "m=2",
+        "data-root=" + str(make_banking77(tmp_path, train_intents=39)), "--output-dir", str(tmp_path / "sweep"),
+    ])
+    module.main(args)
+    for width in (16, 24):
+        records = [json.loads(line) for line in (tmp_path / "sweep" / f"text-hidden-dim{width}" / "runs.jsonl").open()]
+        assert [r["hparams"]["student_options"]["hidden_dim"] for r in records if r["kind"] != "teacher"] == [width]
 
 
 @pytest.mark.parametrize("grid,message", [
