@@ -37,7 +37,9 @@ class HashedNgramEmbedder(nn.Module):
         embedding_dim: output dimension (e.g. 16, 32 or 64).
         num_buckets: number of hash buckets (rows of the embedding table, row 0 = padding).
         hidden_dim: width of the bucket embeddings.
-        mlp_hidden_dims: hidden widths of the MLP head (may be empty for a linear head).
+        mlp_hidden_dims: hidden widths of the MLP head (may be empty for a linear head; on
+            Banking77 validation intents a linear head suited 7 of the 14 benchmark methods,
+            most label losses among them).
         char_ngram_range: character n-gram sizes, ``(0, 0)`` disables them.
         word_ngram_range: word n-gram sizes, ``(1, 1)`` or ``(1, 2)``.
         max_features: at most this many hashed features per text.
@@ -48,8 +50,11 @@ class HashedNgramEmbedder(nn.Module):
         init_std: standard deviation of the normal initialisation of the bucket embeddings.
             The pooled vector is layer-normalised, so a small scale makes each optimizer step
             relatively larger: on Banking77 distillation, 0.1 beat PyTorch's default 1.0 by about
-            +9 points of Recall@1 after 10 epochs with Adam (lr 1e-3). Keep it >= ~0.05 so the
-            pooled variance stays well above LayerNorm's epsilon.
+            +9 points of Recall@1 after 10 epochs with Adam (lr 1e-3), and on its validation
+            intents 0.03 suited 5 of the 14 benchmark methods (relaxed contrastive among them).
+            Much smaller values bring the pooled variance at initialisation (about
+            ``init_std**2 / n`` for a text of n features) down to LayerNorm's epsilon (1e-5),
+            which damps the first steps; at 0.03 that is already the case for long texts.
 
     Shape:
         Input: B strings, or a ``(B, L)`` integer id matrix padded with 0. Output
