@@ -14,8 +14,13 @@
    Test runs left from an earlier call at another point (a grid that grew changed a choice) are
    moved to ``runs.stale.jsonl`` and trained again at the new point.
 
+With ``--per-setting``, each of ``--settings`` gets its own choice, made on validation at that setting
+alone (a 64-d student's point chosen on 64-d validation students): steps 1-3 run once per setting in
+``OUTPUT_DIR/SETTING/``, and ``OUTPUT_DIR/test/`` gets one report over all of them.
+
 Every step is a ``pml-relaxed bench`` call with ``--workers`` processes, so it resumes where it
-stopped. Options after ``--`` go to every bench call (e.g. ``-- --device cuda --data-root DIR``).
+stopped (a step whose runs have all finished is not called again). Options after ``--`` go to every
+bench call (e.g. ``-- --device cuda --data-root DIR``).
 
     python benchmarks/tuned_bench.py --dataset omniglot --workers 12 --output-dir results/omniglot_tuned \\
         -- --device cuda
@@ -44,6 +49,8 @@ from pml_relaxed.bench.text_data import TEXT_STUDENT_DEFAULTS, text_student_opti
 Point = Tuple[str, List[str], List[str]]
 #: the methods whose relaxed labels mix in same-class labels (``--label-weight``)
 LABEL_WEIGHT_METHODS = ("relaxed_contrastive+labels",)
+#: the settings a point is scored on when --val-settings is not given
+DEFAULT_VAL_SETTINGS = ("dim_reduction", "compression")
 #: the tuned hyper-parameters a test run records (``runs.jsonl`` "hparams")
 HPARAMS = ("epochs", "lr", "delta", "label_weight")
 
@@ -55,7 +62,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-classes", type=int, default=30)
     parser.add_argument("--val-alphabets", type=int, default=0,
                         help="omniglot: hold out this many whole alphabets instead of --val-classes characters")
-    parser.add_argument("--val-settings", nargs="+", default=["dim_reduction", "compression"])
+    parser.add_argument("--val-settings", nargs="+", default=None,
+                        help="the settings a point is scored on (default: dim_reduction compression)")
     parser.add_argument("--val-seeds", type=int, default=2)
     parser.add_argument("--budgets", nargs="+", default=["10:1e-3", "20:1e-3", "20:3e-3"],
                         help="training budgets epochs:lr tried for every method")
@@ -70,6 +78,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="second stage: bench options tried on top of each method's chosen point, "
                              "e.g. 'h128=--text-hidden-dim 128' 'std0.3=--text-init-std 0.3'")
     parser.add_argument("--settings", nargs="+", default=None, help="test settings (default: the dataset's all)")
+    parser.add_argument("--per-setting", action="store_true",
+                        help="choose each of --settings' points on validation at that setting alone")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--output-dir", default="results/tuned")
@@ -161,6 +171,14 @@ def _same_student(hparams: dict, dataset: str, wanted: argparse.Namespace) -> bo
     return hparams.get("student_options", TEXT_STUDENT_DEFAULTS) == text_student_options(wanted)
 
 
+def finished(runs_path: Path, methods: Sequence[str], settings: Sequence[str], seeds: Sequence[int]) -> bool:
+    """Every (setting, method, seed) has a run in ``runs_path``: a bench call would only load the data."""
+    if not runs_path.exists():
+        return False
+    done = {(r["setting"], r["method"], r["seed"]) for r in map(json.loads, runs_path.read_text().splitlines())}
+    return all((setting, method, seed) in done for setting in settings for method in methods for seed in seeds)
+
+
 def _bench(argv: Sequence[str]) -> None:
     bench_main(bench_parser().parse_args(list(argv)), list(argv))
 
@@ -207,6 +225,49 @@ def write_selection(out: Path, table: List[dict], chosen: Dict[str, dict], comma
 
 
 def main(args: argparse.Namespace) -> Dict[str, dict]:
+    """Tunes and tests; returns the chosen validation row per method (``--per-setting``: per "setting/method")."""
+    if not args.per_setting:
+        args.val_settings = args.val_settings or list(DEFAULT_VAL_SETTINGS)
+        return tune(args)
+    if not args.settings or args.val_settings:
+        raise ValueError(f"--per-setting validates each of --settings on itself: it needs --settings and no "
+                         f"--val-settings; got --settings {args.settings} and --val-settings {args.val_settings}")
+    out, command = Path(args.output_dir), command_line(args)
+    chosen = {}
+    for setting in args.settings:
+        one = argparse.Namespace(**{**vars(args), "per_setting": False, "val_settings": [setting],
+                                    "settings": [setting], "output_dir": str(out / setting)})
+        chosen.update({f"{setting}/{method}": row for method, row in tune(one).items()})
+    merge_per_setting(out, args, command)
+    return chosen
+
+
+def merge_per_setting(out: Path, args: argparse.Namespace, command: str) -> None:
+    """One report over ``OUTPUT_DIR/SETTING/test`` for every setting (the teacher's run once), in ``OUTPUT_DIR/test``."""
+    test_dir = out / "test"
+    test_dir.mkdir(parents=True, exist_ok=True)
+    lines, teacher_seen, selections = [], False, []
+    for setting in args.settings:
+        for line in (out / setting / "test" / "runs.jsonl").read_text().splitlines():
+            is_teacher = json.loads(line)["kind"] == "teacher"
+            if not (is_teacher and teacher_seen):
+                lines.append(line + "\n")
+            teacher_seen |= is_teacher
+        selections.append(f"## {setting}\n\n" + (out / setting / "selection.md").read_text())
+    (test_dir / "runs.jsonl").write_text("".join(lines))
+    (out / "selection.md").write_text("\n".join(selections))
+    _bench(["--dataset", args.dataset, *bench_extra(args), "--settings", *args.settings, "--seeds", str(args.seeds),
+            "--output-dir", str(test_dir), "--report-only"])
+    _add_tuned_by(test_dir / "results.md", command, out / "selection.md")
+
+
+def _add_tuned_by(report: Path, command: str, selection: Path) -> None:
+    tuned = f"- **Tuned by:** `{command}` (each method's point: {selection})\n"
+    report.write_text(report.read_text().replace("- **Machine:**", tuned + "- **Machine:**", 1))
+
+
+def tune(args: argparse.Namespace) -> Dict[str, dict]:
+    """Validation, selection and test for ``args.val_settings`` and ``args.settings`` (steps 1-3)."""
     extra, command = bench_extra(args), command_line(args)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -214,10 +275,14 @@ def main(args: argparse.Namespace) -> Dict[str, dict]:
     refinements = [parse_refinement(text) for text in args.refine]
     val_dir = out / "val"
     common = ["--dataset", args.dataset, "--workers", str(args.workers), *extra]
+    first_seed = bench_parser().parse_args(["--dataset", args.dataset, *extra]).seed
+    val_seeds = range(first_seed, first_seed + args.val_seeds)
 
     def validate(stage: List[Point], candidates: List[Point]) -> Dict[str, dict]:
         """Trains the points of ``stage``, then chooses each method's point among ``candidates``."""
         for name, point_args, methods in stage:
+            if finished(val_dir / name / "runs.jsonl", methods, args.val_settings, val_seeds):
+                continue
             _bench(common + point_args + [*held_out(args), "--settings", *args.val_settings,
                                           "--methods", *methods, "--seeds", str(args.val_seeds),
                                           "--teacher-dir", str(val_dir / "teachers"),
@@ -242,25 +307,27 @@ def main(args: argparse.Namespace) -> Dict[str, dict]:
     for method in args.methods:
         by_point[chosen[method]["point"]].append(method)
     for name, methods in by_point.items():
+        if args.settings and finished(test_dir / "runs.jsonl", methods, args.settings,
+                                      range(first_seed, first_seed + args.seeds)):
+            continue
         _bench(common + chosen[methods[0]]["args"] + settings + ["--methods", *methods, "--seeds", str(args.seeds),
                                                                  "--output-dir", str(test_dir), "--no-report"])
     _bench(["--dataset", args.dataset, *extra, *settings, "--seeds", str(args.seeds), "--output-dir", str(test_dir),
             "--report-only"])
-    report = test_dir / "results.md"
-    tuned = f"- **Tuned by:** `{command}` (each method's point: {out / 'selection.md'})\n"
-    report.write_text(report.read_text().replace("- **Machine:**", tuned + "- **Machine:**", 1))
+    _add_tuned_by(test_dir / "results.md", command, out / "selection.md")
     print((out / "selection.md").read_text())
     return chosen
 
 
 def command_line(args: argparse.Namespace) -> str:
     parts = ["python benchmarks/tuned_bench.py", "--dataset", args.dataset, "--methods", *args.methods,
-             *held_out(args), "--val-settings", *args.val_settings,
+             *held_out(args), *(["--val-settings", *args.val_settings] if args.val_settings else []),
              "--val-seeds", str(args.val_seeds), "--budgets", *args.budgets, "--deltas", *args.deltas,
              "--delta-methods", *args.delta_methods, "--delta-budget", *args.delta_budget,
              *(["--label-weights", *args.label_weights] if args.label_weights else []),
              *(["--refine", *map(shlex.quote, args.refine)] if args.refine else []),
-             *(["--settings", *args.settings] if args.settings else []), "--seeds", str(args.seeds),
+             *(["--settings", *args.settings] if args.settings else []),
+             *(["--per-setting"] if args.per_setting else []), "--seeds", str(args.seeds),
              "--workers", str(args.workers), "--output-dir", args.output_dir]
     extra = bench_extra(args)
     return " ".join(parts + (["--", *extra] if extra else []))

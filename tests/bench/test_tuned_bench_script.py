@@ -154,3 +154,61 @@ def test_drop_stale_compares_the_text_student(tmp_path):
               "pkt": {"args": ["--epochs", "10", "--lr", "1e-2"]}}
     assert module.drop_stale(runs, chosen, "banking77", []) == 2
     assert [(r["method"], r["hparams"]) for r in _records(runs)] == [rows[2], rows[3]]
+
+
+def test_per_setting_chooses_each_setting_on_its_own_validation(tmp_path, monkeypatch):
+    module = _module()
+    args = module.get_args_parser().parse_args([
+        "--dataset", "digits", "--val-classes", "2", "--methods", "relaxed_contrastive", "pkt",
+        "--val-seeds", "1", "--budgets", "1:1e-3", "2:3e-3", "--deltas", "--per-setting",
+        "--settings", "dim_reduction", "compression", "--seeds", "1", "--output-dir", str(tmp_path),
+        "--", "--teacher-epochs", "1", "--no-progress",
+    ])
+    chosen = module.main(args)
+    assert set(chosen) == {f"{s}/{m}" for s in ("dim_reduction", "compression") for m in ("relaxed_contrastive", "pkt")}
+    merged = _records(tmp_path / "test" / "runs.jsonl")
+    assert sum(r["kind"] == "teacher" for r in merged) == 1
+    for setting in ("dim_reduction", "compression"):
+        folder = tmp_path / setting
+        for point in ("e1_lr1e-3", "e2_lr3e-3"):  # validated at this setting only
+            assert {r["setting"] for r in _records(folder / "val" / point / "runs.jsonl")
+                    if r["kind"] != "teacher"} == {setting}
+        table = json.loads((folder / "selection.json").read_text())["table"]
+        for method in ("relaxed_contrastive", "pkt"):
+            row = chosen[f"{setting}/{method}"]
+            assert row["score"] == max(r["score"] for r in table if r["method"] == method)
+            runs = [r for r in merged if r["setting"] == setting and r["method"] == method]
+            assert len(runs) == 1 and runs[0]["eval_split"] == "test"
+            assert runs[0]["hparams"]["epochs"] == int(row["args"][row["args"].index("--epochs") + 1])
+        assert f"## {setting}" in (tmp_path / "selection.md").read_text()
+    report = (tmp_path / "test" / "results.md").read_text()
+    assert "--settings dim_reduction compression --per-setting" in report
+    assert "dim_reduction" in report and "compression" in report
+    calls, bench = [], module._bench
+    monkeypatch.setattr(module, "_bench", lambda argv: (calls.append(argv), bench(argv)))
+    assert module.main(args) == chosen  # a second call trains nothing: every step has finished
+    assert calls and all("--report-only" in argv for argv in calls)
+    assert _records(tmp_path / "test" / "runs.jsonl") == merged
+
+
+def test_finished_needs_every_setting_method_and_seed(tmp_path):
+    module = _module()
+    runs = tmp_path / "runs.jsonl"
+    assert not module.finished(runs, ["rc"], ["dim16"], range(1))
+    runs.write_text("".join(json.dumps({"setting": s, "method": m, "seed": seed}) + "\n"
+                            for s, m, seed in [("dim16", "rc", 0), ("dim16", "rc", 1), ("dim32", "rc", 0)]))
+    assert module.finished(runs, ["rc"], ["dim16"], range(2))
+    assert module.finished(runs, ["rc"], ["dim16", "dim32"], range(1))
+    assert not module.finished(runs, ["rc"], ["dim16", "dim32"], range(2))
+    assert not module.finished(runs, ["rc", "pkt"], ["dim16"], range(1))
+
+
+@pytest.mark.parametrize("extra, got", [([], "got --settings None and --val-settings None"),
+                                        (["--settings", "dim16", "--val-settings", "dim16"],
+                                         r"got --settings \['dim16'\] and --val-settings \['dim16'\]")])
+def test_per_setting_needs_settings_and_no_val_settings(tmp_path, extra, got):
+    module = _module()
+    args = module.get_args_parser().parse_args(["--per-setting", "--output-dir", str(tmp_path), *extra])
+    with pytest.raises(ValueError, match=r"--per-setting validates each of --settings on itself: it needs "
+                                         r"--settings and no --val-settings; " + got):
+        module.main(args)
