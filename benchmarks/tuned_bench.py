@@ -43,6 +43,7 @@ from pml_relaxed.bench import get_args_parser as bench_parser
 from pml_relaxed.bench.cli import held_out_args as held_out
 from pml_relaxed.bench import main as bench_main
 from pml_relaxed.bench.methods import DEFAULT_METHODS
+from pml_relaxed.bench.runner import load_done
 from pml_relaxed.bench.text_data import TEXT_STUDENT_DEFAULTS, text_student_options
 
 #: a validation point: (name, bench arguments, methods it applies to)
@@ -173,9 +174,7 @@ def _same_student(hparams: dict, dataset: str, wanted: argparse.Namespace) -> bo
 
 def finished(runs_path: Path, methods: Sequence[str], settings: Sequence[str], seeds: Sequence[int]) -> bool:
     """Every (setting, method, seed) has a run in ``runs_path``: a bench call would only load the data."""
-    if not runs_path.exists():
-        return False
-    done = {(r["setting"], r["method"], r["seed"]) for r in map(json.loads, runs_path.read_text().splitlines())}
+    done = {(r["setting"], r["method"], r["seed"]) for r in load_done(runs_path)}
     return all((setting, method, seed) in done for setting in settings for method in methods for seed in seeds)
 
 
