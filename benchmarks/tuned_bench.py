@@ -1,8 +1,10 @@
 """Each method tuned on validation classes, then tested: the fair form of ``pml-relaxed bench``.
 
 1. Validation: every method trains at every training budget of ``--budgets`` (epochs:lr), and the
-   methods of ``--delta-methods`` also at every ``--deltas`` value, and relaxed_contrastive+labels at
-   every ``--label-weights`` value (each at every ``--delta-budget``), on the training classes minus
+   methods of ``--delta-methods`` also at every ``--deltas`` value, relaxed_contrastive+labels at
+   every ``--label-weights`` value, and the methods of ``--sigma-methods`` at every ``--sigmas``
+   relaxed-label bandwidth, crossed with delta 1 and every ``--deltas`` value (each at every
+   ``--delta-budget``), on the training classes minus
    ``--val-classes`` held-out ones (Omniglot: or ``--val-alphabets`` whole alphabets), scored on
    those (never on test classes). A point counts only for the methods it was made for.
 2. Selection: per method, the point with the best mean of R@1 and MAP@R over ``--val-settings`` and
@@ -10,7 +12,7 @@
    stage then tries each refinement's bench options on top of each method's chosen point (e.g.
    ``"h128=--text-hidden-dim 128"``) and chooses again among the chosen point and its refinements.
 3. Test: every method at its chosen point, ``--settings`` x ``--seeds``, into one ``runs.jsonl``;
-   then the usual report (results.md, plots). ``runs.jsonl`` records each run's epochs, lr and delta.
+   then the usual report (results.md, plots). ``runs.jsonl`` records each run's epochs, lr, sigma and delta.
    Test runs left from an earlier call at another point (a grid that grew changed a choice) are
    moved to ``runs.stale.jsonl`` and trained again at the new point.
 
@@ -52,8 +54,10 @@ Point = Tuple[str, List[str], List[str]]
 LABEL_WEIGHT_METHODS = ("relaxed_contrastive+labels",)
 #: the settings a point is scored on when --val-settings is not given
 DEFAULT_VAL_SETTINGS = ("dim_reduction", "compression")
+#: the methods whose relaxed labels come from the teacher's Gaussian kernel (``--sigma``)
+SIGMA_METHODS = ("relaxed_contrastive", "relaxed_contrastive+labels", "relaxed_contrastive+proxy_anchor", "relaxed_ms")
 #: the tuned hyper-parameters a test run records (``runs.jsonl`` "hparams")
-HPARAMS = ("epochs", "lr", "delta", "label_weight")
+HPARAMS = ("epochs", "lr", "sigma", "delta", "label_weight")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -73,6 +77,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--delta-methods", nargs="*", default=["relaxed_contrastive", "relaxed_contrastive+labels"])
     parser.add_argument("--delta-budget", nargs="+", default=["20:3e-3"],
                         help="the budget(s) of the extra delta and label-weight points")
+    parser.add_argument("--sigmas", nargs="*", default=[],
+                        help="extra relaxed-label bandwidths tried for --sigma-methods, each with delta 1 and with "
+                             "every --deltas value (sigma 1 is in every budget)")
+    parser.add_argument("--sigma-methods", nargs="*", default=list(SIGMA_METHODS))
     parser.add_argument("--label-weights", nargs="*", default=[],
                         help="extra label_weight values tried for relaxed_contrastive+labels (0.5 is in every budget)")
     parser.add_argument("--refine", nargs="*", default=[], metavar="NAME=OPTIONS",
@@ -113,6 +121,22 @@ def validation_points(args: argparse.Namespace) -> List[Point]:
             if methods:
                 points.extend((f"e{epochs}_lr{lr}_{tag}{value}", ["--epochs", str(epochs), "--lr", lr, flag, value],
                                methods) for value in values)
+        points.extend(_sigma_points(args, epochs, lr, delta_methods))
+    return points
+
+
+def _sigma_points(args: argparse.Namespace, epochs: int, lr: str, delta_methods: List[str]) -> List[Point]:
+    """Every ``--sigmas`` value at one budget: with delta 1 for ``--sigma-methods``, and with every ``--deltas``
+    value for those of them that are also ``--delta-methods``."""
+    methods = [m for m in args.sigma_methods if m in args.methods]
+    both = [m for m in methods if m in delta_methods]
+    budget = ["--epochs", str(epochs), "--lr", lr]
+    points: List[Point] = []
+    for sigma in args.sigmas if methods else []:
+        points.append((f"e{epochs}_lr{lr}_sigma{sigma}", [*budget, "--sigma", sigma], methods))
+        if both:
+            points.extend((f"e{epochs}_lr{lr}_sigma{sigma}_delta{delta}",
+                           [*budget, "--sigma", sigma, "--delta", delta], both) for delta in args.deltas)
     return points
 
 
@@ -323,6 +347,7 @@ def command_line(args: argparse.Namespace) -> str:
              *held_out(args), *(["--val-settings", *args.val_settings] if args.val_settings else []),
              "--val-seeds", str(args.val_seeds), "--budgets", *args.budgets, "--deltas", *args.deltas,
              "--delta-methods", *args.delta_methods, "--delta-budget", *args.delta_budget,
+             *(["--sigmas", *args.sigmas, "--sigma-methods", *args.sigma_methods] if args.sigmas else []),
              *(["--label-weights", *args.label_weights] if args.label_weights else []),
              *(["--refine", *map(shlex.quote, args.refine)] if args.refine else []),
              *(["--settings", *args.settings] if args.settings else []),

@@ -102,10 +102,46 @@ def test_delta_and_label_weight_points_at_every_delta_budget():
     assert "--delta-budget 10:3e-3 20:1e-2 --label-weights 0.25" in module.command_line(args)
 
 
+def test_sigma_points_cross_every_delta_at_every_delta_budget():
+    module = _module()
+    args = module.get_args_parser().parse_args([
+        "--methods", "relaxed_contrastive", "relaxed_ms", "pkt", "--budgets", "10:1e-3", "--deltas", "2",
+        "--delta-methods", "relaxed_contrastive", "--delta-budget", "10:3e-3", "--sigmas", "0.5", "0.25"])
+    points = {name: (point_args, methods) for name, point_args, methods in module.validation_points(args)}
+    sigma_points = {name: value for name, value in points.items() if "sigma" in name}
+    both = ["relaxed_contrastive", "relaxed_ms"]  # pkt has no relaxed labels; relaxed_ms is no delta method here
+    assert sigma_points == {
+        "e10_lr3e-3_sigma0.5": (["--epochs", "10", "--lr", "3e-3", "--sigma", "0.5"], both),
+        "e10_lr3e-3_sigma0.5_delta2": (["--epochs", "10", "--lr", "3e-3", "--sigma", "0.5", "--delta", "2"],
+                                       ["relaxed_contrastive"]),
+        "e10_lr3e-3_sigma0.25": (["--epochs", "10", "--lr", "3e-3", "--sigma", "0.25"], both),
+        "e10_lr3e-3_sigma0.25_delta2": (["--epochs", "10", "--lr", "3e-3", "--sigma", "0.25", "--delta", "2"],
+                                        ["relaxed_contrastive"]),
+    }
+    assert set(points) - set(sigma_points) == {"e10_lr1e-3", "e10_lr3e-3_delta2"}
+    assert "--sigmas 0.5 0.25 --sigma-methods relaxed_contrastive" in module.command_line(args)
+    for argv in (["--methods", "pkt", "--sigmas", "0.5"], ["--sigmas", "0.5", "--sigma-methods"]):
+        assert not [name for name, _, _ in module.validation_points(module.get_args_parser().parse_args(argv))
+                    if "sigma" in name]  # no method takes a sigma: no sigma point
+    assert "--sigmas" not in module.command_line(module.get_args_parser().parse_args([]))
+
+
+def test_drop_stale_compares_sigma(tmp_path):
+    module = _module()
+    runs = tmp_path / "runs.jsonl"
+    hparams = {"epochs": 10, "lr": 0.01, "sigma": 1.0, "delta": 2.0, "label_weight": 0.5}
+    rows = [("rc", hparams), ("rc", {**hparams, "sigma": 0.5}), ("pkt", hparams)]
+    runs.write_text("".join(json.dumps({"method": m, "kind": "x", "hparams": h}) + "\n" for m, h in rows))
+    chosen = {"rc": {"args": ["--epochs", "10", "--lr", "1e-2", "--sigma", "0.5", "--delta", "2"]},
+              "pkt": {"args": ["--epochs", "10", "--lr", "1e-2", "--delta", "2"]}}
+    assert module.drop_stale(runs, chosen, "digits", []) == 1
+    assert [(r["method"], r["hparams"]) for r in _records(runs)] == [rows[1], rows[2]]
+
+
 def test_drop_stale_moves_runs_at_another_point(tmp_path):
     module = _module()
     runs = tmp_path / "runs.jsonl"
-    hparams = {"epochs": 10, "lr": 0.003, "delta": 1.0, "label_weight": 0.5}
+    hparams = {"epochs": 10, "lr": 0.003, "sigma": 1.0, "delta": 1.0, "label_weight": 0.5}
     rows = [("teacher:x", hparams), ("rc", hparams), ("rc", {**hparams, "delta": 2.0}),
             ("pkt", {**hparams, "lr": 0.01}), ("pkt", {**hparams, "epochs": 20, "lr": 0.01})]
     runs.write_text("".join(json.dumps({"method": m, "kind": "x", "hparams": h}) + "\n" for m, h in rows))
@@ -143,7 +179,7 @@ def test_bad_refinement(text):
 def test_drop_stale_compares_the_text_student(tmp_path):
     module = _module()
     runs = tmp_path / "runs.jsonl"
-    base = {"epochs": 10, "lr": 0.01, "delta": 1.0, "label_weight": 0.5}
+    base = {"epochs": 10, "lr": 0.01, "sigma": 1.0, "delta": 1.0, "label_weight": 0.5}
     default = {"hidden_dim": 64, "mlp_hidden_dims": [256], "init_std": 0.1}
     rows = [("rc", base),  # recorded before student options were: the default student
             ("rc", {**base, "student_options": default}),
