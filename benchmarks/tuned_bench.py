@@ -299,7 +299,7 @@ def tune(args: argparse.Namespace) -> Dict[str, dict]:
     val_dir = out / "val"
     common = ["--dataset", args.dataset, "--workers", str(args.workers), *extra]
     first_seed = bench_parser().parse_args(["--dataset", args.dataset, *extra]).seed
-    val_seeds = range(first_seed, first_seed + args.val_seeds)
+    val_seeds, test_seeds = (range(first_seed, first_seed + n) for n in (args.val_seeds, args.seeds))
 
     def validate(stage: List[Point], candidates: List[Point]) -> Dict[str, dict]:
         """Trains the points of ``stage``, then chooses each method's point among ``candidates``."""
@@ -330,8 +330,7 @@ def tune(args: argparse.Namespace) -> Dict[str, dict]:
     for method in args.methods:
         by_point[chosen[method]["point"]].append(method)
     for name, methods in by_point.items():
-        if args.settings and finished(test_dir / "runs.jsonl", methods, args.settings,
-                                      range(first_seed, first_seed + args.seeds)):
+        if args.settings and finished(test_dir / "runs.jsonl", methods, args.settings, test_seeds):
             continue
         _bench(common + chosen[methods[0]]["args"] + settings + ["--methods", *methods, "--seeds", str(args.seeds),
                                                                  "--output-dir", str(test_dir), "--no-report"])
