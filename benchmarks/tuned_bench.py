@@ -3,8 +3,8 @@
 1. Validation: every method trains at every training budget of ``--budgets`` (epochs:lr), and the
    methods of ``--delta-methods`` also at every ``--deltas`` value, relaxed_contrastive+labels at
    every ``--label-weights`` value, and the methods of ``--sigma-methods`` at every ``--sigmas``
-   relaxed-label bandwidth, crossed with delta 1 and every ``--deltas`` value (each at every
-   ``--delta-budget``), on the training classes minus
+   relaxed-label bandwidth, crossed with delta 1 and every ``--deltas`` value, and rkd at every
+   ``--rkd-angle-weights`` value (each at every ``--delta-budget``), on the training classes minus
    ``--val-classes`` held-out ones (Omniglot: or ``--val-alphabets`` whole alphabets), scored on
    those (never on test classes). A point counts only for the methods it was made for.
 2. Selection: per method, the point with the best mean of R@1 and MAP@R over ``--val-settings`` and
@@ -12,7 +12,7 @@
    stage then tries each refinement's bench options on top of each method's chosen point (e.g.
    ``"h128=--text-hidden-dim 128"``) and chooses again among the chosen point and its refinements.
 3. Test: every method at its chosen point, ``--settings`` x ``--seeds``, into one ``runs.jsonl``;
-   then the usual report (results.md, plots). ``runs.jsonl`` records each run's epochs, lr, sigma and delta.
+   then the usual report (results.md, plots). ``runs.jsonl`` records each run's epochs, lr, sigma, delta and weights.
    Test runs left from an earlier call at another point (a grid that grew changed a choice) are
    moved to ``runs.stale.jsonl`` and trained again at the new point.
 
@@ -57,7 +57,9 @@ DEFAULT_VAL_SETTINGS = ("dim_reduction", "compression")
 #: the methods whose relaxed labels come from the teacher's Gaussian kernel (``--sigma``)
 SIGMA_METHODS = ("relaxed_contrastive", "relaxed_contrastive+labels", "relaxed_contrastive+proxy_anchor", "relaxed_ms")
 #: the tuned hyper-parameters a test run records (``runs.jsonl`` "hparams")
-HPARAMS = ("epochs", "lr", "sigma", "delta", "label_weight")
+HPARAMS = ("epochs", "lr", "sigma", "delta", "label_weight", "rkd_angle_weight")
+#: the methods with an RKD angle-wise weight (``--rkd-angle-weight``)
+RKD_METHODS = ("rkd",)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -83,6 +85,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sigma-methods", nargs="*", default=list(SIGMA_METHODS))
     parser.add_argument("--label-weights", nargs="*", default=[],
                         help="extra label_weight values tried for relaxed_contrastive+labels (0.5 is in every budget)")
+    parser.add_argument("--rkd-angle-weights", nargs="*", default=[],
+                        help="extra angle-wise weights tried for rkd at every --delta-budget (2, the paper's, is in "
+                             "every budget)")
     parser.add_argument("--refine", nargs="*", default=[], metavar="NAME=OPTIONS",
                         help="second stage: bench options tried on top of each method's chosen point, "
                              "e.g. 'h128=--text-hidden-dim 128' 'std0.3=--text-init-std 0.3'")
@@ -114,10 +119,12 @@ def validation_points(args: argparse.Namespace) -> List[Point]:
         points.append((f"e{epochs}_lr{lr}", ["--epochs", str(epochs), "--lr", lr], list(args.methods)))
     delta_methods = [m for m in args.delta_methods if m in args.methods]
     weight_methods = [m for m in LABEL_WEIGHT_METHODS if m in args.methods]
+    rkd_methods = [m for m in RKD_METHODS if m in args.methods]
     for budget in args.delta_budget:
         epochs, lr = parse_budget(budget)
         for flag, tag, values, methods in [("--delta", "delta", args.deltas, delta_methods),
-                                           ("--label-weight", "lw", args.label_weights, weight_methods)]:
+                                           ("--label-weight", "lw", args.label_weights, weight_methods),
+                                           ("--rkd-angle-weight", "angle", args.rkd_angle_weights, rkd_methods)]:
             if methods:
                 points.extend((f"e{epochs}_lr{lr}_{tag}{value}", ["--epochs", str(epochs), "--lr", lr, flag, value],
                                methods) for value in values)
@@ -164,6 +171,7 @@ def drop_stale(runs_path: Path, chosen: Dict[str, dict], dataset: str, extra: Se
 
     A test folder from an earlier call (before the grid grew) may hold a method's runs at its old
     point; the bench resumes by (setting, method, seed) only, so those must go before it runs again.
+    A run recorded before an option existed counts as trained at that option's default.
     Returns how many runs were moved.
     """
     if not runs_path.exists():
@@ -174,7 +182,8 @@ def drop_stale(runs_path: Path, chosen: Dict[str, dict], dataset: str, extra: Se
     for line in runs_path.read_text().splitlines():
         record = json.loads(line)
         point = wanted.get(record["method"])
-        same = point is None or (all(_same(record["hparams"].get(name), getattr(point, name)) for name in HPARAMS)
+        same = point is None or (all(_same(record["hparams"].get(name, parser.get_default(name)), getattr(point, name))
+                                     for name in HPARAMS)
                                  and _same_student(record["hparams"], dataset, point))
         (keep if same else stale).append(line + "\n")
     if stale:
@@ -348,6 +357,7 @@ def command_line(args: argparse.Namespace) -> str:
              "--delta-methods", *args.delta_methods, "--delta-budget", *args.delta_budget,
              *(["--sigmas", *args.sigmas, "--sigma-methods", *args.sigma_methods] if args.sigmas else []),
              *(["--label-weights", *args.label_weights] if args.label_weights else []),
+             *(["--rkd-angle-weights", *args.rkd_angle_weights] if args.rkd_angle_weights else []),
              *(["--refine", *map(shlex.quote, args.refine)] if args.refine else []),
              *(["--settings", *args.settings] if args.settings else []),
              *(["--per-setting"] if args.per_setting else []), "--seeds", str(args.seeds),

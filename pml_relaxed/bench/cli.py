@@ -59,6 +59,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         help="relaxed losses measure the student's distances on L2-normalised embeddings")
     parser.add_argument("--label-weight", type=float, default=0.5,
                         help="relaxed_contrastive+labels: weight of same-class labels in the relaxed labels")
+    parser.add_argument("--rkd-angle-weight", type=float, default=2.0,
+                        help="rkd: weight of the angle-wise term (distance-wise weight 1; Park et al.: 2)")
     parser.add_argument("--pos-topk", type=int, default=1, help="TeacherSimilarityMiner positives per anchor")
     parser.add_argument("--val-classes", type=int, default=0,
                         help="hold out this many training classes and evaluate on them (model selection)")

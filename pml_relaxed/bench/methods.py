@@ -37,6 +37,7 @@ class MethodContext:
     pos_topk: int = 1
     normalize_student: bool = False  # relaxed losses on L2-normalised student embeddings
     label_weight: float = 0.5  # share of the label similarity in relaxed_contrastive+labels
+    rkd_angle_weight: float = 2.0  # RKD's angle-wise weight (its distance-wise weight is 1)
 
 
 def _relaxed_kwargs(ctx: MethodContext) -> dict:
@@ -108,7 +109,8 @@ METHODS: Dict[str, Method] = {
                "RelaxedMultiSimilarityLoss (Kim et al. 2021)"),
         Method("miner_contrastive", "transfer", _miner_contrastive,
                "PML ContrastiveLoss on TeacherSimilarityMiner pairs (label-free)"),
-        Method("rkd", "transfer", _transfer(lambda c: RKDLoss()), "RKD, distance x1 + angle x2 (Park et al. 2019)"),
+        Method("rkd", "transfer", _transfer(lambda c: RKDLoss(angle_weight=c.rkd_angle_weight)),
+               "RKD, distance x1 + angle x2 by default (Park et al. 2019)"),
         Method("pkt", "transfer", _transfer(lambda c: PKTLoss()), "PKT (Passalis & Tefas 2018)"),
         Method("darkrank", "transfer", _transfer(lambda c: DarkRankLoss(normalize_embeddings=True)),
                "DarkRank + triplet on labels (Chen et al. 2018), on L2-normalised embeddings"),

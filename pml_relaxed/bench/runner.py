@@ -226,7 +226,8 @@ def _record(data, args, setting, method, kind, seed, arch, dim, metrics, seconds
     """One line of ``runs.jsonl``; ``epochs`` and ``lr`` are the ones the model trained with."""
     hparams = {"sigma": args.sigma, "delta": args.delta, "views": args.views, "epochs": epochs,
                "batch_size": args.batch_size, "m": args.m, "lr": lr, "eval_normalize": args.eval_normalize,
-               "normalize_student": args.normalize_student, "label_weight": args.label_weight}
+               "normalize_student": args.normalize_student, "label_weight": args.label_weight,
+               "rkd_angle_weight": args.rkd_angle_weight}
     if data.student_options is not None:
         hparams["student_options"] = data.student_options
     return {
@@ -243,7 +244,8 @@ def run_student(data: BenchData, args, setting: str, method_name: str, seed: int
     method = METHODS[method_name]
     ctx = MethodContext(student_dim=dim, teacher_dim=data.teacher_dim, num_classes=data.num_train_classes,
                         sigma=args.sigma, delta=args.delta, pos_topk=args.pos_topk,
-                        normalize_student=args.normalize_student, label_weight=args.label_weight)
+                        normalize_student=args.normalize_student, label_weight=args.label_weight,
+                        rkd_angle_weight=args.rkd_angle_weight)
     loss_funcs, mining_funcs, loss_weights = method.build(ctx)
     seed_everything(seed)
     student = data.make_model(arch, dim).to(args.device)

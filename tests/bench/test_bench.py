@@ -78,6 +78,15 @@ def test_methods_follow_the_relaxed_options():
     assert METHODS["darkrank"].build(ctx)[0]["transfer_loss"].normalize_embeddings
 
 
+def test_rkd_follows_its_angle_weight():
+    ctx = MethodContext(student_dim=8, teacher_dim=16, num_classes=3)
+    paper = METHODS["rkd"].build(ctx)[0]["transfer_loss"]
+    assert (paper.distance_weight, paper.angle_weight) == (1.0, 2.0), "default: Park et al.'s weights"
+    ctx.rkd_angle_weight = 0.0
+    distance_only = METHODS["rkd"].build(ctx)[0]["transfer_loss"]
+    assert (distance_only.distance_weight, distance_only.angle_weight) == (1.0, 0.0)
+
+
 def test_validation_classes_are_held_out_of_training():
     args = get_args_parser().parse_args(["--dataset", "digits", "--val-classes", "2"])
     data = digits_data(args)
@@ -143,6 +152,7 @@ def test_banking77_text_student_options_build_and_are_recorded(tmp_path):
         (["--val-classes", "5"], r"--val-classes must be in \[0, 4\] for this dataset; got 5"),
         (["--dataset", "cub"], r"--data-root is required for --dataset cub"),
         (["--methods", "relaxed_contrastive+labels", "--label-weight", "1.5"], r"label_weight must be in \[0, 1\]; got 1.5"),
+        (["--methods", "rkd", "--rkd-angle-weight", "-1"], r"angle_weight must be >= 0; got -1.0"),
         (["--val-alphabets", "1"], r"--val-alphabets needs classes grouped in alphabets \(--dataset omniglot\); got "
                                    r"--dataset digits"),
         (["--val-alphabets", "1", "--val-classes", "2"], r"--val-alphabets and --val-classes exclude each other"),

@@ -138,6 +138,44 @@ def test_drop_stale_compares_sigma(tmp_path):
     assert [(r["method"], r["hparams"]) for r in _records(runs)] == [rows[1], rows[2]]
 
 
+def test_rkd_angle_weight_points_at_every_delta_budget():
+    module = _module()
+    args = module.get_args_parser().parse_args([
+        "--methods", "rkd", "relaxed_contrastive", "--budgets", "10:1e-3", "--deltas",
+        "--delta-budget", "10:3e-3", "20:1e-2", "--rkd-angle-weights", "0", "4"])
+    points = {name: (point_args, methods) for name, point_args, methods in module.validation_points(args)}
+    assert points == {
+        "e10_lr1e-3": (["--epochs", "10", "--lr", "1e-3"], ["rkd", "relaxed_contrastive"]),
+        "e10_lr3e-3_angle0": (["--epochs", "10", "--lr", "3e-3", "--rkd-angle-weight", "0"], ["rkd"]),
+        "e10_lr3e-3_angle4": (["--epochs", "10", "--lr", "3e-3", "--rkd-angle-weight", "4"], ["rkd"]),
+        "e20_lr1e-2_angle0": (["--epochs", "20", "--lr", "1e-2", "--rkd-angle-weight", "0"], ["rkd"]),
+        "e20_lr1e-2_angle4": (["--epochs", "20", "--lr", "1e-2", "--rkd-angle-weight", "4"], ["rkd"]),
+    }
+    assert "--rkd-angle-weights 0 4" in module.command_line(args)
+    assert "--rkd-angle-weights" not in module.command_line(module.get_args_parser().parse_args([]))
+    no_rkd = module.get_args_parser().parse_args(["--methods", "pkt", "--rkd-angle-weights", "0"])
+    assert not [name for name, _, _ in module.validation_points(no_rkd) if "angle" in name]
+
+
+def test_drop_stale_compares_the_rkd_angle_weight(tmp_path):
+    module = _module()
+    runs = tmp_path / "runs.jsonl"
+    hparams = {"epochs": 10, "lr": 0.01, "sigma": 1.0, "delta": 1.0, "label_weight": 0.5}
+    rows = [("rkd", hparams),  # recorded before the option existed: the paper's weight 2
+            ("rkd", {**hparams, "rkd_angle_weight": 2.0}),
+            ("rkd", {**hparams, "rkd_angle_weight": 0.0}),
+            ("pkt", hparams)]
+    runs.write_text("".join(json.dumps({"method": m, "kind": "x", "hparams": h}) + "\n" for m, h in rows))
+    chosen = {"rkd": {"args": ["--epochs", "10", "--lr", "1e-2", "--rkd-angle-weight", "0"]},
+              "pkt": {"args": ["--epochs", "10", "--lr", "1e-2"]}}
+    assert module.drop_stale(runs, chosen, "digits", []) == 2
+    assert [(r["method"], r["hparams"]) for r in _records(runs)] == [rows[2], rows[3]]
+    chosen["rkd"]["args"] = ["--epochs", "10", "--lr", "1e-2"]  # the default weight keeps old records
+    runs.write_text("".join(json.dumps({"method": m, "kind": "x", "hparams": h}) + "\n" for m, h in rows))
+    assert module.drop_stale(runs, chosen, "digits", []) == 1
+    assert [(r["method"], r["hparams"]) for r in _records(runs)] == [rows[0], rows[1], rows[3]]
+
+
 def test_drop_stale_moves_runs_at_another_point(tmp_path):
     module = _module()
     runs = tmp_path / "runs.jsonl"
