@@ -318,7 +318,7 @@ def tune(args: argparse.Namespace) -> Dict[str, dict]:
             _bench(common + point_args + [*held_out(args), "--settings", *args.val_settings,
                                           "--methods", *methods, "--seeds", str(args.val_seeds),
                                           "--teacher-dir", str(val_dir / "teachers"),
-                                          "--output-dir", str(val_dir / name), "--no-report"])
+                                          "--output-dir", str(val_dir / name), "--no-report", "--no-throughput"])
         table, chosen = select(val_dir, candidates, args.val_settings, args.val_seeds)
         write_selection(out, table, chosen, command)
         missing = [m for m in args.methods if m not in chosen]

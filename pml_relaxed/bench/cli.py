@@ -84,6 +84,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     parser.add_argument("--workers", type=int, default=1,
                         help="train the (setting, method) jobs in this many parallel processes (a GPU or many cores)")
+    parser.add_argument("--throughput", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure single-thread inference items/s of the teacher and the students; "
+                             "--no-throughput records none (model selection: a sentence-transformers "
+                             "teacher's measurement alone takes minutes on a CPU)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: write the report of the runs already in --output-dir/runs.jsonl")
     parser.add_argument("--no-report", action="store_true",

@@ -152,8 +152,12 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def throughput(model: torch.nn.Module, data: BenchData, args: argparse.Namespace, batch_size: int = 256) -> float:
-    """Single-thread inference items per second at ``batch_size`` (eval mode, no_grad), best of a few repeats."""
+def throughput(model: torch.nn.Module, data: BenchData, args: argparse.Namespace,
+               batch_size: int = 256) -> Optional[float]:
+    """Single-thread inference items per second at ``batch_size`` (eval mode, no_grad), best of a few repeats;
+    None with ``--no-throughput``."""
+    if not args.throughput:
+        return None
     with single_thread():
         if data.throughput_fn is not None:
             model.eval()
@@ -185,7 +189,7 @@ def get_teacher(data: BenchData, args: argparse.Namespace, records: List[dict]) 
     if data.teacher is not None:
         teacher = data.teacher
         if not any(r["kind"] == "teacher" for r in load_done(Path(args.output_dir) / "runs.jsonl")):
-            if data.teacher_throughput_fn is not None:
+            if data.teacher_throughput_fn is not None and args.throughput:
                 with single_thread():
                     speed = data.teacher_throughput_fn()
             else:

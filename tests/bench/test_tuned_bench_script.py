@@ -247,12 +247,13 @@ def test_per_setting_chooses_each_setting_on_its_own_validation(tmp_path, monkey
         for point in ("e1_lr1e-3", "e2_lr3e-3"):  # validated at this setting only
             assert {r["setting"] for r in _records(folder / "val" / point / "runs.jsonl")
                     if r["kind"] != "teacher"} == {setting}
+            assert all(r["throughput"] is None for r in _records(folder / "val" / point / "runs.jsonl"))
         table = json.loads((folder / "selection.json").read_text())["table"]
         for method in ("relaxed_contrastive", "pkt"):
             row = chosen[f"{setting}/{method}"]
             assert row["score"] == max(r["score"] for r in table if r["method"] == method)
             runs = [r for r in merged if r["setting"] == setting and r["method"] == method]
-            assert len(runs) == 1 and runs[0]["eval_split"] == "test"
+            assert len(runs) == 1 and runs[0]["eval_split"] == "test" and runs[0]["throughput"] > 0
             assert runs[0]["hparams"]["epochs"] == int(row["args"][row["args"].index("--epochs") + 1])
         assert f"## {setting}" in (tmp_path / "selection.md").read_text()
     report = (tmp_path / "test" / "results.md").read_text()
