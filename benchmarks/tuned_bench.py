@@ -10,7 +10,8 @@
 2. Selection: per method, the point with the best mean of R@1 and MAP@R over ``--val-settings`` and
    ``--val-seeds`` (only points whose runs all finished). With ``--refine NAME=OPTIONS``, a second
    stage then tries each refinement's bench options on top of each method's chosen point (e.g.
-   ``"h128=--text-hidden-dim 128"``) and chooses again among the chosen point and its refinements.
+   ``"h128=--text-hidden-dim 128"``) and chooses again among every point and every refinement trained
+   so far (those of an earlier call's choices too, so a grid that grows never lowers the chosen score).
 3. Test: every method at its chosen point, ``--settings`` x ``--seeds``, into one ``runs.jsonl``;
    then the usual report (results.md, plots). ``runs.jsonl`` records each run's epochs, lr, sigma, delta and weights.
    Test runs left from an earlier call at another point (a grid that grew changed a choice) are
@@ -164,6 +165,19 @@ def refinement_points(chosen: Dict[str, dict], refinements: Sequence[Tuple[str, 
         by_point.setdefault(row["point"], (row["args"], []))[1].append(method)
     return [(f"{point}_{name}", [*point_args, *options], methods)
             for point, (point_args, methods) in by_point.items() for name, options in refinements]
+
+
+def earlier_refinements(points: Sequence[Point], refinements: Sequence[Tuple[str, List[str]]],
+                        second: Sequence[Point]) -> List[Point]:
+    """Every refinement of every point, but those of ``second``: candidates once an earlier call trained them.
+
+    A grid that grows can move a method's first-stage choice; without these, the refinements that an
+    earlier call trained on its old choice would drop out, and the final choice could score lower on
+    validation than the one before the grid grew. ``select`` counts only points with finished runs.
+    """
+    now = {name for name, _, _ in second}
+    return [(f"{name}_{ref}", [*point_args, *options], methods) for name, point_args, methods in points
+            for ref, options in refinements if f"{name}_{ref}" not in now]
 
 
 def drop_stale(runs_path: Path, chosen: Dict[str, dict], dataset: str, extra: Sequence[str]) -> int:
@@ -329,7 +343,7 @@ def tune(args: argparse.Namespace) -> Dict[str, dict]:
     chosen = validate(points, points)
     if refinements:
         second = refinement_points(chosen, refinements)
-        chosen = validate(second, points + second)
+        chosen = validate(second, points + second + earlier_refinements(points, refinements, second))
     test_dir = out / "test"
     moved = drop_stale(test_dir / "runs.jsonl", chosen, args.dataset, extra)
     if moved:

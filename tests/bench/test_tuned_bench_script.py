@@ -208,6 +208,33 @@ def test_refinements_parse_and_apply_to_each_chosen_point():
     ]
 
 
+def test_a_grown_grid_keeps_the_refinements_of_an_earlier_choice(tmp_path):
+    module = _module()
+
+    def write(point, score):
+        folder = tmp_path / point
+        folder.mkdir()
+        metrics = {"recall_at_1": score, "mean_average_precision_at_r": score}
+        (folder / "runs.jsonl").write_text(json.dumps({"method": "rc", "setting": "s", "seed": 0, "metrics": metrics}) + "\n")
+
+    # an earlier call chose p1 and trained its refinement; the grown grid's p2 now wins the first stage
+    for point, score in [("p1", 0.70), ("p1_lin", 0.80), ("p2", 0.72), ("p2_lin", 0.71)]:
+        write(point, score)
+    points = [("p1", ["--lr", "1"], ["rc", "pkt"]), ("p2", ["--lr", "2"], ["rc"])]
+    refinements = [("lin", ["--text-mlp"])]
+    _, first = module.select(tmp_path, points, ["s"], 1)
+    assert first["rc"]["point"] == "p2"
+    second = module.refinement_points(first, refinements)
+    assert [name for name, _, _ in second] == ["p2_lin"]
+    earlier = module.earlier_refinements(points, refinements, second)
+    assert earlier == [("p1_lin", ["--lr", "1", "--text-mlp"], ["rc", "pkt"])]
+    _, without = module.select(tmp_path, points + second, ["s"], 1)
+    _, chosen = module.select(tmp_path, points + second + earlier, ["s"], 1)
+    assert without["rc"]["point"] == "p2"  # would score 0.72 on validation, below the 0.80 held before
+    assert chosen["rc"]["point"] == "p1_lin" and chosen["rc"]["args"] == ["--lr", "1", "--text-mlp"]
+    assert "pkt" not in chosen  # a point's other methods count only where their runs finished
+
+
 @pytest.mark.parametrize("text", ["h128", "=--text-mlp 3", "h128=", "h128=128", "a b=--sigma 2", "a/b=--sigma 2"])
 def test_bad_refinement(text):
     with pytest.raises(ValueError, match=r"a refinement must look like NAME=--option value .* got"):
