@@ -169,15 +169,21 @@ def refinement_points(chosen: Dict[str, dict], refinements: Sequence[Tuple[str, 
 
 def earlier_refinements(points: Sequence[Point], refinements: Sequence[Tuple[str, List[str]]],
                         second: Sequence[Point]) -> List[Point]:
-    """Every refinement of every point, but those of ``second``: candidates once an earlier call trained them.
+    """Every refinement of every point for the methods ``second`` does not already score it for: candidates
+    once an earlier call trained them.
 
     A grid that grows can move a method's first-stage choice; without these, the refinements that an
     earlier call trained on its old choice would drop out, and the final choice could score lower on
     validation than the one before the grid grew. ``select`` counts only points with finished runs.
     """
-    now = {name for name, _, _ in second}
-    return [(f"{name}_{ref}", [*point_args, *options], methods) for name, point_args, methods in points
-            for ref, options in refinements if f"{name}_{ref}" not in now]
+    now = {name: set(methods) for name, _, methods in second}
+    earlier = []
+    for name, point_args, methods in points:
+        for ref, options in refinements:
+            rest = [m for m in methods if m not in now.get(f"{name}_{ref}", ())]
+            if rest:
+                earlier.append((f"{name}_{ref}", [*point_args, *options], rest))
+    return earlier
 
 
 def drop_stale(runs_path: Path, chosen: Dict[str, dict], dataset: str, extra: Sequence[str]) -> int:
