@@ -87,7 +87,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--throughput", action=argparse.BooleanOptionalAction, default=True,
                         help="measure single-thread inference items/s of the teacher and the students; "
                              "--no-throughput records none (model selection: a sentence-transformers "
-                             "teacher's measurement alone takes minutes on a CPU)")
+                             "teacher's measurement alone takes over a minute on a CPU)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: write the report of the runs already in --output-dir/runs.jsonl")
     parser.add_argument("--no-report", action="store_true",
