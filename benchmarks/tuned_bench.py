@@ -167,23 +167,15 @@ def refinement_points(chosen: Dict[str, dict], refinements: Sequence[Tuple[str, 
             for point, (point_args, methods) in by_point.items() for name, options in refinements]
 
 
-def earlier_refinements(points: Sequence[Point], refinements: Sequence[Tuple[str, List[str]]],
-                        second: Sequence[Point]) -> List[Point]:
-    """Every refinement of every point for the methods ``second`` does not already score it for: candidates
-    once an earlier call trained them.
+def every_refinement(points: Sequence[Point], refinements: Sequence[Tuple[str, List[str]]]) -> List[Point]:
+    """Every refinement of every point, for that point's methods: the second stage's candidates.
 
-    A grid that grows can move a method's first-stage choice; without these, the refinements that an
-    earlier call trained on its old choice would drop out, and the final choice could score lower on
-    validation than the one before the grid grew. ``select`` counts only points with finished runs.
+    They include the refinements of the current choices (``refinement_points``) and those an earlier
+    call trained on its own choices, so a grid that grows never lowers the chosen validation score.
+    ``select`` counts only points with finished runs.
     """
-    now = {name: set(methods) for name, _, methods in second}
-    earlier = []
-    for name, point_args, methods in points:
-        for ref, options in refinements:
-            rest = [m for m in methods if m not in now.get(f"{name}_{ref}", ())]
-            if rest:
-                earlier.append((f"{name}_{ref}", [*point_args, *options], rest))
-    return earlier
+    return [(f"{name}_{ref}", [*point_args, *options], methods)
+            for name, point_args, methods in points for ref, options in refinements]
 
 
 def drop_stale(runs_path: Path, chosen: Dict[str, dict], dataset: str, extra: Sequence[str]) -> int:
@@ -349,7 +341,7 @@ def tune(args: argparse.Namespace) -> Dict[str, dict]:
     chosen = validate(points, points)
     if refinements:
         second = refinement_points(chosen, refinements)
-        chosen = validate(second, points + second + earlier_refinements(points, refinements, second))
+        chosen = validate(second, points + every_refinement(points, refinements))
     test_dir = out / "test"
     moved = drop_stale(test_dir / "runs.jsonl", chosen, args.dataset, extra)
     if moved:

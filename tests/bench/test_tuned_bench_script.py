@@ -226,16 +226,14 @@ def test_a_grown_grid_keeps_the_refinements_of_an_earlier_choice(tmp_path):
     assert first["rc"]["point"] == "p2"
     second = module.refinement_points(first, refinements)
     assert [name for name, _, _ in second] == ["p2_lin"]
-    earlier = module.earlier_refinements(points, refinements, second)
-    assert earlier == [("p1_lin", ["--lr", "1", "--text-mlp"], ["rc", "pkt"])]
+    every = module.every_refinement(points, refinements)
+    assert every == [("p1_lin", ["--lr", "1", "--text-mlp"], ["rc", "pkt"]), ("p2_lin", ["--lr", "2", "--text-mlp"], ["rc"])]
+    assert all(point in every for point in second)  # the second stage is among them
     _, without = module.select(tmp_path, points + second, ["s"], 1)
-    _, chosen = module.select(tmp_path, points + second + earlier, ["s"], 1)
+    _, chosen = module.select(tmp_path, points + every, ["s"], 1)
     assert without["rc"]["point"] == "p2"  # would score 0.72 on validation, below the 0.80 held before
     assert chosen["rc"]["point"] == "p1_lin" and chosen["rc"]["args"] == ["--lr", "1", "--text-mlp"]
     assert "pkt" not in chosen  # a point's other methods count only where their runs finished
-    # a refinement that is the second stage of one method is still an earlier candidate for the others
-    shared = module.earlier_refinements(points, refinements, [("p1_lin", ["--lr", "1", "--text-mlp"], ["pkt"])])
-    assert shared == [("p1_lin", ["--lr", "1", "--text-mlp"], ["rc"]), ("p2_lin", ["--lr", "2", "--text-mlp"], ["rc"])]
 
 
 @pytest.mark.parametrize("text", ["h128", "=--text-mlp 3", "h128=", "h128=128", "a b=--sigma 2", "a/b=--sigma 2"])
