@@ -58,7 +58,7 @@ DEFAULT_VAL_SETTINGS = ("dim_reduction", "compression")
 #: the methods whose relaxed labels come from the teacher's Gaussian kernel (``--sigma``)
 SIGMA_METHODS = ("relaxed_contrastive", "relaxed_contrastive+labels", "relaxed_contrastive+proxy_anchor", "relaxed_ms")
 #: the tuned hyper-parameters a test run records (``runs.jsonl`` "hparams")
-HPARAMS = ("epochs", "lr", "sigma", "delta", "label_weight", "rkd_angle_weight")
+HPARAMS = ("epochs", "lr", "sigma", "delta", "label_weight", "rkd_angle_weight", "text_ngram_dropout")
 #: the methods with an RKD angle-wise weight (``--rkd-angle-weight``)
 RKD_METHODS = ("rkd",)
 

@@ -75,6 +75,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         help="banking77 student: hidden widths of the MLP head (default 256; none: linear head)")
     parser.add_argument("--text-init-std", type=float, default=None,
                         help="banking77 student: std of the n-gram embeddings' initialisation (default 0.1)")
+    parser.add_argument("--text-ngram-dropout", type=float, default=0.0,
+                        help="banking77: drop each hashed n-gram id of a training view with this probability, so "
+                             "a text's two views differ (NgramDropout; the cached teacher sees the whole text)")
     parser.add_argument("--backbone", default="resnet50", choices=["resnet50", "conv4"],
                         help="cub/cars/sop: torchvision ImageNet ResNets (paper) or a from-scratch Conv-4")
     parser.add_argument("--image-size", type=int, default=224, help="cub/cars/sop input size")
@@ -158,6 +161,8 @@ def main(args: argparse.Namespace, argv: Optional[List[str]] = None) -> List[Pat
                          f"got --dataset {args.dataset}")
     text_options = [flag for flag, value in (("--text-hidden-dim", args.text_hidden_dim), ("--text-mlp", args.text_mlp),
                                              ("--text-init-std", args.text_init_std)) if value is not None]
+    if args.text_ngram_dropout != 0:
+        text_options.append("--text-ngram-dropout")
     if text_options and args.dataset != "banking77":
         raise ValueError(f"{', '.join(text_options)} shape the text student (--dataset banking77); "
                          f"got --dataset {args.dataset}")

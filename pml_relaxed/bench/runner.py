@@ -231,7 +231,7 @@ def _record(data, args, setting, method, kind, seed, arch, dim, metrics, seconds
     hparams = {"sigma": args.sigma, "delta": args.delta, "views": args.views, "epochs": epochs,
                "batch_size": args.batch_size, "m": args.m, "lr": lr, "eval_normalize": args.eval_normalize,
                "normalize_student": args.normalize_student, "label_weight": args.label_weight,
-               "rkd_angle_weight": args.rkd_angle_weight}
+               "rkd_angle_weight": args.rkd_angle_weight, "text_ngram_dropout": args.text_ngram_dropout}
     if data.student_options is not None:
         hparams["student_options"] = data.student_options
     return {

@@ -18,6 +18,7 @@ from ..datasets import DEFAULT_BANKING77_ROOT, Banking77
 from ..models.cached_teacher import CachedTeacher
 from ..models.hashed_ngram_embedder import HashedNgramEmbedder
 from ..models.indexed_text_student import IndexedTextStudent, pack_text_rows
+from ..models.ngram_dropout import NgramDropout
 from .data import BenchData, TensorDataset
 
 #: the bench's text student; ``--text-hidden-dim``, ``--text-mlp`` and ``--text-init-std`` override it
@@ -63,6 +64,9 @@ def banking77_data(args: argparse.Namespace) -> BenchData:
     from ..models.sentence_transformer_teacher import SentenceTransformerTeacher
 
     student_options = text_student_options(args)
+    if not 0 <= args.text_ngram_dropout < 1:
+        raise ValueError(f"--text-ngram-dropout must be in [0, 1); got {args.text_ngram_dropout}")
+    augment = NgramDropout(args.text_ngram_dropout, skip_columns=1) if args.text_ngram_dropout > 0 else None
     root = Path(args.data_root) if args.data_root else DEFAULT_BANKING77_ROOT
     if args.val_classes:
         train = Banking77(root, split="train", num_val_classes=args.val_classes, seed=args.split_seed)
@@ -92,7 +96,7 @@ def banking77_data(args: argparse.Namespace) -> BenchData:
         evaluation=TensorDataset(eval_rows, evaluation.labels), eval_split=split,
         teacher_arch="all-MiniLM-L6-v2", teacher_dim=int(teacher_embeddings.shape[1]),
         settings={"dim16": ("ngram", 16), "dim32": ("ngram", 32), "dim64": ("ngram", 64)},
-        make_model=make_model, augment=None,
+        make_model=make_model, augment=augment,
         defaults={"epochs": 10, "teacher_epochs": 0, "batch_size": 128, "m": 4, "lr": 3e-3},
         teacher=CachedTeacher(teacher_embeddings), student_options=student_options,
         # Sentences per second from raw strings, tokenisation included, as a user would serve them.

@@ -7,6 +7,7 @@ from .conv4 import Conv4
 from .hashed_ngram_embedder import HashedNgramEmbedder
 from .indexed_text_student import IndexedTextStudent, pack_text_rows
 from .mlp import MLP
+from .ngram_dropout import NgramDropout
 from .ngram_hasher import NgramHasher, stable_hash
 from .sentence_transformer_teacher import SentenceTransformerTeacher
 from .text_collator import TextCollator
@@ -17,6 +18,7 @@ __all__ = [
     "MLP",
     "HashedNgramEmbedder",
     "NgramHasher",
+    "NgramDropout",
     "TextCollator",
     "SentenceTransformerTeacher",
     "stable_hash",

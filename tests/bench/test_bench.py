@@ -140,6 +140,28 @@ def test_banking77_text_student_options_build_and_are_recorded(tmp_path):
     students = [r for r in read_runs(tmp_path / "out") if r["kind"] != "teacher"]
     assert [r["hparams"]["student_options"] for r in students] == [{"hidden_dim": 24, "mlp_hidden_dims": [],
                                                                     "init_std": 0.5}]
+    assert [r["hparams"]["text_ngram_dropout"] for r in students] == [0.0]
+
+
+def test_banking77_ngram_dropout_makes_two_different_views(tmp_path):
+    import torch
+
+    from pml_relaxed.bench.text_data import banking77_data
+    from pml_relaxed.models import NgramDropout
+
+    root = make_banking77(tmp_path)
+    argv = ["--dataset", "banking77", "--data-root", str(root), "--output-dir", str(tmp_path / "out"), "--no-progress"]
+    assert banking77_data(get_args_parser().parse_args(argv)).augment is None, "no dropout: identical copies"
+    data = banking77_data(get_args_parser().parse_args([*argv, "--text-ngram-dropout", "0.3"]))
+    assert isinstance(data.augment, NgramDropout) and data.augment.p == 0.3 and data.augment.skip_columns == 1
+    dataset, collate = data.training_set(2)
+    rows, labels = collate([dataset[i] for i in range(4)])
+    assert torch.equal(rows[0::2, 0], rows[1::2, 0]), "both views index the same cached teacher embedding"
+    assert not torch.equal(rows[0::2, 1:], rows[1::2, 1:]), "the two views of a text differ"
+    run(tmp_path / "out", *argv[:4], "--methods", "relaxed_contrastive", "--settings", "dim16", "--seeds", "1",
+        "--batch-size", "8", "--m", "2", "--text-ngram-dropout", "0.3")
+    students = [r for r in read_runs(tmp_path / "out") if r["kind"] != "teacher"]
+    assert [r["hparams"]["text_ngram_dropout"] for r in students] == [0.3]
 
 
 @pytest.mark.parametrize(
@@ -164,6 +186,10 @@ def test_banking77_text_student_options_build_and_are_recorded(tmp_path):
          r"--text-mlp widths must be >= 1 \(none for a linear head\); got \[64, 0\]"),
         (["--dataset", "banking77", "--data-root", "/nonexistent", "--text-init-std", "0"],
          r"--text-init-std must be > 0; got 0.0"),
+        (["--dataset", "banking77", "--data-root", "/nonexistent", "--text-ngram-dropout", "1"],
+         r"--text-ngram-dropout must be in \[0, 1\); got 1.0"),
+        (["--text-ngram-dropout", "0.2"], r"--text-ngram-dropout shape the text student \(--dataset banking77\); got "
+                                          r"--dataset digits"),
     ],
 )
 def test_bad_arguments(tmp_path, argv, message):

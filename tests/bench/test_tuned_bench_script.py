@@ -176,6 +176,18 @@ def test_drop_stale_compares_the_rkd_angle_weight(tmp_path):
     assert [(r["method"], r["hparams"]) for r in _records(runs)] == [rows[0], rows[1], rows[3]]
 
 
+def test_drop_stale_compares_the_text_ngram_dropout(tmp_path):
+    module = _module()
+    runs = tmp_path / "runs.jsonl"
+    hparams = {"epochs": 10, "lr": 0.01, "sigma": 1.0, "delta": 1.0, "label_weight": 0.5}
+    rows = [("relaxed_ms", hparams),  # recorded before the option existed: no dropout
+            ("relaxed_ms", {**hparams, "text_ngram_dropout": 0.4})]
+    runs.write_text("".join(json.dumps({"method": m, "kind": "x", "hparams": h}) + "\n" for m, h in rows))
+    chosen = {"relaxed_ms": {"args": ["--epochs", "10", "--lr", "1e-2", "--text-ngram-dropout", "0.4"]}}
+    assert module.drop_stale(runs, chosen, "banking77", []) == 1
+    assert [r["hparams"] for r in _records(runs)] == [rows[1][1]]
+
+
 def test_drop_stale_moves_runs_at_another_point(tmp_path):
     module = _module()
     runs = tmp_path / "runs.jsonl"
