@@ -51,11 +51,22 @@ def check_same_cols(name: str, tensor: torch.Tensor, other_name: str, other: tor
         )
 
 
-def check_finite(name: str, tensor: torch.Tensor) -> None:
-    """Raises ValueError if ``tensor`` holds NaN or infinity."""
-    if not bool(torch.isfinite(tensor).all()):
-        bad = int((~torch.isfinite(tensor)).sum())
-        raise ValueError(f"{name} must be finite; got {bad} non-finite value(s) (NaN or inf) in {_describe(tensor)}")
+def check_finite(name: str, tensor: torch.Tensor, max_rows_shown: int = 8) -> None:
+    """Raises ValueError if ``tensor`` holds NaN or infinity; the message names the offending rows.
+
+    One host synchronisation (the ``all()`` test); the rows are located only on failure.
+    """
+    finite = torch.isfinite(tensor)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        where = ""
+        if tensor.ndim >= 2:
+            rows = torch.nonzero(~finite.reshape(tensor.shape[0], -1).all(dim=1)).flatten().tolist()
+            shown = ", ".join(str(r) for r in rows[:max_rows_shown]) + (", ..." if len(rows) > max_rows_shown else "")
+            where = f" in {len(rows)} row(s) [{shown}]"
+        raise ValueError(
+            f"{name} must be finite; got {bad} non-finite value(s) (NaN or inf){where} of {_describe(tensor)}"
+        )
 
 
 def _check_number(name: str, value: object) -> float:
@@ -125,16 +136,21 @@ def check_teacher_pair(
     ref_emb: Optional[torch.Tensor],
     teacher_emb: Optional[torch.Tensor],
     teacher_ref_emb: Optional[torch.Tensor],
+    check_values: bool = True,
 ) -> None:
     """The checks every teacher-fed loss and miner runs on its inputs.
 
     ``embeddings`` (student, n x d) and ``teacher_emb`` (teacher, n x D) describe the same n samples;
     ``teacher_ref_emb`` is required exactly when ``ref_emb`` is given, with one row per reference row.
 
+    With ``check_values`` (the default) every tensor is also checked for NaN/inf, which costs one host
+    synchronisation per tensor; without it only shapes and dtypes are checked (no synchronisation, so the
+    caller stays capturable by ``torch.compile`` and CUDA graphs).
+
     Raises:
         TypeError: a non-tensor or non-floating-point input.
         ValueError: a missing teacher_emb, a non-2D tensor, mismatched rows, a teacher_ref_emb without
-            ref_emb (or the reverse), or non-finite teacher values.
+            ref_emb (or the reverse), or non-finite values (student or teacher; the message names the rows).
     """
     check_embeddings("embeddings", embeddings, "(batch_size, student_dim)")
     check_required(
@@ -144,7 +160,9 @@ def check_teacher_pair(
     )
     check_embeddings("teacher_emb", teacher_emb, "(batch_size, teacher_dim)")
     check_same_rows("teacher_emb", teacher_emb, "embeddings", embeddings)
-    check_finite("teacher_emb", teacher_emb)
+    if check_values:
+        check_finite("embeddings", embeddings)
+        check_finite("teacher_emb", teacher_emb)
     if ref_emb is None and teacher_ref_emb is not None:
         raise ValueError("teacher_ref_emb was given without ref_emb: pass both or neither; got ref_emb=None")
     if ref_emb is not None:
@@ -158,4 +176,20 @@ def check_teacher_pair(
         check_embeddings("teacher_ref_emb", teacher_ref_emb, "(num_ref, teacher_dim)")
         check_same_rows("teacher_ref_emb", teacher_ref_emb, "ref_emb", ref_emb)
         check_same_cols("teacher_ref_emb", teacher_ref_emb, "teacher_emb", teacher_emb)
-        check_finite("teacher_ref_emb", teacher_ref_emb)
+        if check_values:
+            check_finite("ref_emb", ref_emb)
+            check_finite("teacher_ref_emb", teacher_ref_emb)
+
+
+def check_block_size(name: str, value: object) -> Optional[int]:
+    """Checks that ``value`` is None (auto) or an int >= 0 (0: dense)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"{name} must be None (auto), 0 (dense) or a positive int (rows per block); "
+            f"got {type(value).__name__} ({value!r})"
+        )
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 (0: dense, None: auto); got {value!r}")
+    return value

@@ -11,11 +11,12 @@ Notation (shapes): ``n`` queries, ``m`` reference samples, ``d`` student dim, ``
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from . import _blockwise as _bw
 from . import _validation as v
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "gaussian_kernel",
     "relative_distance",
     "pair_mask",
+    "pair_mask_rows",
+    "gaussian_kernel_rows",
     "relaxed_contrastive_per_anchor",
     "relaxed_multi_similarity_per_anchor",
     "relaxed_contrastive_loss",
@@ -64,8 +67,50 @@ def euclidean_distance(x: torch.Tensor, y: Optional[torch.Tensor] = None) -> tor
         (n, m) tensor.
     """
     sq = squared_euclidean_distance(x, y)
-    positive = sq > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, sq, torch.ones_like(sq))), torch.zeros_like(sq))
+    zero = sq == 0  # NaN compares unequal to 0, so NaN inputs stay NaN (never hidden as a 0 distance)
+    return torch.where(zero, torch.zeros_like(sq), torch.sqrt(torch.where(zero, torch.ones_like(sq), sq)))
+
+
+def gaussian_kernel_rows(
+    teacher_emb: torch.Tensor,
+    teacher_ref_emb: Optional[torch.Tensor] = None,
+    sigma: float = 1.0,
+    normalize: bool = True,
+) -> Callable[[int, int], torch.Tensor]:
+    """Rows of :func:`gaussian_kernel` on demand: ``rows(start, end)`` is ``gaussian_kernel(...)[start:end]``.
+
+    The teacher embeddings are prepared (detached, upcast from half precision, normalised) once; each
+    call then costs one (end - start, m) block, which is how the blockwise losses use it.
+
+    Raises:
+        ValueError: if sigma <= 0.
+    """
+    sigma = v.check_positive("sigma", sigma)
+    with torch.no_grad():
+        f = _prepare_teacher(teacher_emb, normalize)
+        f_ref = None if teacher_ref_emb is None else _prepare_teacher(teacher_ref_emb, normalize)
+
+        refs = f if f_ref is None else f_ref
+        ref_sq_norms = (refs * refs).sum(1).unsqueeze(0)
+
+    def rows(start: int, end: int) -> torch.Tensor:
+        with torch.no_grad():
+            block = f[start:end]
+            sq = torch.addmm(ref_sq_norms, block, refs.t(), alpha=-2.0)
+            sq.add_((block * block).sum(1, keepdim=True)).clamp_min_(0)
+            if f_ref is None:  # self pairs are exactly 0 apart
+                local = torch.arange(end - start, device=sq.device)
+                sq[local, local + start] = 0
+            return sq.mul_(-1.0 / sigma).exp_()
+
+    return rows
+
+
+def _prepare_teacher(teacher_emb: torch.Tensor, normalize: bool) -> torch.Tensor:
+    f = teacher_emb.detach()
+    if f.dtype in (torch.float16, torch.bfloat16):
+        f = f.float()
+    return F.normalize(f, p=2, dim=1) if normalize else f
 
 
 def gaussian_kernel(
@@ -90,17 +135,7 @@ def gaussian_kernel(
     Raises:
         ValueError: if sigma <= 0.
     """
-    sigma = v.check_positive("sigma", sigma)
-    with torch.no_grad():
-        f = teacher_emb.detach()
-        f_ref = None if teacher_ref_emb is None else teacher_ref_emb.detach()
-        if f.dtype in (torch.float16, torch.bfloat16):
-            f = f.float()
-            f_ref = None if f_ref is None else f_ref.float()
-        if normalize:
-            f = F.normalize(f, p=2, dim=1)
-            f_ref = None if f_ref is None else F.normalize(f_ref, p=2, dim=1)
-        return torch.exp(-squared_euclidean_distance(f, f_ref) / sigma)
+    return gaussian_kernel_rows(teacher_emb, teacher_ref_emb, sigma, normalize)(0, teacher_emb.shape[0])
 
 
 def relative_distance(dist: torch.Tensor) -> torch.Tensor:
@@ -143,30 +178,67 @@ def pair_mask(
     Raises:
         TypeError: if indices_tuple is not a tuple/list of 3 or 4 tensors.
     """
-    if indices_tuple is None:
-        mask = torch.ones(num_queries, num_refs, dtype=torch.bool, device=device)
-    else:
-        if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) not in (3, 4):
-            got = type(indices_tuple).__name__
-            if isinstance(indices_tuple, (tuple, list)):
-                got = f"a {got} of length {len(indices_tuple)}"
-            raise TypeError(
-                "indices_tuple must be PML pairs (a1, p, a2, n) or triplets (a, p, n) of index tensors; "
-                f"got {got}"
-            )
-        if len(indices_tuple) == 3:
-            a, p, n = indices_tuple
-            anchors, others = (a, a), (p, n)
+    return pair_mask_rows(num_queries, num_refs, indices_tuple, self_reference, device)(0, num_queries)
+
+
+def pair_mask_rows(
+    num_queries: int,
+    num_refs: int,
+    indices_tuple: Optional[Sequence[torch.Tensor]] = None,
+    self_reference: bool = True,
+    device: Optional[torch.device] = None,
+) -> Callable[[int, int], torch.Tensor]:
+    """Rows of :func:`pair_mask` on demand: ``rows(start, end)`` is ``pair_mask(...)[start:end]``.
+
+    The pairs of ``indices_tuple`` are sorted once (O(number of pairs) memory); each block then costs
+    O(block * m). Locating a block's pairs reads two indices back to the host.
+
+    Raises:
+        TypeError: if indices_tuple is not a tuple/list of 3 or 4 tensors.
+    """
+    keys = None if indices_tuple is None else _pair_keys(indices_tuple, num_refs, device)
+
+    def rows(start: int, end: int) -> torch.Tensor:
+        if keys is None:
+            mask = torch.ones(end - start, num_refs, dtype=torch.bool, device=device)
         else:
-            a1, p, a2, n = indices_tuple
-            anchors, others = (a1, a2), (p, n)
-        mask = torch.zeros(num_queries, num_refs, dtype=torch.bool, device=device)
-        for anchor, other in zip(anchors, others):
-            if len(anchor) > 0:
-                mask[anchor.to(device=device, dtype=torch.long), other.to(device=device, dtype=torch.long)] = True
-    if self_reference:
-        mask &= ~torch.eye(num_queries, num_refs, dtype=torch.bool, device=device)
-    return mask
+            mask = torch.zeros((end - start) * num_refs, dtype=torch.bool, device=device)
+            if start == 0 and end == num_queries:
+                mask[keys] = True
+            else:
+                bounds = torch.tensor([start * num_refs, end * num_refs], device=keys.device)
+                lo, hi = torch.searchsorted(keys, bounds).tolist()
+                mask[keys[lo:hi] - start * num_refs] = True
+            mask = mask.view(end - start, num_refs)
+        if self_reference:
+            local = torch.arange(end - start, device=device)
+            mask[local, local + start] = False
+        return mask
+
+    return rows
+
+
+def _pair_keys(indices_tuple: Sequence[torch.Tensor], num_refs: int, device) -> torch.Tensor:
+    """Sorted unique flat keys ``anchor * m + other`` of the union of a PML tuple's pairs."""
+    if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) not in (3, 4):
+        got = type(indices_tuple).__name__
+        if isinstance(indices_tuple, (tuple, list)):
+            got = f"a {got} of length {len(indices_tuple)}"
+        raise TypeError(
+            "indices_tuple must be PML pairs (a1, p, a2, n) or triplets (a, p, n) of index tensors; "
+            f"got {got}"
+        )
+    if len(indices_tuple) == 3:
+        a, p, n = indices_tuple
+        pairs = ((a, p), (a, n))
+    else:
+        a1, p, a2, n = indices_tuple
+        pairs = ((a1, p), (a2, n))
+    keys = [
+        anchor.to(device=device, dtype=torch.long) * num_refs + other.to(device=device, dtype=torch.long)
+        for anchor, other in pairs
+    ]
+    return torch.unique(torch.cat(keys))
 
 
 def relaxed_contrastive_per_anchor(
@@ -186,11 +258,7 @@ def relaxed_contrastive_per_anchor(
     Returns:
         (n,) tensor; its mean is the paper's loss.
     """
-    w = relaxed_labels.to(relative_dist.dtype)
-    pull = w * relative_dist.pow(2)
-    push = (1 - w) * F.relu(delta - relative_dist).pow(2)
-    per_pair = torch.where(mask, pull + push, torch.zeros_like(pull))
-    return per_pair.sum(dim=1)
+    return _bw.ContrastiveRows(delta).losses(relative_dist, relaxed_labels.to(relative_dist.dtype), mask)
 
 
 def relaxed_multi_similarity_per_anchor(
@@ -217,26 +285,38 @@ def relaxed_multi_similarity_per_anchor(
     Returns:
         (n,) tensor; its mean is the loss.
     """
-    d = relative_dist
-    w = relaxed_labels.to(d.dtype)
-    neg_inf = torch.full_like(d, float("-inf"))
-    zero_col = torch.zeros(d.shape[0], 1, dtype=d.dtype, device=d.device)
-
-    def log_one_plus_weighted_sum(weight: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
-        keep = mask & (weight > 0)
-        log_weight = torch.log(torch.where(keep, weight, torch.ones_like(weight)))
-        terms = torch.where(keep, exponent + log_weight, neg_inf)
-        return torch.logsumexp(torch.cat([zero_col, terms], dim=1), dim=1)
-
-    pos = log_one_plus_weighted_sum(w, alpha * d) / alpha
-    neg = log_one_plus_weighted_sum(1 - w, beta * (delta - d)) / beta
-    return pos + neg
+    rows = _bw.MultiSimilarityRows(delta, alpha, beta)
+    return rows.losses(relative_dist, relaxed_labels.to(relative_dist.dtype), mask)
 
 
-def _student_relative_distance(
-    student_emb: torch.Tensor, student_ref_emb: Optional[torch.Tensor]
+
+
+def _relaxed_loss(
+    rows,
+    student_emb: torch.Tensor,
+    teacher_emb: torch.Tensor,
+    student_ref_emb: Optional[torch.Tensor],
+    teacher_ref_emb: Optional[torch.Tensor],
+    sigma: float,
+    normalize_teacher: bool,
+    block_size: Optional[int],
+    validate: bool,
 ) -> torch.Tensor:
-    return relative_distance(euclidean_distance(student_emb, student_ref_emb))
+    v.check_teacher_pair(student_emb, student_ref_emb, teacher_emb, teacher_ref_emb, check_values=validate)
+    block_size = v.check_block_size("block_size", block_size)
+    self_reference = student_ref_emb is None
+    num_queries = student_emb.shape[0]
+    num_refs = num_queries if self_reference else student_ref_emb.shape[0]
+    labels = gaussian_kernel_rows(teacher_emb, teacher_ref_emb, sigma, normalize_teacher)
+    if num_queries == 0 or num_refs == 0:
+        return _zero_loss(student_emb, student_ref_emb)
+    problem = _bw.RelaxedProblem(_bw.EuclideanDistance(), rows, labels, None, self_reference)
+    return _bw.relaxed_per_anchor(student_emb, student_ref_emb, problem, block_size).mean()
+
+
+def _zero_loss(*tensors: Optional[torch.Tensor]) -> torch.Tensor:
+    """A zero loss connected to the graph of every given tensor (PML's convention for empty batches)."""
+    return sum(t.sum() * 0 for t in tensors if t is not None)
 
 
 def relaxed_contrastive_loss(
@@ -247,11 +327,16 @@ def relaxed_contrastive_loss(
     sigma: float = 1.0,
     delta: float = 1.0,
     normalize_teacher: bool = True,
+    block_size: Optional[int] = None,
+    validate: bool = True,
 ) -> torch.Tensor:
     r"""The relaxed contrastive loss of Kim et al. (CVPR 2021) as one function.
 
     ``L = (1/n) sum_i sum_{j != i} [w_ij d_ij^2 + (1 - w_ij) max(0, delta - d_ij)^2]`` with Gaussian
     relaxed labels w from the teacher and relative Euclidean distances d of the student.
+
+    Large batches are computed blockwise (see ``block_size``): the same values and gradients, peak
+    memory O(block * m + (n + m) * dims) instead of O(n * m).
 
     Args:
         student_emb: (n, d) student embeddings g (not normalised).
@@ -261,19 +346,32 @@ def relaxed_contrastive_loss(
         sigma: Gaussian kernel bandwidth, > 0.
         delta: margin, >= 0.
         normalize_teacher: L2-normalise teacher embeddings.
+        block_size: query rows per block; None (auto): dense up to ``2**16`` pairs (n * m), else blocks of
+            about ``2**20`` pairs; 0: always dense (plain autograd: forward-mode AD and vmap work there).
+        validate: check every input for NaN/inf (one host synchronisation each); False checks shapes only.
 
     Returns:
-        Scalar tensor.
+        Scalar tensor (float32 for half-precision inputs); an empty batch gives a zero connected to the graph.
 
     Raises:
-        TypeError, ValueError: bad shapes, dtypes, missing or non-finite teacher values, bad sigma/delta.
+        TypeError, ValueError: bad shapes, dtypes, missing teacher values, non-finite student or teacher
+            rows (named in the message), bad sigma/delta/block_size.
+
+    Example:
+        >>> import torch
+        >>> from pml_relaxed import functional as fn
+        >>> student = torch.randn(6, 4, requires_grad=True)
+        >>> teacher = torch.randn(6, 16)
+        >>> loss = fn.relaxed_contrastive_loss(student, teacher)
+        >>> blockwise = fn.relaxed_contrastive_loss(student, teacher, block_size=4)
+        >>> bool(torch.allclose(loss, blockwise))
+        True
     """
-    v.check_teacher_pair(student_emb, student_ref_emb, teacher_emb, teacher_ref_emb)
     delta = v.check_non_negative("delta", delta)
-    w = gaussian_kernel(teacher_emb, teacher_ref_emb, sigma, normalize_teacher)
-    d = _student_relative_distance(student_emb, student_ref_emb)
-    mask = pair_mask(d.shape[0], d.shape[1], None, student_ref_emb is None, d.device)
-    return relaxed_contrastive_per_anchor(d, w, mask, delta).mean()
+    return _relaxed_loss(
+        _bw.ContrastiveRows(delta), student_emb, teacher_emb, student_ref_emb, teacher_ref_emb, sigma,
+        normalize_teacher, block_size, validate,
+    )
 
 
 def relaxed_multi_similarity_loss(
@@ -286,6 +384,8 @@ def relaxed_multi_similarity_loss(
     alpha: float = 1.0,
     beta: float = 2.0,
     normalize_teacher: bool = True,
+    block_size: Optional[int] = None,
+    validate: bool = True,
 ) -> torch.Tensor:
     """The relaxed multi-similarity loss as one function (see :func:`relaxed_multi_similarity_per_anchor`).
 
@@ -294,11 +394,10 @@ def relaxed_multi_similarity_loss(
     Returns:
         Scalar tensor: the mean over anchors.
     """
-    v.check_teacher_pair(student_emb, student_ref_emb, teacher_emb, teacher_ref_emb)
     delta = v.check_non_negative("delta", delta)
     alpha = v.check_positive("alpha", alpha)
     beta = v.check_positive("beta", beta)
-    w = gaussian_kernel(teacher_emb, teacher_ref_emb, sigma, normalize_teacher)
-    d = _student_relative_distance(student_emb, student_ref_emb)
-    mask = pair_mask(d.shape[0], d.shape[1], None, student_ref_emb is None, d.device)
-    return relaxed_multi_similarity_per_anchor(d, w, mask, delta, alpha, beta).mean()
+    return _relaxed_loss(
+        _bw.MultiSimilarityRows(delta, alpha, beta), student_emb, teacher_emb, student_ref_emb, teacher_ref_emb,
+        sigma, normalize_teacher, block_size, validate,
+    )

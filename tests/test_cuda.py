@@ -108,3 +108,33 @@ def test_bench_trains_every_method_on_cuda(tmp_path):
     metadata = json.loads((tmp_path / "results.json").read_text())["metadata"]
     if DEVICE == "cuda":
         assert torch.cuda.get_device_name(0) in metadata["machine"]
+
+
+@pytest.mark.parametrize("name", ["relaxed_contrastive", "relaxed_ms"])
+def test_blockwise_matches_dense_on_the_device(name):
+    student, teacher, labels = _inputs(n=300)
+    student, teacher = student.to(DEVICE).requires_grad_(), teacher.to(DEVICE)
+    results = []
+    for block_size in (0, 37):
+        loss_fn = (RelaxedContrastiveLoss if name == "relaxed_contrastive" else RelaxedMultiSimilarityLoss)(
+            block_size=block_size
+        )
+        loss = loss_fn(student, teacher_emb=teacher)
+        results.append((loss, torch.autograd.grad(loss, student)[0]))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_students_on_the_device(dtype):
+    student = (torch.randn(1000, 64) * 20).to(DEVICE)
+    teacher = torch.randn(1000, 128).to(DEVICE)
+    half = student.to(dtype).requires_grad_()
+    loss = RelaxedContrastiveLoss()(half, teacher_emb=teacher)
+    loss.backward()
+    expected = RelaxedContrastiveLoss(block_size=0)(half.detach().float(), teacher_emb=teacher)
+    assert loss.dtype == torch.float32 and half.grad.dtype == dtype and torch.isfinite(half.grad).all()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+    with torch.autocast(DEVICE if DEVICE != "cpu" else "cpu", dtype=dtype):
+        loss_amp = RelaxedContrastiveLoss()(student, teacher_emb=teacher)
+    assert loss_amp.dtype == torch.float32 and torch.isfinite(loss_amp)

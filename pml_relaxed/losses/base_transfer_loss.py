@@ -22,14 +22,24 @@ class BaseTransferLoss(BaseMetricLossFunction):
     When ``ref_emb`` is None the reference set is the batch itself (``ref_emb is embeddings`` inside
     ``compute_loss``) and ``teacher_ref_emb is teacher_emb``.
 
+    An empty batch (or reference set) gives a zero loss connected to the graph, as PML's losses do.
+
+    Args:
+        validate: check the student and teacher embeddings for NaN/inf on every call (the message names
+            the rows); one host synchronisation per tensor. ``validate=False`` checks shapes and dtypes
+            only: no synchronisation, so the loss can be captured by ``torch.compile(fullgraph=True)``.
+        **kwargs: PML's ``distance``, ``reducer``, ``embedding_regularizer``, ``embedding_reg_weight``,
+            ``collect_stats``.
+
     Raises:
-        TypeError: if ``distance`` is not a PML BaseDistance.
+        TypeError: if ``distance`` is not a PML BaseDistance, or validate is not a bool.
         ValueError: if ``distance`` is a similarity (``is_inverted=True``), and on bad input (see
             :func:`pml_relaxed._validation.check_teacher_pair`).
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, validate: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.validate = v.check_bool("validate", validate)
         if not isinstance(self.distance, BaseDistance):
             raise TypeError(
                 f"distance must be a PML BaseDistance (e.g. LpDistance); got {type(self.distance).__name__}"
@@ -66,7 +76,7 @@ class BaseTransferLoss(BaseMetricLossFunction):
             The reduced loss (a scalar with PML's default reducers).
         """
         self.reset_stats()
-        v.check_teacher_pair(embeddings, ref_emb, teacher_emb, teacher_ref_emb)
+        v.check_teacher_pair(embeddings, ref_emb, teacher_emb, teacher_ref_emb, check_values=self.validate)
         if labels is not None:
             v.check_labels("labels", labels, embeddings.shape[0], "embeddings")
             labels = c_f.to_device(labels, embeddings)
@@ -79,6 +89,8 @@ class BaseTransferLoss(BaseMetricLossFunction):
         else:
             teacher_ref_emb = c_f.to_device(teacher_ref_emb.detach(), embeddings)
         ref_emb, ref_labels = c_f.set_ref_emb(embeddings, labels, ref_emb, ref_labels)
+        if embeddings.shape[0] == 0 or ref_emb.shape[0] == 0:
+            return self.reducer(self.zero_losses(), embeddings, labels) + ref_emb.sum() * 0
         loss_dict = self.compute_loss(
             embeddings, labels, indices_tuple, ref_emb, ref_labels, teacher_emb, teacher_ref_emb
         )

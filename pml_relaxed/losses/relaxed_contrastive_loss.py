@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
 
-from .. import functional as fn
+from .. import _blockwise as _bw
 from ..similarities import BaseSimilarity
 from .base_relaxed_loss import BaseRelaxedLoss
 
@@ -31,6 +30,11 @@ class RelaxedContrastiveLoss(BaseRelaxedLoss):
         delta: margin on relative distances, >= 0 (paper: 1).
         normalize_teacher: L2-normalise teacher embeddings (paper: yes).
         similarity: replaces the Gaussian kernel, e.g. ``LabelSimilarity()``.
+        block_size: query rows per block: None (auto: dense up to 2**16 pairs, blockwise above), 0 (dense)
+            or k > 0. Blockwise is exact (same values and gradients), O(block * m) memory, and faster on
+            large batches; see :class:`~pml_relaxed.losses.BaseRelaxedLoss`.
+        validate: check student and teacher embeddings for NaN/inf (names the rows); False for
+            ``torch.compile(fullgraph=True)`` and no host synchronisation.
         **kwargs: PML's ``distance`` (default ``LpDistance(normalize_embeddings=False)``), ``reducer``,
             ``embedding_regularizer``, ``embedding_reg_weight``, ``collect_stats``.
 
@@ -63,5 +67,5 @@ class RelaxedContrastiveLoss(BaseRelaxedLoss):
     ) -> None:
         super().__init__(sigma=sigma, delta=delta, normalize_teacher=normalize_teacher, similarity=similarity, **kwargs)
 
-    def per_anchor_losses(self, relative_dist: torch.Tensor, relaxed_labels: torch.Tensor, mask: torch.Tensor):
-        return fn.relaxed_contrastive_per_anchor(relative_dist, relaxed_labels, mask, self.delta)
+    def row_function(self):
+        return _bw.ContrastiveRows(self.delta)

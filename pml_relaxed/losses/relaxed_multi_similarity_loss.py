@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
 
 from .. import _validation as v
-from .. import functional as fn
+from .. import _blockwise as _bw
 from ..similarities import BaseSimilarity
 from .base_relaxed_loss import BaseRelaxedLoss
 
@@ -48,7 +47,5 @@ class RelaxedMultiSimilarityLoss(BaseRelaxedLoss):
         self.beta = v.check_positive("beta", beta)
         self.add_to_recordable_attributes(list_of_names=["alpha", "beta"], is_stat=False)
 
-    def per_anchor_losses(self, relative_dist: torch.Tensor, relaxed_labels: torch.Tensor, mask: torch.Tensor):
-        return fn.relaxed_multi_similarity_per_anchor(
-            relative_dist, relaxed_labels, mask, self.delta, self.alpha, self.beta
-        )
+    def row_function(self):
+        return _bw.MultiSimilarityRows(self.delta, self.alpha, self.beta)

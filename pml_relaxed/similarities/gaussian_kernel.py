@@ -1,7 +1,7 @@
 """The paper's relaxed labels: a Gaussian kernel on teacher distances."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -38,6 +38,17 @@ class GaussianKernel(BaseSimilarity):
         ref_labels: Optional[torch.Tensor],
     ) -> torch.Tensor:
         return fn.gaussian_kernel(teacher_emb, teacher_ref_emb, self.sigma, self.normalize)
+
+    def rows(
+        self,
+        teacher_emb: torch.Tensor,
+        teacher_ref_emb: Optional[torch.Tensor] = None,
+        labels: Optional[torch.Tensor] = None,
+        ref_labels: Optional[torch.Tensor] = None,
+    ) -> Callable[[int, int], torch.Tensor]:
+        """Row blocks with the teacher normalised once (:func:`pml_relaxed.functional.gaussian_kernel_rows`)."""
+        self.check_inputs(teacher_emb, teacher_ref_emb, labels, ref_labels)
+        return fn.gaussian_kernel_rows(teacher_emb, teacher_ref_emb, self.sigma, self.normalize)
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma}, normalize={self.normalize}"

@@ -1,7 +1,7 @@
 """A convex mix of two similarities, e.g. the teacher kernel and hard labels."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -30,6 +30,7 @@ class MixedSimilarity(BaseSimilarity):
         self.first, self.second = first, second
         self.label_weight = v.check_in_unit_interval("label_weight", label_weight)
         self.requires_labels = first.requires_labels or second.requires_labels
+        self.supports_blocks = first.supports_blocks and second.supports_blocks
 
     def compute_mat(
         self,
@@ -41,3 +42,21 @@ class MixedSimilarity(BaseSimilarity):
         a = self.first.compute_mat(teacher_emb, teacher_ref_emb, labels, ref_labels)
         b = self.second.compute_mat(teacher_emb, teacher_ref_emb, labels, ref_labels)
         return (1 - self.label_weight) * a + self.label_weight * b.to(a.dtype)
+
+    def rows(
+        self,
+        teacher_emb: torch.Tensor,
+        teacher_ref_emb: Optional[torch.Tensor] = None,
+        labels: Optional[torch.Tensor] = None,
+        ref_labels: Optional[torch.Tensor] = None,
+    ) -> Callable[[int, int], torch.Tensor]:
+        """Row blocks of the mix, each part prepared once by its own :meth:`rows`."""
+        self.check_inputs(teacher_emb, teacher_ref_emb, labels, ref_labels)
+        first = self.first.rows(teacher_emb, teacher_ref_emb, labels, ref_labels)
+        second = self.second.rows(teacher_emb, teacher_ref_emb, labels, ref_labels)
+
+        def block(start: int, end: int) -> torch.Tensor:
+            a = first(start, end)
+            return (1 - self.label_weight) * a + self.label_weight * second(start, end).to(a.dtype)
+
+        return block

@@ -1,0 +1,257 @@
+"""Forward+backward time and peak memory of the relaxed losses: blockwise against dense, per batch size.
+
+Methods, each measured in its own fresh process (so that the peak memory of one cannot hide another's):
+
+- ``blockwise``: ``RelaxedContrastiveLoss()`` at its defaults (auto mode: blockwise above 2**16 pairs);
+- ``dense``: ``RelaxedContrastiveLoss(block_size=0)``, plain autograd over the (n, n) matrices;
+- ``dense_cdist``: the 0.1.0 dense path (PML's ``LpDistance``, i.e. ``torch.cdist``, then the dense
+  relaxed terms), the baseline the speed and memory ratios are against;
+- ``relaxed_ms``: ``RelaxedMultiSimilarityLoss()`` at its defaults (blockwise above 2**16 pairs);
+- ``pml_contrastive``: PML's ``ContrastiveLoss`` on all pairs of the batch (random labels, 8 per class),
+  a familiar reference.
+
+Time is the median of ``--repeats`` forward+backward calls after one warm-up call; peak memory is the
+process's peak resident memory during the warm-up call minus its resident memory just before it (CPU),
+or ``torch.cuda.max_memory_allocated`` minus the memory allocated before it (CUDA). A dense method is
+skipped where its (n, n) matrices would exceed ``--max-dense-gib``.
+
+    python benchmarks/loss_speed.py                       # the full grid (about 20 minutes on 2 CPU cores)
+    python benchmarks/loss_speed.py --sizes 256 1024 --dims 16 --repeats 1 --output-dir /tmp/ls
+
+Writes ``loss_speed.json`` and ``loss_speed.md`` in ``--output-dir``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+METHODS = ("blockwise", "dense", "dense_cdist", "relaxed_ms", "pml_contrastive")
+DENSE_METHODS = ("dense", "dense_cdist", "pml_contrastive")
+BASELINE = "dense_cdist"
+DENSE_BYTES_PER_PAIR = 40  # about ten live float32 (n, n) matrices on the dense paths (measured: 35-45)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSpeedConfig:
+    """One run of the benchmark (the command-line options, typed)."""
+
+    sizes: List[int]
+    dims: List[int]
+    teacher_dim: int = 512
+    methods: List[str] = dataclasses.field(default_factory=lambda: list(METHODS))
+    repeats: int = 3
+    device: str = "cpu"
+    max_dense_gib: float = 4.0
+    output_dir: str = "results/loss_speed"
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "LossSpeedConfig":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in vars(args).items() if k in fields})
+
+    def to_argv(self) -> List[str]:
+        argv = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            flag = "--" + field.name.replace("_", "-")
+            argv += [flag] + ([str(v) for v in value] if isinstance(value, list) else [str(value)])
+        return argv
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096, 16384, 32768])
+    parser.add_argument("--dims", type=int, nargs="+", default=[16, 128, 512], help="student dimensions")
+    parser.add_argument("--teacher-dim", type=int, default=512)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--max-dense-gib", type=float, default=4.0, help="skip a dense method above this estimate")
+    parser.add_argument("--output-dir", default="results/loss_speed")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    return parser
+
+
+# ----------------------------------------------------------------------------------------- one measurement
+
+
+def _build(method: str, n: int, dim: int, teacher_dim: int, device: torch.device):
+    from pytorch_metric_learning.distances import LpDistance
+    from pytorch_metric_learning.losses import ContrastiveLoss
+
+    from pml_relaxed import functional as fn
+    from pml_relaxed.losses import RelaxedContrastiveLoss, RelaxedMultiSimilarityLoss
+
+    gen = torch.Generator().manual_seed(0)
+    student = torch.randn(n, dim, generator=gen).to(device)
+    teacher = torch.randn(n, teacher_dim, generator=gen).to(device)
+    labels = (torch.arange(n) // 8).to(device)
+    if method == "blockwise":
+        loss_fn = RelaxedContrastiveLoss()
+        return student, lambda s: loss_fn(s, teacher_emb=teacher)
+    if method == "dense":
+        loss_fn = RelaxedContrastiveLoss(block_size=0)
+        return student, lambda s: loss_fn(s, teacher_emb=teacher)
+    if method == "relaxed_ms":
+        loss_fn = RelaxedMultiSimilarityLoss()
+        return student, lambda s: loss_fn(s, teacher_emb=teacher)
+    if method == "pml_contrastive":
+        loss_fn = ContrastiveLoss()
+        return student, lambda s: loss_fn(s, labels)
+    distance = LpDistance(normalize_embeddings=False)
+
+    def dense_cdist(s):  # the 0.1.0 implementation, step by step
+        w = fn.gaussian_kernel(teacher)
+        dist = distance(s).masked_fill(torch.eye(n, dtype=torch.bool, device=s.device), 0)
+        rel = fn.relative_distance(dist)
+        return fn.relaxed_contrastive_per_anchor(rel, w, fn.pair_mask(n, n, device=s.device)).mean()
+
+    return student, dense_cdist
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_resident_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def measure(method: str, n: int, dim: int, teacher_dim: int, repeats: int, device: str) -> Dict[str, float]:
+    """Median forward+backward seconds and peak extra memory (bytes) of one method at one size."""
+    dev = torch.device(device)
+    student, loss_of = _build(method, n, dim, teacher_dim, dev)
+
+    def step():
+        s = student.clone().requires_grad_()
+        loss = loss_of(s)
+        loss.backward()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return loss.item()
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        step()
+        peak = torch.cuda.max_memory_allocated() - before
+    else:
+        before = _resident_bytes()
+        step()
+        peak = max(0, _peak_resident_bytes() - before)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        value = step()
+        times.append(time.perf_counter() - start)
+    return {"seconds": statistics.median(times), "peak_bytes": peak, "loss": value}
+
+
+def _measure_in_subprocess(method: str, n: int, dim: int, config: LossSpeedConfig) -> Optional[Dict[str, float]]:
+    job = json.dumps({"method": method, "n": n, "dim": dim, "teacher_dim": config.teacher_dim,
+                      "repeats": config.repeats, "device": config.device})
+    proc = subprocess.run([sys.executable, __file__, "--worker", job], capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"  {method} n={n} d={dim} failed: {proc.stderr.strip().splitlines()[-1:]}", flush=True)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------------------- the grid
+
+
+def machine_description(device: str) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    if device.startswith("cuda") and torch.cuda.is_available():
+        text += f", GPU {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def run_grid(config: LossSpeedConfig) -> List[dict]:
+    from tqdm.auto import tqdm
+
+    jobs = [(n, dim, method) for n in config.sizes for dim in config.dims for method in config.methods]
+    rows = []
+    for n, dim, method in tqdm(jobs, desc="loss_speed", unit="run"):
+        dense_gib = DENSE_BYTES_PER_PAIR * n * n / 2**30
+        if method in DENSE_METHODS and dense_gib > config.max_dense_gib:
+            rows.append({"n": n, "dim": dim, "method": method, "skipped": f"needs about {dense_gib:.0f} GiB"})
+            continue
+        result = _measure_in_subprocess(method, n, dim, config)
+        rows.append({"n": n, "dim": dim, "method": method, **(result or {"skipped": "failed"})})
+    _add_ratios(rows)
+    return rows
+
+
+def _add_ratios(rows: List[dict]) -> None:
+    baseline = {(r["n"], r["dim"]): r for r in rows if r["method"] == BASELINE and "seconds" in r}
+    for row in rows:
+        base = baseline.get((row["n"], row["dim"]))
+        if base is not None and "seconds" in row:
+            row["speedup_vs_dense_cdist"] = base["seconds"] / row["seconds"]
+            row["memory_vs_dense_cdist"] = row["peak_bytes"] / max(base["peak_bytes"], 1)
+
+
+def markdown_table(rows: List[dict]) -> str:
+    lines = [
+        "| n | student dim | method | time (s) | peak memory (MiB) | speed-up vs dense_cdist | memory vs dense_cdist |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "seconds" not in r:
+            lines.append(f"| {r['n']} | {r['dim']} | {r['method']} | skipped ({r['skipped']}) | | | |")
+            continue
+        speed = f"{r['speedup_vs_dense_cdist']:.2f}x" if "speedup_vs_dense_cdist" in r else ""
+        memory = f"{r['memory_vs_dense_cdist']:.3f}" if "memory_vs_dense_cdist" in r else ""
+        lines.append(
+            f"| {r['n']} | {r['dim']} | {r['method']} | {r['seconds']:.3f} | {r['peak_bytes'] / 2**20:.0f} "
+            f"| {speed} | {memory} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(args: argparse.Namespace) -> List[dict]:
+    if args.worker is not None:
+        job = json.loads(args.worker)
+        print(json.dumps(measure(**job)))
+        return []
+    config = LossSpeedConfig.from_args(args)
+    rows = run_grid(config)
+    for r in rows:
+        if "speedup_vs_dense_cdist" in r and r["method"] != BASELINE:
+            print(f"n={r['n']:>6} d={r['dim']:>4} {r['method']:>15}: {r['seconds']:.3f} s, "
+                  f"{r['speedup_vs_dense_cdist']:.2f}x faster, {r['memory_vs_dense_cdist']:.3f}x the memory "
+                  f"of dense_cdist", flush=True)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/loss_speed.py " + " ".join(config.to_argv())
+    meta = {"command": command, "machine": machine_description(config.device), "config": dataclasses.asdict(config)}
+    (out / "loss_speed.json").write_text(json.dumps({"metadata": meta, "rows": rows}, indent=1))
+    header = f"Command: `{command}`\n\nMachine: {meta['machine']}\n\n"
+    (out / "loss_speed.md").write_text(header + markdown_table(rows))
+    print(f"wrote {out / 'loss_speed.md'}")
+    return rows
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

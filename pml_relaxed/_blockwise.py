@@ -1,0 +1,402 @@
+r"""The engine behind the relaxed losses: per-anchor losses over row blocks, exact and memory-bounded.
+
+Every relaxed loss is a sum over anchors i of a row function of the relative distances
+``d_ij = D_ij / mu_i`` (``mu_i`` the mean of row i of the student distance matrix D over all m reference
+columns) and the relaxed labels ``w_ij``. A row of D needs only anchor i and the reference set, so rows
+can be computed a block at a time: peak memory is O(block * m + (n + m) * dims) instead of O(n * m).
+
+The backward pass recomputes each block and applies the closed-form gradient. With ``phi_ij`` the
+derivative of the row loss with respect to ``d_ij`` (zero outside the pair mask) and ``u_i`` the upstream
+gradient of anchor i::
+
+    dL/dD_ij = (u_i / mu_i) * (phi_ij - (1/m) sum_k phi_ik d_ik)        (every column j: mu_i uses them all)
+
+and, for the Euclidean distance raised to ``power``, ``dD_ij/dsq_ij * 2 (g_i - r_j)`` with
+``sq_ij = ||g_i - r_j||^2``, which becomes two matrix products per block. Other distances go through
+autograd, one block at a time.
+
+Not public API: use :mod:`pml_relaxed.functional` or the loss classes.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+BLOCK_ELEMENTS = 1 << 20
+"""Auto mode: a block holds about this many (query, reference) pairs (4 MiB per float32 temporary)."""
+
+MIN_AUTO_BLOCK_ROWS = 64
+"""Auto mode: at least this many rows per block (skinny blocks make slow matrix products)."""
+
+AUTO_DENSE_MAX_PAIRS = 1 << 16
+"""Auto mode: batches of at most this many pairs (n * m, e.g. 256 x 256) take the dense path."""
+
+RowsFn = Callable[[int, int], Optional[torch.Tensor]]
+
+
+def resolve_block_size(block_size: Optional[int], num_queries: int, num_refs: int) -> int:
+    """The number of query rows per block: 0 for the dense path.
+
+    ``None`` (auto) gives 0 up to :data:`AUTO_DENSE_MAX_PAIRS` pairs, else about
+    :data:`BLOCK_ELEMENTS` pairs per block (at least :data:`MIN_AUTO_BLOCK_ROWS` rows). A positive value is
+    used as given (capped at n).
+    """
+    if block_size is None:
+        if num_queries * num_refs <= AUTO_DENSE_MAX_PAIRS:
+            return 0
+        return min(num_queries, max(MIN_AUTO_BLOCK_ROWS, BLOCK_ELEMENTS // max(num_refs, 1)))
+    return min(block_size, num_queries) if block_size > 0 else 0
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Half-precision inputs are computed in float32 (no overflow in squared distances or exponentials)."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+# ----------------------------------------------------------------------------------------- distances
+# Each piece has a differentiable form (the dense path, autograd) and an in-place form for the blockwise
+# path, which runs without autograd and rewrites its own temporaries to save memory passes.
+
+
+class EuclideanDistance:
+    """``D = ||g_i - r_j||^power`` through matrix products (no cdist: any float dtype, double backward).
+
+    The engine centres the inputs first (the reference set's mean subtracted, a constant), which leaves D
+    unchanged and reduces cancellation in ``||g||^2 + ||r||^2 - 2 g.r``.
+    """
+
+    closed_form = True
+
+    def __init__(self, power: float = 1.0) -> None:
+        self.power = float(power)
+
+    def matrix(self, queries: torch.Tensor, refs: torch.Tensor, diag_offset: Optional[int]) -> torch.Tensor:
+        """(b, m) distances, differentiable; ``diag_offset`` (self reference) zeroes the pairs (i, i + offset)."""
+        sq = torch.addmm((refs * refs).sum(1).unsqueeze(0), queries, refs.t(), alpha=-2.0)
+        sq = (sq + (queries * queries).sum(1, keepdim=True)).clamp_min(0)
+        if diag_offset is not None:
+            sq = _zero_diagonal(sq, diag_offset)
+        zero = sq == 0  # NaN stays NaN
+        safe = torch.where(zero, torch.ones_like(sq), sq)
+        root = safe.sqrt() if self.power == 1.0 else safe.pow(self.power / 2)
+        return torch.where(zero, torch.zeros_like(sq), root)
+
+    def matrix_(self, queries: torch.Tensor, refs: torch.Tensor, diag_offset: Optional[int],
+                ref_sq_norms: torch.Tensor) -> torch.Tensor:
+        """:meth:`matrix` without autograd, in place (``ref_sq_norms``: the (1, m) squared norms of refs)."""
+        dist = torch.addmm(ref_sq_norms, queries, refs.t(), alpha=-2.0)
+        dist.add_((queries * queries).sum(1, keepdim=True)).clamp_min_(0)
+        if diag_offset is not None:
+            _zero_diagonal_(dist, diag_offset)
+        return dist.sqrt_() if self.power == 1.0 else dist.pow_(self.power / 2)
+
+    def pullback_(self, queries: torch.Tensor, refs: torch.Tensor, dist: torch.Tensor,
+                  grad_dist: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Gradients w.r.t. (queries, refs) of ``sum(grad_dist * D)``; overwrites ``grad_dist``.
+
+        ``dD/dg_i = power * D / sq * (g_i - r_j)``, 0 where D = 0 (the subgradient at a zero distance).
+        """
+        scale = grad_dist
+        if self.power == 1.0:
+            scale.div_(dist.masked_fill_(dist == 0, float("inf")))
+        else:
+            sq = dist.pow(2.0 / self.power)
+            scale.mul_(dist).div_(sq.masked_fill_(sq == 0, float("inf"))).mul_(self.power)
+        grad_queries = torch.addmm(queries * scale.sum(1, keepdim=True), scale, refs, alpha=-1.0)
+        grad_refs = torch.addmm(refs * scale.sum(0).unsqueeze(1), scale.t(), queries, alpha=-1.0)
+        return grad_queries, grad_refs
+
+
+class ModuleDistance:
+    """Any PML distance (``compute_mat`` then ``** power``) on already normalised inputs, via autograd."""
+
+    closed_form = False
+
+    def __init__(self, distance: torch.nn.Module) -> None:
+        self.distance = distance
+
+    def matrix(self, queries: torch.Tensor, refs: torch.Tensor, diag_offset: Optional[int]) -> torch.Tensor:
+        mat = self.distance.compute_mat(queries, refs)
+        if self.distance.power != 1:
+            mat = mat ** self.distance.power
+        if diag_offset is not None:
+            mat = _zero_diagonal(mat, diag_offset)
+        return mat
+
+    def matrix_(self, queries, refs, diag_offset, ref_sq_norms):
+        return self.matrix(queries, refs, diag_offset)
+
+
+def _diagonal(mat: torch.Tensor, offset: int):
+    rows = torch.arange(mat.shape[0], device=mat.device)
+    return rows, rows + offset
+
+
+def _zero_diagonal(mat: torch.Tensor, offset: int) -> torch.Tensor:
+    return mat.index_put(_diagonal(mat, offset), torch.zeros((), dtype=mat.dtype, device=mat.device))
+
+
+def _zero_diagonal_(mat: torch.Tensor, offset: int) -> torch.Tensor:
+    mat[_diagonal(mat, offset)] = 0
+    return mat
+
+
+# ----------------------------------------------------------------------------------------- row losses
+
+
+class ContrastiveRows:
+    """Row function of the relaxed contrastive loss: ``sum_j M_ij [w d^2 + (1 - w) relu(delta - d)^2]``."""
+
+    def __init__(self, delta: float) -> None:
+        self.delta = delta
+
+    def losses(self, d: torch.Tensor, w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        push = F.relu(self.delta - d).pow(2)
+        per_pair = push + w * (d.pow(2) - push)
+        return torch.where(mask, per_pair, torch.zeros_like(per_pair)).sum(1)
+
+    def losses_(self, d: torch.Tensor, w: torch.Tensor, mask: Optional[torch.Tensor],
+                diag_offset: Optional[int]) -> torch.Tensor:
+        """:meth:`losses` without autograd; overwrites ``w``. ``mask`` None: every pair but the diagonal."""
+        push = (self.delta - d).clamp_min_(0).square_()
+        per_pair = w.mul_(d.square().sub_(push)).add_(push)
+        return _masked_row_sum_(per_pair, mask, diag_offset)
+
+    def derivative_(self, d: torch.Tensor, w: torch.Tensor, mask: Optional[torch.Tensor],
+                    diag_offset: Optional[int]) -> torch.Tensor:
+        """``phi = d loss / d d = 2 [w d - (1 - w) relu(delta - d)]`` on the pairs, 0 elsewhere; overwrites w."""
+        push = (self.delta - d).clamp_min_(0)
+        phi = w.mul_(push + d).sub_(push).mul_(2)
+        return _mask_(phi, mask, diag_offset)
+
+
+class MultiSimilarityRows:
+    """Row function of the relaxed multi-similarity loss, evaluated with log-sum-exp."""
+
+    def __init__(self, delta: float, alpha: float, beta: float) -> None:
+        self.delta, self.alpha, self.beta = delta, alpha, beta
+
+    def _log_terms(self, d, w, mask):
+        neg_inf = torch.full_like(d, float("-inf"))
+        keep_pos = mask & (w > 0)
+        keep_neg = mask & (w < 1)
+        pos = torch.where(keep_pos, self.alpha * d + torch.log(torch.where(keep_pos, w, torch.ones_like(w))), neg_inf)
+        neg = torch.where(
+            keep_neg,
+            self.beta * (self.delta - d) + torch.log(torch.where(keep_neg, 1 - w, torch.ones_like(w))),
+            neg_inf,
+        )
+        return pos, neg
+
+    @staticmethod
+    def _log_one_plus(terms: torch.Tensor) -> torch.Tensor:
+        """``log(1 + sum_j exp(terms_j))`` per row, stable for any magnitude."""
+        top = terms.amax(1, keepdim=True).clamp_min(0)
+        return top.squeeze(1) + torch.log(torch.exp(-top.squeeze(1)) + torch.exp(terms - top).sum(1))
+
+    def losses(self, d: torch.Tensor, w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        pos, neg = self._log_terms(d, w, mask)
+        return self._log_one_plus(pos) / self.alpha + self._log_one_plus(neg) / self.beta
+
+    def losses_(self, d, w, mask, diag_offset):
+        return self.losses(d, w, _full_mask(d, mask, diag_offset))
+
+    def derivative_(self, d, w, mask, diag_offset):
+        """Each pull term's share of its ``1 + sum`` minus each push term's share of its own."""
+        pos, neg = self._log_terms(d, w, _full_mask(d, mask, diag_offset))
+        pull = pos.sub_(self._log_one_plus(pos).unsqueeze(1)).exp_()
+        return pull.sub_(neg.sub_(self._log_one_plus(neg).unsqueeze(1)).exp_())
+
+
+class AutogradRows:
+    """Any differentiable per-anchor function ``(d, w, mask) -> (b,)``; its derivative comes from autograd."""
+
+    def __init__(self, per_anchor: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        self.per_anchor = per_anchor
+
+    def losses(self, d, w, mask):
+        return self.per_anchor(d, w, mask)
+
+    def losses_(self, d, w, mask, diag_offset):
+        return self.per_anchor(d, w, _full_mask(d, mask, diag_offset))
+
+    def derivative_(self, d, w, mask, diag_offset):
+        mask = _full_mask(d, mask, diag_offset)
+        with torch.enable_grad():
+            leaf = d.detach().requires_grad_()
+            (phi,) = torch.autograd.grad(self.per_anchor(leaf, w, mask).sum(), leaf)
+        return phi
+
+
+def _full_mask(d: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]) -> torch.Tensor:
+    if mask is not None:
+        return mask
+    full = torch.ones(d.shape, dtype=torch.bool, device=d.device)
+    return full if diag_offset is None else _zero_diagonal_(full, diag_offset)
+
+
+def _mask_(values: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]) -> torch.Tensor:
+    if mask is not None:
+        return values.masked_fill_(~mask, 0)
+    return values if diag_offset is None else _zero_diagonal_(values, diag_offset)
+
+
+def _masked_row_sum_(values: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]) -> torch.Tensor:
+    return _mask_(values, mask, diag_offset).sum(1)
+
+
+# ----------------------------------------------------------------------------------------- the engine
+
+
+class RelaxedProblem:
+    """What one call needs: distance, row function, relaxed labels and pair mask for any row block.
+
+    Args:
+        distance: :class:`EuclideanDistance` or :class:`ModuleDistance`.
+        rows: :class:`ContrastiveRows` or :class:`MultiSimilarityRows`.
+        relaxed_labels: ``(start, end) -> (end - start, m)`` relaxed labels of those query rows.
+        pair_mask: ``(start, end) -> (end - start, m)`` bool mask of the contributing pairs (self pairs
+            excluded), or None for every pair (but the self pairs when ``self_reference``).
+        self_reference: the reference set is the batch itself.
+        stats: a dict to fill with ``num_pairs``, ``sum_relaxed_label`` and ``sum_relative_dist``, or None.
+    """
+
+    def __init__(self, distance, rows, relaxed_labels: RowsFn, pair_mask: Optional[RowsFn],
+                 self_reference: bool, stats: Optional[dict] = None) -> None:
+        self.distance = distance
+        self.rows = rows
+        self.relaxed_labels = relaxed_labels
+        self.pair_mask = pair_mask
+        self.self_reference = self_reference
+        self.stats = stats
+
+    def offset(self, start: int) -> Optional[int]:
+        return start if self.self_reference else None
+
+    def labels(self, start: int, end: int, like: torch.Tensor) -> torch.Tensor:
+        return self.relaxed_labels(start, end).to(device=like.device, dtype=like.dtype)
+
+    def mask(self, start: int, end: int) -> Optional[torch.Tensor]:
+        return None if self.pair_mask is None else self.pair_mask(start, end)
+
+    def per_anchor_dense(self, queries: torch.Tensor, refs: torch.Tensor, record: bool = True) -> torch.Tensor:
+        """All rows in one differentiable block (autograd)."""
+        dist = self.distance.matrix(queries, refs, self.offset(0))
+        rel = dist / dist.mean(dim=1, keepdim=True).clamp_min(torch.finfo(dist.dtype).tiny)
+        w = self.labels(0, queries.shape[0], rel)
+        mask = _full_mask(rel, self.mask(0, queries.shape[0]), self.offset(0))
+        if record:
+            self.record(rel, w, mask, None)
+        return self.rows.losses(rel, w, mask)
+
+    def block_(self, queries: torch.Tensor, refs: torch.Tensor, start: int, end: int, ref_sq_norms: torch.Tensor):
+        """Without autograd: relative distances, row means, relaxed labels and mask of rows [start, end)."""
+        rel = self.distance.matrix_(queries[start:end], refs, self.offset(start), ref_sq_norms)
+        row_mean = rel.mean(dim=1, keepdim=True).clamp_min_(torch.finfo(rel.dtype).tiny)
+        rel.div_(row_mean)
+        return rel, row_mean, self.labels(start, end, rel), self.mask(start, end)
+
+    def record(self, rel, w, mask, diag_offset) -> None:
+        if self.stats is None:
+            return
+        with torch.no_grad():
+            mask = _full_mask(rel, mask, diag_offset)
+            self.stats["num_pairs"] = self.stats.get("num_pairs", 0) + int(mask.sum())
+            self.stats["sum_relaxed_label"] = self.stats.get("sum_relaxed_label", 0.0) + float(w[mask].sum())
+            self.stats["sum_relative_dist"] = self.stats.get("sum_relative_dist", 0.0) + float(rel[mask].sum())
+
+
+def _blocks(num_rows: int, block_size: int):
+    for start in range(0, num_rows, block_size):
+        yield start, min(start + block_size, num_rows)
+
+
+class _BlockwiseRelaxed(torch.autograd.Function):
+    """Per-anchor relaxed losses over row blocks; backward recomputes each block (closed-form gradient)."""
+
+    @staticmethod
+    def forward(ctx, queries, refs, problem: RelaxedProblem, block_size: int):
+        ref_tensor = queries if refs is None else refs
+        ref_sq_norms = (ref_tensor * ref_tensor).sum(1).unsqueeze(0)
+        losses = queries.new_empty(queries.shape[0])
+        for start, end in _blocks(queries.shape[0], block_size):
+            rel, _, w, mask = problem.block_(queries, ref_tensor, start, end, ref_sq_norms)
+            problem.record(rel, w, mask, problem.offset(start))
+            losses[start:end] = problem.rows.losses_(rel, w, mask, problem.offset(start))
+        ctx.problem, ctx.block_size, ctx.self_reference = problem, block_size, refs is None
+        ctx.save_for_backward(queries, ref_tensor)
+        return losses
+
+    @staticmethod
+    def backward(ctx, grad_losses):
+        queries, refs = ctx.saved_tensors
+        problem = ctx.problem
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the dense graph instead
+            return _dense_backward(problem, queries, refs, grad_losses, ctx.self_reference)
+        grad_queries = torch.empty_like(queries)
+        grad_refs = torch.zeros_like(refs)
+        ref_sq_norms = (refs * refs).sum(1).unsqueeze(0)
+        num_refs = refs.shape[0]
+        for start, end in _blocks(queries.shape[0], ctx.block_size):
+            rel, row_mean, w, mask = problem.block_(queries, refs, start, end, ref_sq_norms)
+            offset = problem.offset(start)
+            # dL/dD = (u / mu) (phi - (1/m) sum_k phi_k d_k), written into phi's memory.
+            phi = problem.rows.derivative_(rel, w, mask, offset)
+            mean_term = torch.linalg.vecdot(phi, rel, dim=1).unsqueeze(1) / num_refs
+            grad_dist = phi.sub_(mean_term).mul_(grad_losses[start:end].unsqueeze(1) / row_mean)
+            if problem.distance.closed_form:
+                dist = rel.mul_(row_mean)
+                gq, gr = problem.distance.pullback_(queries[start:end], refs, dist, grad_dist)
+            else:
+                gq, gr = _autograd_pullback(problem, queries, refs, start, end, grad_dist)
+            grad_queries[start:end] = gq
+            grad_refs += gr
+        if ctx.self_reference:
+            return grad_queries.add_(grad_refs), None, None, None
+        return grad_queries, grad_refs, None, None
+
+
+def _autograd_pullback(problem, queries, refs, start, end, grad_dist):
+    with torch.enable_grad():
+        q = queries[start:end].detach().requires_grad_()
+        r = refs.detach().requires_grad_()
+        dist = problem.distance.matrix(q, r, problem.offset(start))
+        return torch.autograd.grad(dist, (q, r), grad_dist)
+
+
+def _dense_backward(problem, queries, refs, grad_losses, self_reference):
+    inputs = (queries,) if self_reference else (queries, refs)
+    losses = problem.per_anchor_dense(queries, refs, record=False)
+    grads = torch.autograd.grad(losses, inputs, grad_losses, create_graph=True, allow_unused=True)
+    grads = tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs))
+    if self_reference:
+        return grads[0], None, None, None
+    return grads[0], grads[1], None, None
+
+
+def relaxed_per_anchor(
+    embeddings: torch.Tensor,
+    ref_emb: Optional[torch.Tensor],
+    problem: RelaxedProblem,
+    block_size: Optional[int],
+) -> torch.Tensor:
+    """Per-anchor losses (n,), dense (autograd) or blockwise (custom backward), the same values.
+
+    ``embeddings`` and ``ref_emb`` are the already normalised student embeddings (``ref_emb`` None: the
+    batch). Half-precision inputs are computed in float32 with autocast off; the result is float32 then.
+    """
+    num_refs = embeddings.shape[0] if ref_emb is None else ref_emb.shape[0]
+    block = resolve_block_size(block_size, embeddings.shape[0], num_refs)
+    dtype = compute_dtype(embeddings.dtype)
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        queries = embeddings.to(dtype)
+        refs = None if ref_emb is None else ref_emb.to(dtype)
+        if isinstance(problem.distance, EuclideanDistance):  # translation invariant: centring is exact
+            centre = (queries if refs is None else refs).detach().mean(0)
+            queries = queries - centre
+            refs = None if refs is None else refs - centre
+        if block == 0:
+            return problem.per_anchor_dense(queries, queries if refs is None else refs)
+        return _BlockwiseRelaxed.apply(queries, refs, problem, block)
