@@ -193,3 +193,16 @@ def check_block_size(name: str, value: object) -> Optional[int]:
     if value < 0:
         raise ValueError(f"{name} must be >= 0 (0: dense, None: auto); got {value!r}")
     return value
+
+
+def check_optional_device(name: str, value: object) -> Optional[torch.device]:
+    """Checks that ``value`` is None, a ``torch.device`` or a device string (``"cpu"``, ``"cuda:1"``)."""
+    if value is None or isinstance(value, torch.device):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a torch.device, a device string such as 'cuda:0', or None; "
+                        f"got {type(value).__name__} ({value!r})")
+    try:
+        return torch.device(value)
+    except RuntimeError as err:
+        raise ValueError(f"{name} must name a device such as 'cpu' or 'cuda:0'; got {value!r}") from err

@@ -5,6 +5,7 @@ Skipped without a CUDA device (CI has none); run them on a GPU machine with ``py
 """
 import copy
 import json
+import logging
 import os
 
 import pytest
@@ -12,11 +13,12 @@ import torch
 
 from pml_relaxed.bench import get_args_parser, main
 from pml_relaxed.bench.methods import METHODS
-from pml_relaxed.evaluation import compute_embeddings
+from pml_relaxed.evaluation import RecallAtKCalculator, backend, compute_embeddings, evaluate_embeddings, faiss_backend
 from pml_relaxed.losses import DarkRankLoss, FitNetLoss, PKTLoss, RelaxedContrastiveLoss, RKDLoss
 from pml_relaxed.losses import RelaxedMultiSimilarityLoss
 from pml_relaxed.miners import TeacherSimilarityMiner
 from pml_relaxed.similarities import GaussianKernel, LabelSimilarity, MixedSimilarity
+from pml_relaxed.trainers import EmbeddingTransfer
 
 DEVICE = os.environ.get("PML_RELAXED_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -108,6 +110,9 @@ def test_bench_trains_every_method_on_cuda(tmp_path):
     metadata = json.loads((tmp_path / "results.json").read_text())["metadata"]
     if DEVICE == "cuda":
         assert torch.cuda.get_device_name(0) in metadata["machine"]
+    # the bench evaluates on --device: FAISS on the GPU exactly when this FAISS is a GPU build
+    assert {r["hparams"]["faiss_backend"] for r in runs} == {faiss_backend(DEVICE)} == {metadata["faiss_backend"]}
+    assert faiss_backend(DEVICE) == ("gpu" if DEVICE.startswith("cuda") and backend.faiss_gpu_count() > 0 else "cpu")
 
 
 @pytest.mark.parametrize("name", ["relaxed_contrastive", "relaxed_ms"])
@@ -138,3 +143,95 @@ def test_half_precision_students_on_the_device(dtype):
     with torch.autocast(DEVICE if DEVICE != "cpu" else "cpu", dtype=dtype):
         loss_amp = RelaxedContrastiveLoss()(student, teacher_emb=teacher)
     assert loss_amp.dtype == torch.float32 and torch.isfinite(loss_amp)
+
+
+
+def _clustered(n_per_class=40, classes=8, dim=16, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    centers = 6.0 * torch.randn(classes, dim, generator=generator)
+    labels = torch.arange(classes).repeat_interleave(n_per_class)
+    return centers[labels] + torch.randn(len(labels), dim, generator=generator), labels
+
+
+needs_faiss_gpu = pytest.mark.skipif(
+    DEVICE != "cuda" or backend.faiss_gpu_count() == 0, reason="needs CUDA and a FAISS GPU build (the [gpu] extra)"
+)
+
+
+@needs_faiss_gpu
+def test_evaluation_uses_the_faiss_gpu_index_and_kmeans_and_matches_the_cpu(monkeypatch):
+    import faiss
+
+    to_gpu_calls = []
+    real_to_gpu = faiss.index_cpu_to_all_gpus
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", lambda *a, **k: to_gpu_calls.append(1) or real_to_gpu(*a, **k))
+    embeddings, labels = _clustered()
+    assert faiss_backend() == "gpu"
+    calc = RecallAtKCalculator(ks=(1, 4), include=("recall_at_1", "recall_at_4", "NMI"))
+    assert calc.faiss_backend == "gpu" and calc.device.type == "cuda" and calc.kmeans_func.kwargs["gpu"] is True
+    gpu_scores = evaluate_embeddings(embeddings, labels)  # automatic: the GPU
+    assert len(to_gpu_calls) >= 2, "the k-NN index and the k-means index should both go to the GPU"
+    calls_on_gpu = len(to_gpu_calls)
+    cpu_scores = evaluate_embeddings(embeddings, labels, device="cpu")
+    assert len(to_gpu_calls) == calls_on_gpu, "device='cpu' must keep FAISS on the CPU"
+    assert list(gpu_scores) == list(cpu_scores)
+    for name in gpu_scores:  # exact search: the same neighbours (k-means may end elsewhere: NMI only sane)
+        if name != "NMI":
+            assert gpu_scores[name] == pytest.approx(cpu_scores[name], abs=1e-6), name
+    assert 0.0 < gpu_scores["NMI"] <= 1.0
+    accuracy = calc.get_accuracy(embeddings, labels)
+    assert accuracy["recall_at_1"] == pytest.approx(cpu_scores["recall_at_1"], abs=1e-6)
+
+
+@pytest.mark.skipif(DEVICE != "cuda" or backend.faiss_gpu_count() > 0, reason="needs CUDA beside a CPU-only FAISS")
+def test_cuda_beside_cpu_faiss_falls_back_and_says_so(monkeypatch, caplog):
+    monkeypatch.setattr(backend, "_NOTED", set())
+    embeddings, labels = _clustered()
+    with caplog.at_level(logging.INFO, logger="pml_relaxed.evaluation.backend"):
+        assert faiss_backend() == faiss_backend("cuda") == "cpu"
+        scores = evaluate_embeddings(embeddings, labels)
+        on_cuda = evaluate_embeddings(embeddings, labels, device="cuda")  # tensors on CUDA, FAISS on the CPU
+        calc = RecallAtKCalculator(include=("recall_at_1",))
+    assert scores == evaluate_embeddings(embeddings, labels, device="cpu")
+    assert on_cuda["recall_at_1"] == pytest.approx(scores["recall_at_1"])
+    assert calc.faiss_backend == "cpu" and calc.device.type == "cpu"
+    messages = [r.getMessage() for r in caplog.records if r.name == "pml_relaxed.evaluation.backend"]
+    assert len(messages) == 1 and "no GPU support" in messages[0] and "pml-relaxed[gpu]" in messages[0]
+
+
+@pytest.mark.parametrize("teacher_side, teacher_dtype", [("device", torch.float64), ("cpu", torch.bfloat16)])
+def test_embedding_transfer_with_the_teacher_on_another_device_and_dtype(teacher_side, teacher_dtype):
+    student_device = "cpu" if teacher_side == "device" else DEVICE
+    teacher_device = DEVICE if teacher_side == "device" else "cpu"
+    seen = {}
+
+    class Spy(torch.nn.Linear):
+        def forward(self, x):
+            seen["student_input"] = x.detach().clone()
+            return super().forward(x)
+
+    class Recording(RelaxedContrastiveLoss):
+        def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None, *,
+                    teacher_emb, teacher_ref_emb=None):
+            seen.update(embeddings=embeddings.detach(), labels=labels, teacher_emb=teacher_emb.detach())
+            return super().forward(embeddings, labels, indices_tuple, teacher_emb=teacher_emb)
+
+    student = Spy(12, 4).to(student_device)
+    teacher = torch.nn.Sequential(torch.nn.Linear(12, 6), torch.nn.Tanh())
+    trainer = EmbeddingTransfer(
+        models={"trunk": student, "teacher": teacher},
+        optimizers={"trunk_optimizer": torch.optim.SGD(student.parameters(), lr=0.1)},
+        batch_size=16, loss_funcs={"transfer_loss": Recording()},
+        dataset=torch.utils.data.TensorDataset(torch.randn(32, 12)),
+        data_and_label_getter=lambda batch: (batch[0], None),
+        iterations_per_epoch=1, dataloader_num_workers=0, data_device=torch.device(student_device),
+        teacher_dtype=teacher_dtype, teacher_device=teacher_device,
+    )
+    first = next(teacher.parameters())
+    assert first.dtype == teacher_dtype and first.device.type == torch.device(teacher_device).type
+    trainer.train(num_epochs=1)
+    assert seen["labels"] is None
+    assert seen["teacher_emb"].device == seen["embeddings"].device and seen["teacher_emb"].dtype == torch.float32
+    with torch.no_grad():  # the reference: the teacher in its own dtype, on its own device, on the student's batch
+        expected = teacher(seen["student_input"].to(teacher_device, teacher_dtype)).float().to(student_device)
+    torch.testing.assert_close(seen["teacher_emb"], expected, rtol=0, atol=0)

@@ -195,6 +195,8 @@ def main(args: argparse.Namespace, argv: Optional[List[str]] = None) -> List[Pat
         "eval_split": data.eval_split,
         "train_items": len(data.train),
         "eval_items": len(data.evaluation),
+        # the FAISS backend ("gpu" / "cpu") of the recorded runs' evaluation ("unrecorded": older runs)
+        "faiss_backend": ", ".join(sorted({r.get("hparams", {}).get("faiss_backend", "unrecorded") for r in records})),
     }
     paths = write_results(records, Path(args.output_dir), metadata)
     print(Path(args.output_dir, "results.md").read_text())

@@ -16,7 +16,7 @@ import torch
 import tqdm
 from pytorch_metric_learning import samplers, trainers
 
-from ..evaluation import compute_embeddings, evaluate_embeddings
+from ..evaluation import compute_embeddings, evaluate_embeddings, faiss_backend
 from ..trainers import EmbeddingTransfer
 from .data import BenchData
 from .methods import METHODS, MethodContext, teacher_loss
@@ -134,11 +134,12 @@ def train_model(
 
 
 def evaluate(model: torch.nn.Module, data: BenchData, args: argparse.Namespace) -> Dict[str, float]:
-    """Leave-one-out retrieval on the evaluation classes (never seen in training)."""
+    """Leave-one-out retrieval on the evaluation classes (never seen in training), with FAISS on the GPU
+    when ``--device`` is a CUDA device and FAISS a GPU build (``faiss_backend(args.device)``, recorded)."""
     embeddings, labels = compute_embeddings(
         model, data.evaluation, batch_size=256, device=args.device, show_progress=False
     )
-    return evaluate_embeddings(embeddings, labels, METRICS, normalize=args.eval_normalize)
+    return evaluate_embeddings(embeddings, labels, METRICS, normalize=args.eval_normalize, device=args.device)
 
 
 @contextlib.contextmanager
@@ -231,7 +232,8 @@ def _record(data, args, setting, method, kind, seed, arch, dim, metrics, seconds
     hparams = {"sigma": args.sigma, "delta": args.delta, "views": args.views, "epochs": epochs,
                "batch_size": args.batch_size, "m": args.m, "lr": lr, "eval_normalize": args.eval_normalize,
                "normalize_student": args.normalize_student, "label_weight": args.label_weight,
-               "rkd_angle_weight": args.rkd_angle_weight, "text_ngram_dropout": args.text_ngram_dropout}
+               "rkd_angle_weight": args.rkd_angle_weight, "text_ngram_dropout": args.text_ngram_dropout,
+               "faiss_backend": faiss_backend(args.device)}
     if data.student_options is not None:
         hparams["student_options"] = data.student_options
     return {

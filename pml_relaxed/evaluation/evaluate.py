@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .._validation import check_embeddings, check_finite, check_labels
+from .backend import evaluation_device, faiss_backend
 from .recall_at_k_calculator import RecallAtKCalculator, metric_ks
 
 DEFAULT_METRICS: Tuple[str, ...] = (
@@ -41,6 +42,7 @@ def evaluate_embeddings(
     labels: Union[torch.Tensor, np.ndarray],
     metrics: Sequence[str] = DEFAULT_METRICS,
     normalize: bool = False,
+    device: Optional[Union[str, torch.device]] = None,
 ) -> Dict[str, float]:
     """Scores embeddings by leave-one-out retrieval: every sample queries all the others.
 
@@ -49,22 +51,36 @@ def evaluate_embeddings(
     PML ``AccuracyCalculator`` metrics: ``precision_at_1``, ``mean_average_precision_at_r``,
     ``r_precision``, ``mean_average_precision``, ``mean_reciprocal_rank``, ``NMI``, ``AMI``
     (k-means with one cluster per class, faiss seed fixed). Classes with a single sample are left
-    out of the retrieval metrics, as in PML. Runs on CPU.
+    out of the retrieval metrics, as in PML.
+
+    FAISS runs on the GPU (PML's FAISS GPU index and GPU k-means) where torch sees a CUDA device and
+    FAISS is a GPU build (the ``[gpu]`` extra), else on the CPU, saying why once on the
+    ``pml_relaxed.evaluation.backend`` logger; ``faiss_backend(device)`` returns the one used
+    (``"gpu"`` or ``"cpu"``). The GPU gives the CPU's neighbours (exact search; distance ties and
+    float rounding aside), and k-means (NMI, AMI) may end in a slightly different clustering.
 
     Args:
         embeddings: ``(N, D)`` float tensor or array.
         labels: ``(N,)`` integer class labels.
         metrics: metric names to compute.
         normalize: L2-normalise the embeddings first.
+        device: None (automatic: the GPU where available, as above), ``"cpu"`` (always the CPU, as
+            before this option existed), or a CUDA device.
 
     Returns:
         ``{metric_name: value}`` with float values, in the order of ``metrics``.
 
     Raises:
         TypeError: inputs that are not tensors/arrays, non-float embeddings, ``metrics`` not a
-            tuple/list of str.
+            tuple/list of str, a ``device`` that is not None, a str or a ``torch.device``.
         ValueError: non-2D embeddings, a label count different from N, non-finite embeddings,
-            an unknown or empty ``metrics``.
+            an unknown or empty ``metrics``, an unknown device string.
+
+    Example:
+        >>> import torch
+        >>> emb, labels = torch.tensor([[0.0], [0.1], [5.0], [5.2]]), torch.tensor([0, 0, 1, 1])
+        >>> evaluate_embeddings(emb, labels, metrics=("recall_at_1",), device="cpu"), faiss_backend("cpu")
+        ({'recall_at_1': 1.0}, 'cpu')
     """
     embeddings = check_embeddings("embeddings", _as_tensor("embeddings", embeddings), "(N, dim)")
     labels = check_labels("labels", _as_tensor("labels", labels), embeddings.shape[0], "embeddings")
@@ -79,17 +95,19 @@ def evaluate_embeddings(
         raise ValueError(
             f"metrics has unknown name(s) {unknown}; expected 'recall_at_K' (K >= 1) or one of {sorted(_BASE_METRICS)}"
         )
-    embeddings = embeddings.detach().float().cpu()
+    device = evaluation_device(device)
+    embeddings = embeddings.detach().float().to(device)
+    labels = labels.detach().to(device)
     if normalize:
         embeddings = F.normalize(embeddings, p=2, dim=1)
     calculator = RecallAtKCalculator(
         ks=tuple(ks.values()) or (1,),
         include=tuple(metrics),
         k="max_bin_count",
-        device=torch.device("cpu"),
-        kmeans_func=FaissKMeans(niter=20, gpu=False, seed=1234),
+        device=device,
+        kmeans_func=FaissKMeans(niter=20, gpu=faiss_backend(device) == "gpu", seed=1234),
     )
-    results = calculator.get_accuracy(embeddings, labels.detach().cpu(), embeddings, labels.detach().cpu(), True)
+    results = calculator.get_accuracy(embeddings, labels, embeddings, labels, True)
     return {name: float(results[name]) for name in metrics}
 
 

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import re
 from functools import partial
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from pytorch_metric_learning.utils import accuracy_calculator as pml_ac
+from pytorch_metric_learning.utils.inference import FaissKMeans
+
+from .backend import evaluation_device, faiss_backend
 
 _RECALL_PREFIX = "recall_at_"
 _RECALL_RE = re.compile(r"^recall_at_(\d+)$")
@@ -72,6 +75,13 @@ class RecallAtKCalculator(pml_ac.AccuracyCalculator):
     ``r_precision``, ``NMI``, ``AMI``, ...), and the calculator plugs into PML testers such as
     ``GlobalEmbeddingSpaceTester(accuracy_calculator=RecallAtKCalculator())``.
 
+    FAISS on the GPU: with ``device=None`` the calculator runs on CUDA with PML's FAISS GPU index
+    and GPU k-means where torch sees a CUDA device and FAISS is a GPU build (the ``[gpu]`` extra),
+    and on the CPU otherwise, saying why once (see :func:`pml_relaxed.evaluation.faiss_backend`).
+    A given ``device`` is used as is (a CUDA one falls back to the CPU where torch sees no CUDA).
+    ``calculator.faiss_backend`` (``"gpu"`` or ``"cpu"``) says which one its default ``knn_func``
+    and ``kmeans_func`` use; functions you pass are yours.
+
     Neighbour count: PML retrieves ``k`` neighbours per query. This class defaults to
     ``k="max_bin_count"`` (what MAP@R and R-precision need) and raises the count to ``max(ks)``
     when recall metrics are computed, capped at the number of reference items. The plain
@@ -82,13 +92,17 @@ class RecallAtKCalculator(pml_ac.AccuracyCalculator):
         include: metric names to compute (default: all), e.g. ``("recall_at_1", "NMI")``.
         exclude: metric names to skip.
         k: PML's neighbour count: an int >= 1, None (all references) or ``"max_bin_count"``.
+        device: where the tensors and FAISS run: None (automatic, see above), a ``torch.device`` or a
+            device string.
         **kwargs: other ``AccuracyCalculator`` arguments (``avg_of_avgs``, ``return_per_class``,
-            ``label_comparison_fn``, ``device``, ``knn_func``, ``kmeans_func``).
+            ``label_comparison_fn``, ``knn_func``, ``kmeans_func``; the default ``kmeans_func`` is
+            PML's ``FaissKMeans(niter=20, gpu=...)`` on the backend above).
 
     Raises:
-        TypeError: ``ks`` is not a tuple/list of ints, or ``include``/``exclude`` not a tuple/list.
+        TypeError: ``ks`` is not a tuple/list of ints, ``include``/``exclude`` not a tuple/list, or a
+            ``device`` that is not None, a str or a ``torch.device``.
         ValueError: a K < 1, an unknown metric in ``include``/``exclude`` (a ``recall_at_K`` whose
-            K is not in ``ks`` says so), or a bad ``k``.
+            K is not in ``ks`` says so), a bad ``k``, or an unknown device string.
 
     Example:
         >>> import torch
@@ -96,6 +110,8 @@ class RecallAtKCalculator(pml_ac.AccuracyCalculator):
         >>> emb = torch.tensor([[0.0], [0.1], [5.0], [5.2]])
         >>> calc.get_accuracy(emb, torch.tensor([0, 0, 1, 1]))
         {'recall_at_1': 1.0, 'recall_at_2': 1.0}
+        >>> calc.faiss_backend
+        'cpu'
     """
 
     def __init__(
@@ -104,6 +120,7 @@ class RecallAtKCalculator(pml_ac.AccuracyCalculator):
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         k: Any = "max_bin_count",
+        device: Optional[Union[str, torch.device]] = None,
         **kwargs: Any,
     ) -> None:
         self.ks = _check_ks(ks)
@@ -120,7 +137,11 @@ class RecallAtKCalculator(pml_ac.AccuracyCalculator):
         # so the recall methods must exist before its __init__ runs.
         for recall_k in self.ks:
             setattr(self, f"calculate_{_RECALL_PREFIX}{recall_k}", partial(self._calculate_recall_at_k, k=recall_k))
-        super().__init__(include=tuple(include), exclude=tuple(exclude), k=k, **kwargs)
+        device = evaluation_device(device)
+        self.faiss_backend = faiss_backend(device)
+        if kwargs.get("kmeans_func") is None:
+            kwargs["kmeans_func"] = FaissKMeans(niter=20, gpu=self.faiss_backend == "gpu")
+        super().__init__(include=tuple(include), exclude=tuple(exclude), k=k, device=device, **kwargs)
 
     def recall_metric_names(self) -> List[str]:
         """``["recall_at_K", ...]`` for the K values of this calculator."""

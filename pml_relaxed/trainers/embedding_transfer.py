@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Optional
+from typing import Any, Optional, Tuple, Union
 
 import torch
 from pytorch_metric_learning.trainers import MetricLossOnly
 from pytorch_metric_learning.utils import common_functions as c_f
+
+from .. import _validation as v
 
 
 def takes_teacher(func: Any) -> bool:
@@ -18,6 +20,24 @@ def takes_teacher(func: Any) -> bool:
         return False
 
 
+def _check_teacher_dtype(value: object) -> Optional[torch.dtype]:
+    if value is None:
+        return None
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise TypeError(f"teacher_dtype must be a floating-point torch.dtype (e.g. torch.float64, torch.bfloat16) "
+                        f"or None; got {value!r}")
+    return value
+
+
+def _first_tensor(module: torch.nn.Module, floating: bool) -> Optional[torch.Tensor]:
+    """The module's first parameter (else buffer); with ``floating``, the first floating-point one."""
+    for tensors in (module.parameters(), module.buffers()):
+        for tensor in tensors:
+            if not floating or tensor.is_floating_point():
+                return tensor
+    return None
+
+
 class EmbeddingTransfer(MetricLossOnly):
     """PML's MetricLossOnly plus a frozen teacher whose embeddings feed the transfer loss and miner.
 
@@ -25,22 +45,75 @@ class EmbeddingTransfer(MetricLossOnly):
         ``trunk`` (+ optional ``embedder``): the student; ``teacher``: any nn.Module mapping a batch of
         inputs to teacher embeddings. The teacher runs in eval mode under no_grad on exactly the batch
         the student sees (same augmentation), is always in ``freeze_these``, needs no optimizer and is
-        never stepped.
+        never stepped. Unless ``save_teacher=True`` it is kept out of ``trainer.models`` (so PML's
+        ``HookContainer`` neither saves nor loads ``teacher_*.pth``) and lives in ``trainer.teacher``.
     loss_funcs:
         ``transfer_loss`` (required): a pml_relaxed loss (called with ``teacher_emb=``), or any PML pair
         loss when the ``tuple_miner`` is teacher-based (e.g. TeacherSimilarityMiner). ``metric_loss``
         (optional): any PML label loss on the student embeddings. Combined with PML's ``loss_weights``.
+        The teacher does not run on a step where the transfer loss has weight 0 and no miner takes it.
     mining_funcs:
         ``tuple_miner``: its pairs go to the transfer loss; it receives ``teacher_emb=`` when it takes
         it. ``subset_batch_miner`` works as in PML.
+
+    Unlabeled data: a ``data_and_label_getter`` returning ``(data, None)`` trains without labels; the
+    miner and the transfer loss then get ``labels=None``, and a ``metric_loss`` that needs labels
+    raises ValueError.
+
+    Teacher precision and placement: the teacher may run in another dtype or on another device than
+    the student (e.g. a float64 or bfloat16 teacher beside a float32 student). Floating-point inputs
+    reach it in its dtype and on its device, taken from ``teacher_dtype`` / ``teacher_device`` when
+    given (the teacher is then moved there once, at construction) and otherwise from its first
+    floating-point parameter (else buffer; else the trainer's ``dtype`` / ``data_device``). Its
+    embeddings are cast to the student embeddings' dtype and device before mining and the losses.
 
     Everything else (samplers, lr schedulers, hooks, logging presets, testers) is PML's.
     For multi-view batches use :class:`pml_relaxed.datasets.MultiViewDataset` with
     ``collate_fn=pml_relaxed.datasets.multi_view_collate``.
 
+    Args:
+        *args: PML ``BaseTrainer`` arguments (``models``, ``optimizers``, ``batch_size``, ...).
+        save_teacher: keep the teacher in ``trainer.models``, so that PML's model saving writes (and
+            its loading reads) ``teacher_*.pth`` with the student; default False.
+        teacher_dtype: floating-point dtype to run the teacher in, or None (its own).
+        teacher_device: device to run the teacher on, or None (its own).
+        **kwargs: PML ``BaseTrainer`` keyword arguments.
+
     Raises:
-        ValueError: a transfer_loss that takes no teacher_emb without a teacher-based tuple_miner.
+        ValueError: a transfer_loss that takes no teacher_emb without a teacher-based tuple_miner; a
+            bad ``teacher_device`` string; at training time, a batch without labels reaching a
+            ``metric_loss`` or a ``subset_batch_miner`` that needs them.
+        TypeError: a non-bool ``save_teacher``, a ``teacher_dtype`` that is not a floating-point
+            torch.dtype, a ``teacher_device`` that is not a device.
+
+    Example:
+        >>> import torch
+        >>> from pml_relaxed.losses import RelaxedContrastiveLoss
+        >>> student, teacher = torch.nn.Linear(4, 2), torch.nn.Linear(4, 3).double()
+        >>> images = torch.utils.data.TensorDataset(torch.randn(32, 4))  # no labels
+        >>> trainer = EmbeddingTransfer(
+        ...     models={"trunk": student, "teacher": teacher},
+        ...     optimizers={"trunk_optimizer": torch.optim.SGD(student.parameters(), lr=0.1)},
+        ...     batch_size=8, loss_funcs={"transfer_loss": RelaxedContrastiveLoss()}, dataset=images,
+        ...     data_and_label_getter=lambda batch: (batch[0], None), iterations_per_epoch=2,
+        ...     dataloader_num_workers=0, data_device=torch.device("cpu"))
+        >>> trainer.train(num_epochs=1)
+        >>> sorted(trainer.models), trainer.teacher is teacher
+        (['embedder', 'trunk'], True)
     """
+
+    def __init__(
+        self,
+        *args: Any,
+        save_teacher: bool = False,
+        teacher_dtype: Optional[torch.dtype] = None,
+        teacher_device: Optional[Union[str, torch.device]] = None,
+        **kwargs: Any,
+    ) -> None:
+        self.save_teacher = v.check_bool("save_teacher", save_teacher)
+        self.teacher_dtype = _check_teacher_dtype(teacher_dtype)
+        self.teacher_device = v.check_optional_device("teacher_device", teacher_device)
+        super().__init__(*args, **kwargs)
 
     def custom_setup(self) -> None:
         if "teacher" not in self.freeze_these:
@@ -60,27 +133,89 @@ class EmbeddingTransfer(MetricLossOnly):
         self.schema["models"].essential += ["teacher"]
         self.schema["loss_funcs"].keys += ["transfer_loss"]
         self.schema["loss_funcs"].essential = ["transfer_loss"]
+        # metric_loss is optional here: PML's default "important" keys (keys minus essential) would warn
+        # 'loss_funcs is missing "metric_loss"' on every construction without one.
+        self.schema["loss_funcs"].important = []
         self.schema["optimizers"].important = c_f.append_map(
             [k for k in self.models.keys() if k != "teacher"], "_optimizer"
         )
 
-    def compute_teacher_embeddings(self, data: Any) -> torch.Tensor:
-        teacher = self.models["teacher"]
-        teacher.eval()
+    def initialize_models(self) -> None:
+        super().initialize_models()
+        self.teacher = self.models["teacher"]
+        if self.teacher_device is not None or self.teacher_dtype is not None:
+            self.teacher.to(device=self.teacher_device, dtype=self.teacher_dtype)
+        c_f.set_requires_grad(self.teacher, requires_grad=False)
+        self.teacher.zero_grad()  # stale gradients of its own training; frozen, it gets no new ones
+        self.teacher.eval()
+        if not self.save_teacher:
+            # PML's HookContainer saves and loads every entry of trainer.models (a new dict: the caller's stays)
+            self.models = {name: model for name, model in self.models.items() if name != "teacher"}
+
+    def get_batch(self) -> Tuple[Any, Optional[torch.Tensor]]:
+        self.dataloader_iter, curr_batch = c_f.try_next_on_generator(self.dataloader_iter, self.dataloader)
+        data, labels = self.data_and_label_getter(curr_batch)
+        if labels is None:  # PML's process_label and subset batch mining need labels
+            if "subset_batch_miner" in self.mining_funcs:
+                raise ValueError(
+                    f"subset_batch_miner {type(self.mining_funcs['subset_batch_miner']).__name__} needs labels, but "
+                    "data_and_label_getter returned labels None; drop the subset_batch_miner or return labels"
+                )
+            return data, None
+        labels = c_f.process_label(labels, self.label_hierarchy_level, self.label_mapper)
+        return self.maybe_do_batch_mining(data, labels)
+
+    def teacher_input_spec(self) -> Tuple[torch.device, Optional[torch.dtype]]:
+        """The device and floating-point dtype the teacher's inputs are given (see the class docstring)."""
+        device, dtype = self.teacher_device, self.teacher_dtype
+        if device is None:
+            tensor = _first_tensor(self.teacher, floating=False)
+            device = tensor.device if tensor is not None else self.data_device
+        if dtype is None:
+            tensor = _first_tensor(self.teacher, floating=True)
+            dtype = tensor.dtype if tensor is not None else self.dtype
+        return device, dtype
+
+    def compute_teacher_embeddings(self, data: Any, student_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The teacher's embeddings of ``data`` under no_grad, cast to ``student_emb``'s dtype and device."""
+        self.teacher.eval()
+        if isinstance(data, torch.Tensor):
+            device, dtype = self.teacher_input_spec()
+            data = data.to(device=device, dtype=dtype if data.is_floating_point() and dtype is not None else None)
         with torch.no_grad():
-            return teacher(c_f.to_device(data, device=self.data_device, dtype=self.dtype))
+            teacher_emb = self.teacher(data)
+        if student_emb is not None:
+            teacher_emb = teacher_emb.to(device=student_emb.device, dtype=student_emb.dtype)
+        return teacher_emb
+
+    def teacher_is_needed(self) -> bool:
+        """False on a step where the transfer loss has weight 0 and no tuple_miner takes the teacher."""
+        miner = self.mining_funcs.get("tuple_miner")
+        return self.loss_weights.get("transfer_loss", 0) != 0 or (miner is not None and takes_teacher(miner))
 
     def calculate_loss(self, curr_batch) -> None:
         data, labels = curr_batch
         embeddings = self.compute_embeddings(data)
-        teacher_emb = self.compute_teacher_embeddings(data)
+        teacher_emb = self.compute_teacher_embeddings(data, embeddings) if self.teacher_is_needed() else None
         indices_tuple = self.maybe_mine_embeddings(embeddings, labels, teacher_emb)
         self.losses["transfer_loss"] = self.get_transfer_loss(embeddings, labels, indices_tuple, teacher_emb)
         if "metric_loss" in self.loss_funcs:
             self.losses["metric_loss"] = self.maybe_get_metric_loss(embeddings, labels, None)
 
+    def maybe_get_metric_loss(self, embeddings, labels, indices_tuple):
+        if labels is not None or self.loss_weights.get("metric_loss", 0) <= 0:
+            return super().maybe_get_metric_loss(embeddings, labels, indices_tuple)
+        metric_loss = self.loss_funcs["metric_loss"]
+        try:
+            return metric_loss(embeddings, None, indices_tuple)
+        except (AttributeError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"metric_loss {type(metric_loss).__name__} needs labels, but data_and_label_getter returned labels "
+                "None (an unlabeled batch); return labels, drop the metric_loss or give it weight 0"
+            ) from err
+
     def maybe_mine_embeddings(
-        self, embeddings: torch.Tensor, labels: torch.Tensor, teacher_emb: Optional[torch.Tensor] = None
+        self, embeddings: torch.Tensor, labels: Optional[torch.Tensor], teacher_emb: Optional[torch.Tensor] = None
     ):
         miner = self.mining_funcs.get("tuple_miner")
         if miner is None:

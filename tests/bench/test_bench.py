@@ -48,6 +48,8 @@ def test_digits_writes_every_output_and_resumes(tmp_path, capsys):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["metadata"]["command"].startswith("pml-relaxed bench --dataset digits")
     assert "cores" in results["metadata"]["machine"]
+    # evaluation follows --device (cpu here): each run and the metadata say which FAISS backend scored it
+    assert {r["hparams"]["faiss_backend"] for r in runs} == {"cpu"} and results["metadata"]["faiss_backend"] == "cpu"
     assert "R@1" in capsys.readouterr().out
     run(tmp_path, "--dataset", "digits", "--methods", "relaxed_contrastive", "proxy_anchor",
         "--settings", "dim_reduction", "compression", "--seeds", "2")
