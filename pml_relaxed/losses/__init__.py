@@ -7,6 +7,7 @@ from .pkt_loss import PKTLoss
 from .relaxed_contrastive_loss import RelaxedContrastiveLoss
 from .relaxed_multi_similarity_loss import RelaxedMultiSimilarityLoss
 from .rkd_loss import RKDLoss
+from .transfer_cross_batch_memory import TransferCrossBatchMemory
 
 __all__ = [
     "BaseTransferLoss",
@@ -17,4 +18,5 @@ __all__ = [
     "PKTLoss",
     "DarkRankLoss",
     "FitNetLoss",
+    "TransferCrossBatchMemory",
 ]
