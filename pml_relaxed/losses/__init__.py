@@ -8,6 +8,8 @@ from .relaxed_contrastive_loss import RelaxedContrastiveLoss
 from .relaxed_multi_similarity_loss import RelaxedMultiSimilarityLoss
 from .rkd_loss import RKDLoss
 from .transfer_cross_batch_memory import TransferCrossBatchMemory
+from .transfer_multiple_losses import TransferMultipleLosses
+from .transfer_self_supervised_loss import TransferSelfSupervisedLoss
 
 __all__ = [
     "BaseTransferLoss",
@@ -19,4 +21,6 @@ __all__ = [
     "DarkRankLoss",
     "FitNetLoss",
     "TransferCrossBatchMemory",
+    "TransferMultipleLosses",
+    "TransferSelfSupervisedLoss",
 ]
