@@ -74,8 +74,9 @@ class EuclideanDistance:
 
     def matrix(self, queries: torch.Tensor, refs: torch.Tensor, diag_offset: Optional[int]) -> torch.Tensor:
         """(b, m) distances, differentiable; ``diag_offset`` (self reference) zeroes the pairs (i, i + offset)."""
-        sq = torch.addmm((refs * refs).sum(1).unsqueeze(0), queries, refs.t(), alpha=-2.0)
-        sq = (sq + (queries * queries).sum(1, keepdim=True)).clamp_min(0)
+        query_sq, ref_sq = (queries * queries).sum(1, keepdim=True), (refs * refs).sum(1).unsqueeze(0)
+        sq = torch.addmm(ref_sq, queries, refs.t(), alpha=-2.0) + query_sq
+        sq = torch.where(sq <= self.noise_floor(query_sq, ref_sq), torch.zeros_like(sq), sq)  # NaN stays NaN
         if diag_offset is not None:
             sq = _zero_diagonal(sq, diag_offset)
         zero = sq == 0  # NaN stays NaN
@@ -86,11 +87,24 @@ class EuclideanDistance:
     def matrix_(self, queries: torch.Tensor, refs: torch.Tensor, diag_offset: Optional[int],
                 ref_sq_norms: torch.Tensor) -> torch.Tensor:
         """:meth:`matrix` without autograd, in place (``ref_sq_norms``: the (1, m) squared norms of refs)."""
-        dist = torch.addmm(ref_sq_norms, queries, refs.t(), alpha=-2.0)
-        dist.add_((queries * queries).sum(1, keepdim=True)).clamp_min_(0)
+        query_sq = (queries * queries).sum(1, keepdim=True)
+        dist = torch.addmm(ref_sq_norms, queries, refs.t(), alpha=-2.0).add_(query_sq)
+        dist.masked_fill_(dist <= self.noise_floor(query_sq, ref_sq_norms), 0)
         if diag_offset is not None:
             _zero_diagonal_(dist, diag_offset)
         return dist.sqrt_() if self.power == 1.0 else dist.pow_(self.power / 2)
+
+    @staticmethod
+    def noise_floor(query_sq: torch.Tensor, ref_sq: torch.Tensor) -> torch.Tensor:
+        """(b, 1) rounding-error bound of ``||g||^2 + ||r||^2 - 2 g.r``: squared distances at or below it are 0.
+
+        Measured: identical rows come out within 6 eps (||g||^2 + ||r||^2) of 0 (float32 and float64, 4 to
+        512 dims); taking ``32 eps`` of the row's and the largest reference norm makes duplicated rows exactly
+        0 apart (as the self pairs are), whatever the summation order. Its square root (about 2e-3 of the
+        norm in float32, 1e-7 in float64) is the resolution of any matrix-product distance, cdist's included.
+        """
+        eps = torch.finfo(query_sq.dtype).eps
+        return (query_sq + ref_sq.amax(dim=1, keepdim=True)) * (32 * eps)
 
     def pullback_(self, queries: torch.Tensor, refs: torch.Tensor, dist: torch.Tensor,
                   grad_dist: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,9 @@ from .pkt_loss import PKTLoss
 from .relaxed_contrastive_loss import RelaxedContrastiveLoss
 from .relaxed_multi_similarity_loss import RelaxedMultiSimilarityLoss
 from .rkd_loss import RKDLoss
+from .transfer_cross_batch_memory import TransferCrossBatchMemory
+from .transfer_multiple_losses import TransferMultipleLosses
+from .transfer_self_supervised_loss import TransferSelfSupervisedLoss
 
 __all__ = [
     "BaseTransferLoss",
@@ -17,4 +20,7 @@ __all__ = [
     "PKTLoss",
     "DarkRankLoss",
     "FitNetLoss",
+    "TransferCrossBatchMemory",
+    "TransferMultipleLosses",
+    "TransferSelfSupervisedLoss",
 ]

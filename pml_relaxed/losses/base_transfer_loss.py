@@ -10,6 +10,7 @@ from pytorch_metric_learning.reducers import ClassWeightedReducer
 from pytorch_metric_learning.utils import common_functions as c_f
 
 from .. import _validation as v
+from .._teacher_hint import check_teacher_reached
 
 
 class BaseTransferLoss(BaseMetricLossFunction):
@@ -76,6 +77,7 @@ class BaseTransferLoss(BaseMetricLossFunction):
             The reduced loss (a scalar with PML's default reducers).
         """
         self.reset_stats()
+        check_teacher_reached(teacher_emb, self)
         v.check_teacher_pair(embeddings, ref_emb, teacher_emb, teacher_ref_emb, check_values=self.validate)
         if labels is not None:
             v.check_labels("labels", labels, embeddings.shape[0], "embeddings")

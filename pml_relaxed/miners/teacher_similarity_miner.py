@@ -8,6 +8,7 @@ from pytorch_metric_learning.miners import BaseMiner
 from pytorch_metric_learning.utils import common_functions as c_f
 
 from .. import _validation as v
+from .._teacher_hint import check_teacher_reached
 from ..similarities import BaseSimilarity, GaussianKernel
 
 
@@ -92,6 +93,7 @@ class TeacherSimilarityMiner(BaseMiner):
             ``(a1, p, a2, n)`` LongTensors: anchor-positive and anchor-negative pairs.
         """
         self.reset_stats()
+        check_teacher_reached(teacher_emb, self)
         v.check_teacher_pair(embeddings, ref_emb, teacher_emb, teacher_ref_emb)
         if labels is not None:
             v.check_labels("labels", labels, embeddings.shape[0], "embeddings")
