@@ -7,10 +7,20 @@ from typing import Any, Optional
 import torch
 from pytorch_metric_learning.trainers import MetricLossOnly
 from pytorch_metric_learning.utils import common_functions as c_f
+from pytorch_metric_learning.utils import distributed as pml_distributed
+
+from ..distributed import DistributedTransferLossWrapper, DistributedTransferMinerWrapper
 
 
 def takes_teacher(func: Any) -> bool:
-    """True if a loss or miner accepts ``teacher_emb=`` (pml_relaxed's losses and miners do)."""
+    """True if a loss or miner accepts ``teacher_emb=`` (pml_relaxed's losses and miners do).
+
+    pml_relaxed's distributed wrappers are looked through: a wrapper takes the teacher when what it wraps does.
+    """
+    if isinstance(func, DistributedTransferLossWrapper):
+        func = func.loss
+    elif isinstance(func, DistributedTransferMinerWrapper):
+        func = func.miner
     target = func.forward if isinstance(func, torch.nn.Module) else func
     try:
         return "teacher_emb" in inspect.signature(target).parameters
@@ -35,11 +45,16 @@ class EmbeddingTransfer(MetricLossOnly):
         it. ``subset_batch_miner`` works as in PML.
 
     Everything else (samplers, lr schedulers, hooks, logging presets, testers) is PML's.
+    Under torchrun with DistributedDataParallel: wrap the student (trunk, embedder) in DDP and not the
+    teacher, wrap the losses and the miner in :mod:`pml_relaxed.distributed`'s wrappers (looked through
+    here) and use a distributed sampler such as :class:`pml_relaxed.samplers.DistributedMPerClassSampler`
+    (see ``examples/ddp_transfer.py``).
     For multi-view batches use :class:`pml_relaxed.datasets.MultiViewDataset` with
     ``collate_fn=pml_relaxed.datasets.multi_view_collate``.
 
     Raises:
-        ValueError: a transfer_loss that takes no teacher_emb without a teacher-based tuple_miner.
+        ValueError: a transfer_loss that takes no teacher_emb without a teacher-based tuple_miner; a
+            teacher-fed loss or miner inside PML's DistributedLossWrapper / DistributedMinerWrapper.
     """
 
     def custom_setup(self) -> None:
@@ -47,6 +62,16 @@ class EmbeddingTransfer(MetricLossOnly):
             self.freeze_these = tuple(self.freeze_these) + ("teacher",)
         transfer_loss = self.loss_funcs.get("transfer_loss")
         miner = self.mining_funcs.get("tuple_miner")
+        for wrapper, inner, ours in (
+            (transfer_loss, "loss", "DistributedTransferLossWrapper"),
+            (miner, "miner", "DistributedTransferMinerWrapper"),
+        ):
+            if isinstance(wrapper, (pml_distributed.DistributedLossWrapper, pml_distributed.DistributedMinerWrapper)):
+                if takes_teacher(getattr(wrapper, inner)):
+                    raise ValueError(
+                        f"PML's {type(wrapper).__name__} neither gathers nor passes teacher_emb; wrap "
+                        f"{type(getattr(wrapper, inner)).__name__} in pml_relaxed.distributed.{ours} instead"
+                    )
         if transfer_loss is not None and not takes_teacher(transfer_loss):
             if miner is None or not takes_teacher(miner):
                 raise ValueError(
