@@ -38,9 +38,15 @@ def takes_keyword(func: Any, name: str) -> bool:
 def takes_teacher(func: Any) -> bool:
     """True if a loss or miner accepts ``teacher_emb=`` (pml_relaxed's losses, miners and combinators do).
 
+    A wrapper that passes the teacher on only when what it wraps reads it (the distributed wrappers) names
+    that object in its ``teacher_passthrough`` attribute, and is looked through.
+
     Example:
         >>> from pml_relaxed.losses import RelaxedContrastiveLoss
         >>> takes_teacher(RelaxedContrastiveLoss())
         True
     """
+    wrapped = getattr(func, "teacher_passthrough", None)
+    if wrapped is not None:
+        return takes_teacher(wrapped)
     return takes_keyword(func, "teacher_emb")

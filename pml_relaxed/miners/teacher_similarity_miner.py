@@ -78,6 +78,7 @@ class TeacherSimilarityMiner(BaseMiner):
         *,
         teacher_emb: Optional[torch.Tensor] = None,
         teacher_ref_emb: Optional[torch.Tensor] = None,
+        query_offset: Optional[int] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mines pairs. Labels are optional (used only by label-based similarities).
 
@@ -88,13 +89,24 @@ class TeacherSimilarityMiner(BaseMiner):
             ref_labels: (m,) reference labels or None.
             teacher_emb: (n, D) teacher embeddings of the same samples (required).
             teacher_ref_emb: (m, D) teacher embeddings of the references (required with ref_emb).
+            query_offset: with ref_emb, says that the queries are rows ``[query_offset, query_offset + n)``
+                of the reference set (a slice of a larger batch, as in
+                :class:`~pml_relaxed.distributed.DistributedTransferMinerWrapper`'s efficient mode): the
+                pairs ``(i, query_offset + i)`` are then self pairs and never candidates, so the result is
+                the slice of rows of ``miner(reference set)``. None (default): the queries are not in ref_emb.
 
         Returns:
             ``(a1, p, a2, n)`` LongTensors: anchor-positive and anchor-negative pairs.
+
+        Raises:
+            ValueError: query_offset without ref_emb, or one that does not fit (``query_offset + n > m``).
+            TypeError: a query_offset that is not an int.
         """
         self.reset_stats()
         check_teacher_reached(teacher_emb, self)
         v.check_teacher_pair(embeddings, ref_emb, teacher_emb, teacher_ref_emb)
+        if query_offset is not None:
+            self._check_query_offset(query_offset, embeddings, ref_emb)
         if labels is not None:
             v.check_labels("labels", labels, embeddings.shape[0], "embeddings")
             labels = c_f.to_device(labels, embeddings)
@@ -105,19 +117,39 @@ class TeacherSimilarityMiner(BaseMiner):
             else:
                 teacher_ref_emb = c_f.to_device(teacher_ref_emb.detach(), embeddings)
                 weights = self.similarity(teacher_emb, teacher_ref_emb, labels, ref_labels)
-            mining_output = self.mine_from_weights(weights, self_reference=ref_emb is None)
+            mining_output = self.mine_from_weights(weights, self_reference=ref_emb is None, query_offset=query_offset)
         self.output_assertion(mining_output)
         return mining_output
 
+    @staticmethod
+    def _check_query_offset(query_offset: object, embeddings: torch.Tensor, ref_emb: Optional[torch.Tensor]) -> None:
+        if ref_emb is None:
+            raise ValueError(
+                "query_offset says where the queries sit in ref_emb, so it needs ref_emb; got ref_emb=None"
+            )
+        if isinstance(query_offset, bool) or not isinstance(query_offset, int):
+            raise TypeError(f"query_offset must be an int or None; got {type(query_offset).__name__}")
+        if query_offset < 0 or query_offset + embeddings.shape[0] > ref_emb.shape[0]:
+            raise ValueError(
+                f"query_offset must satisfy 0 <= query_offset and query_offset + {embeddings.shape[0]} (queries) <= "
+                f"{ref_emb.shape[0]} (rows of ref_emb); got query_offset={query_offset}"
+            )
+
     def mine_from_weights(
-        self, weights: torch.Tensor, self_reference: bool
+        self, weights: torch.Tensor, self_reference: bool, query_offset: Optional[int] = None
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Applies the positive/negative rules to an (n, m) teacher similarity matrix."""
+        """Applies the positive/negative rules to an (n, m) teacher similarity matrix.
+
+        The self pairs ``(i, i)`` (``self_reference``) or ``(i, query_offset + i)`` are never candidates.
+        """
         n, m = weights.shape
         device = weights.device
         candidates = torch.ones(n, m, dtype=torch.bool, device=device)
         if self_reference:
             candidates &= ~torch.eye(n, m, dtype=torch.bool, device=device)
+        elif query_offset is not None:
+            rows = torch.arange(n, device=device)
+            candidates[rows, rows + query_offset] = False
         positive = candidates.clone()
         if self.pos_topk is not None:
             k = min(self.pos_topk, int(candidates.sum(dim=1).max()) if n > 0 else 0)

@@ -1,23 +1,17 @@
 """A PML trainer that trains a student from a frozen teacher (the only module tied to PML 2.x's trainers)."""
 from __future__ import annotations
 
-import inspect
 from typing import Any, Optional, Tuple, Union
 
 import torch
 from pytorch_metric_learning.trainers import MetricLossOnly
 from pytorch_metric_learning.utils import common_functions as c_f
+from pytorch_metric_learning.utils import distributed as pml_distributed
 
 from .. import _validation as v
+from .._signature import takes_teacher
 
-
-def takes_teacher(func: Any) -> bool:
-    """True if a loss or miner accepts ``teacher_emb=`` (pml_relaxed's losses and miners do)."""
-    target = func.forward if isinstance(func, torch.nn.Module) else func
-    try:
-        return "teacher_emb" in inspect.signature(target).parameters
-    except (TypeError, ValueError):
-        return False
+__all__ = ["EmbeddingTransfer", "takes_teacher"]
 
 
 def _check_teacher_dtype(value: object) -> Optional[torch.dtype]:
@@ -68,6 +62,10 @@ class EmbeddingTransfer(MetricLossOnly):
     embeddings are cast to the student embeddings' dtype and device before mining and the losses.
 
     Everything else (samplers, lr schedulers, hooks, logging presets, testers) is PML's.
+    Under torchrun with DistributedDataParallel: wrap the student (trunk, embedder) in DDP and not the
+    teacher, wrap the losses and the miner in :mod:`pml_relaxed.distributed`'s wrappers (looked through
+    here) and use a distributed sampler such as :class:`pml_relaxed.samplers.DistributedMPerClassSampler`
+    (see ``examples/ddp_transfer.py``).
     For multi-view batches use :class:`pml_relaxed.datasets.MultiViewDataset` with
     ``collate_fn=pml_relaxed.datasets.multi_view_collate``.
 
@@ -81,7 +79,8 @@ class EmbeddingTransfer(MetricLossOnly):
 
     Raises:
         ValueError: a transfer_loss that takes no teacher_emb without a teacher-based tuple_miner; a
-            bad ``teacher_device`` string; at training time, a batch without labels reaching a
+            bad ``teacher_device`` string; a teacher-fed loss or miner inside PML's DistributedLossWrapper /
+            DistributedMinerWrapper; at training time, a batch without labels reaching a
             ``metric_loss`` or a ``subset_batch_miner`` that needs them.
         TypeError: a non-bool ``save_teacher``, a ``teacher_dtype`` that is not a floating-point
             torch.dtype, a ``teacher_device`` that is not a device.
@@ -120,6 +119,16 @@ class EmbeddingTransfer(MetricLossOnly):
             self.freeze_these = tuple(self.freeze_these) + ("teacher",)
         transfer_loss = self.loss_funcs.get("transfer_loss")
         miner = self.mining_funcs.get("tuple_miner")
+        for wrapper, inner, ours in (
+            (transfer_loss, "loss", "DistributedTransferLossWrapper"),
+            (miner, "miner", "DistributedTransferMinerWrapper"),
+        ):
+            if isinstance(wrapper, (pml_distributed.DistributedLossWrapper, pml_distributed.DistributedMinerWrapper)):
+                if takes_teacher(getattr(wrapper, inner)):
+                    raise ValueError(
+                        f"PML's {type(wrapper).__name__} neither gathers nor passes teacher_emb; wrap "
+                        f"{type(getattr(wrapper, inner)).__name__} in pml_relaxed.distributed.{ours} instead"
+                    )
         if transfer_loss is not None and not takes_teacher(transfer_loss):
             if miner is None or not takes_teacher(miner):
                 raise ValueError(

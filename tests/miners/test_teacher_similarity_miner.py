@@ -113,3 +113,31 @@ def test_bad_inputs():
         miner(torch.randn(4, 2), teacher_emb=torch.randn(3, 2))
     with pytest.raises(ValueError, match="teacher_emb must be finite"):
         miner(torch.randn(2, 2), teacher_emb=torch.tensor([[1.0, float("inf")], [0.0, 1.0]]))
+
+
+@pytest.mark.parametrize("pos_topk,pos_threshold,neg_threshold", [(3, None, None), (None, 0.5, 0.3), (20, None, None)])
+def test_query_offset_gives_the_rows_of_the_full_batch(pos_topk, pos_threshold, neg_threshold):
+    """Queries = rows [offset, offset + n) of the reference set: the rows of mining the whole set."""
+    teacher = torch.randn(11, 5, dtype=torch.float64)
+    miner = TeacherSimilarityMiner(pos_topk=pos_topk, pos_threshold=pos_threshold, neg_threshold=neg_threshold)
+    full_pos, full_neg = as_sets(miner(torch.randn(11, 3), teacher_emb=teacher))
+    offset, n = 4, 5
+    out = miner(
+        torch.randn(n, 3), ref_emb=torch.randn(11, 3), teacher_emb=teacher[offset : offset + n],
+        teacher_ref_emb=teacher, query_offset=offset,
+    )
+    pos, neg = as_sets(out)
+    assert pos == {(a - offset, b) for a, b in full_pos if offset <= a < offset + n}
+    assert neg == {(a - offset, b) for a, b in full_neg if offset <= a < offset + n}
+
+
+def test_query_offset_errors():
+    miner = TeacherSimilarityMiner(pos_topk=2)
+    emb, teacher = torch.randn(3, 2), torch.randn(3, 4)
+    ref, teacher_ref = torch.randn(5, 2), torch.randn(5, 4)
+    with pytest.raises(ValueError, match="query_offset says where the queries sit in ref_emb, so it needs ref_emb"):
+        miner(emb, teacher_emb=teacher, query_offset=0)
+    with pytest.raises(TypeError, match="query_offset must be an int or None; got float"):
+        miner(emb, ref_emb=ref, teacher_emb=teacher, teacher_ref_emb=teacher_ref, query_offset=1.0)
+    with pytest.raises(ValueError, match=r"query_offset \+ 3 \(queries\) <= 5 \(rows of ref_emb\); got query_offset=3"):
+        miner(emb, ref_emb=ref, teacher_emb=teacher, teacher_ref_emb=teacher_ref, query_offset=3)
