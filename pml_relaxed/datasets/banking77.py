@@ -10,6 +10,8 @@ from typing import Dict, List, Tuple, Union
 import torch
 from torch.utils.data import Dataset
 
+from .. import _validation as v
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: The first NUM_TRAIN_INTENTS intents of categories.json are training intents, the rest test.
@@ -26,12 +28,6 @@ def _default_root() -> Path:
 
 #: ``$PML_RELAXED_BANKING77`` if set, else ``<repo>/../shared/datasets/banking77``.
 DEFAULT_BANKING77_ROOT: Path = _default_root()
-
-
-def _check_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__} ({value!r})")
-    return value
 
 
 def _read_categories(path: Path) -> List[str]:
@@ -105,8 +101,8 @@ class Banking77(Dataset):
         super().__init__()
         if not isinstance(split, str) or split not in SPLITS:
             raise ValueError(f"split must be one of {list(SPLITS)}; got {split!r}")
-        _check_int("num_val_classes", num_val_classes)
-        _check_int("seed", seed)
+        v.check_int("num_val_classes", num_val_classes)
+        v.check_int("seed", seed)
         if not 0 <= num_val_classes <= NUM_TRAIN_INTENTS - 1:
             raise ValueError(
                 f"num_val_classes must be in [0, {NUM_TRAIN_INTENTS - 1}]; got {num_val_classes}"

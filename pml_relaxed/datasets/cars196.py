@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pytorch_metric_learning import datasets as pml_datasets
 
-from .cub import _PaperSplitMixin
+from ._paper_split_mixin import _PaperSplitMixin
 
 
 class Cars196(_PaperSplitMixin, pml_datasets.Cars196):

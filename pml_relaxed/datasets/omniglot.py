@@ -12,6 +12,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .. import _validation as v
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: Zip file read for each split.
@@ -75,14 +77,6 @@ def _class_index(
             shared = set(_index_zip(train_archive, train_path))
         index = {key: names for key, names in index.items() if key not in shared}
     return index
-
-
-def _check_image_size(image_size: object) -> int:
-    if isinstance(image_size, bool) or not isinstance(image_size, int):
-        raise TypeError(f"image_size must be an int >= 1; got {type(image_size).__name__} ({image_size!r})")
-    if image_size < 1:
-        raise ValueError(f"image_size must be >= 1; got {image_size!r}")
-    return image_size
 
 
 def _check_classes(classes: Sequence[int], num_classes: int) -> List[int]:
@@ -150,7 +144,7 @@ class Omniglot(Dataset):
     ) -> None:
         super().__init__()
         path = _zip_path(root, split)
-        self.image_size = _check_image_size(image_size)
+        self.image_size = v.check_int("image_size", image_size, 1)
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable or None; got {type(transform).__name__}")
         self.root = Path(root)
@@ -240,9 +234,8 @@ class Omniglot(Dataset):
             ValueError: if num_val_classes is not in [1, C - 1], or for an unknown split.
         """
         num_classes = len(cls.list_classes(root, split, drop_overlap))
-        for name, value in (("num_val_classes", num_val_classes), ("seed", seed)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int; got {type(value).__name__} ({value!r})")
+        v.check_int("num_val_classes", num_val_classes)
+        v.check_int("seed", seed)
         if not 1 <= num_val_classes <= num_classes - 1:
             raise ValueError(
                 f"num_val_classes must be in [1, {num_classes - 1}] for the {num_classes} classes of "

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .. import _validation as v
+
 Number = Union[int, float]
 IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -224,11 +226,7 @@ class ResizeToTensor:
     """
 
     def __init__(self, image_size: int = 224) -> None:
-        if isinstance(image_size, bool) or not isinstance(image_size, int):
-            raise TypeError(f"image_size must be an int >= 1; got {type(image_size).__name__} ({image_size!r})")
-        if image_size < 1:
-            raise ValueError(f"image_size must be >= 1; got {image_size!r}")
-        self.image_size = image_size
+        self.image_size = v.check_int("image_size", image_size, 1)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
         if not isinstance(img, Image.Image):

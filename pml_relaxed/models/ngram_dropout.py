@@ -6,6 +6,8 @@ from typing import Optional
 
 import torch
 
+from .. import _validation as v
+
 
 class NgramDropout:
     """Drops each hashed n-gram id of a text with probability ``p`` (sets it to the padding id 0).
@@ -43,10 +45,7 @@ class NgramDropout:
             raise TypeError(f"p must be a real number in [0, 1); got {type(p).__name__} ({p!r})")
         if not 0 <= p < 1:
             raise ValueError(f"p must be in [0, 1); got {p!r}")
-        if isinstance(skip_columns, bool) or not isinstance(skip_columns, int):
-            raise TypeError(f"skip_columns must be an int >= 0; got {type(skip_columns).__name__} ({skip_columns!r})")
-        if skip_columns < 0:
-            raise ValueError(f"skip_columns must be >= 0; got {skip_columns!r}")
+        v.check_int("skip_columns", skip_columns, 0)
         self.p, self.skip_columns, self.generator = float(p), skip_columns, generator
 
     def __call__(self, rows: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,8 @@ from pml_relaxed.bench import get_args_parser, main
 from pml_relaxed.bench.data import digits_data
 from pml_relaxed.bench.methods import METHODS, MethodContext
 from pml_relaxed.similarities import MixedSimilarity
-from banking77_fixture import make_banking77
-from paper_fixtures import make_cub
+from tests.helpers.banking77_fixture import make_banking77
+from tests.helpers.paper_fixtures import make_cub
 
 TINY = ["--epochs", "1", "--teacher-epochs", "1", "--no-progress"]
 

@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from benchmark_scripts import load_script
+from tests.helpers.benchmark_scripts import load_script
 
 
 def _module():

@@ -1,8 +1,8 @@
 import json
 
 import pytest
-from banking77_fixture import make_banking77
-from benchmark_scripts import load_script
+from tests.helpers.banking77_fixture import make_banking77
+from tests.helpers.benchmark_scripts import load_script
 
 
 def _module():

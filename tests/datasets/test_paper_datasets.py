@@ -11,7 +11,7 @@ from pml_relaxed.datasets.cars196 import Cars196
 from pml_relaxed.datasets.cub import CUB200
 from pml_relaxed.datasets.sop import StanfordOnlineProducts
 
-from paper_fixtures import make_cars, make_cub, make_sop  # noqa: E402
+from tests.helpers.paper_fixtures import make_cars, make_cub, make_sop
 
 
 CUB_CLASSES = {"train": [1, 2, 100], "test": [101, 150, 200]}

@@ -9,7 +9,7 @@ from pml_relaxed import _blockwise as bw
 from pml_relaxed import functional as fn
 from pml_relaxed.losses import RelaxedContrastiveLoss, RelaxedMultiSimilarityLoss
 from pml_relaxed.similarities import BaseSimilarity, GaussianKernel, LabelSimilarity, MixedSimilarity
-from reference import loop_relaxed_contrastive, loop_relaxed_multi_similarity
+from tests.helpers.reference import loop_relaxed_contrastive, loop_relaxed_multi_similarity
 
 f64 = torch.float64
 LOSSES = {

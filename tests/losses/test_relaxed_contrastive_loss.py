@@ -7,7 +7,7 @@ from pytorch_metric_learning.miners import MultiSimilarityMiner, TripletMarginMi
 from pml_relaxed import functional as fn
 from pml_relaxed.losses import RelaxedContrastiveLoss
 from pml_relaxed.similarities import GaussianKernel, LabelSimilarity, MixedSimilarity
-from reference import loop_relaxed_contrastive
+from tests.helpers.reference import loop_relaxed_contrastive
 
 f64 = torch.float64
 

@@ -4,7 +4,7 @@ from pytorch_metric_learning.miners import MultiSimilarityMiner
 
 from pml_relaxed import functional as fn
 from pml_relaxed.losses import RelaxedMultiSimilarityLoss
-from reference import loop_relaxed_multi_similarity
+from tests.helpers.reference import loop_relaxed_multi_similarity
 
 f64 = torch.float64
 
