@@ -18,13 +18,14 @@ from pathlib import Path
 
 import torch
 
-from pml_relaxed.datasets import DEFAULT_BANKING77_ROOT, Banking77
+from pml_relaxed.datasets import Banking77
 from pml_relaxed.models import HashedNgramEmbedder, SentenceTransformerTeacher
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default=str(DEFAULT_BANKING77_ROOT))
+    parser.add_argument("--data-root", default=None,
+                        help="Banking77 folder (default: $PML_RELAXED_BANKING77, $PML_RELAXED_DATA/banking77 or the cache)")
     parser.add_argument("--texts", type=int, default=1024, help="number of test texts to embed")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--dims", type=int, nargs="+", default=[16, 32, 64])

@@ -34,7 +34,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         add_help=add_help,
     )
     parser.add_argument("--dataset", default="digits", help=f"one of {sorted(DATASETS)}")
-    parser.add_argument("--data-root", default=None, help="folder holding the dataset (default: ../shared/datasets/...)")
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding the dataset (default: the dataset's own variable, e.g. "
+                             "$PML_RELAXED_OMNIGLOT, else $PML_RELAXED_DATA/<dataset>, else "
+                             "~/.cache/pml_relaxed/<dataset>)")
     parser.add_argument("--quick", action="store_true", help="a few-minute run: fewer methods, 2 seeds, half the epochs")
     parser.add_argument("--settings", nargs="+", default=None, help="self_transfer, dim_reduction, compression (default: all)")
     parser.add_argument("--methods", nargs="+", default=None, help=f"default: all of {list(DEFAULT_METHODS)}")

@@ -15,7 +15,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import torch
 from torch.utils.data import Dataset
 
-from ..datasets import DEFAULT_OMNIGLOT_ROOT, Digits, Omniglot
+from ..datasets import Digits, Omniglot
 from ..datasets.transforms import Compose, GaussianNoise, RandomAffine
 from ..models.conv4 import Conv4
 from ..models.mlp import MLP
@@ -151,7 +151,7 @@ def omniglot_data(args: argparse.Namespace) -> BenchData:
     ``--val-alphabets N`` holds out N whole training alphabets as the evaluation set (split
     ``"val-alphabets"``), the honest proxy for a test set of unseen alphabets.
     """
-    root = args.data_root or DEFAULT_OMNIGLOT_ROOT
+    root = args.data_root  # None: the dataset's default folder ($PML_RELAXED_OMNIGLOT, $PML_RELAXED_DATA, cache)
     train = Omniglot(root, split="train", image_size=28)
     if getattr(args, "val_alphabets", 0):
         train_classes, val_classes, _ = _split_alphabets(train.class_names, args.val_alphabets, args.split_seed)

@@ -10,7 +10,6 @@ on ``--image-size`` pixels without torchvision (used by the tests on a generated
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Callable, Tuple
 
 import torch
@@ -49,10 +48,8 @@ def paper_data(name: str, args: argparse.Namespace) -> BenchData:
     """Builds CUB (``cub``), Cars-196 (``cars``) or SOP (``sop``) for the benchmark."""
     if args.val_classes:
         raise ValueError("--val-classes is not supported for cub/cars/sop yet; tune on omniglot or digits")
-    if not args.data_root:
-        raise ValueError(f"--data-root is required for --dataset {name}: the folder PML's {PAPER_DATASETS[name].__name__} reads")
     cls = PAPER_DATASETS[name]
-    root = Path(args.data_root)
+    root = args.data_root  # None: the dataset's default folder ($PML_RELAXED_DATA/<name> or the user cache)
     size = args.image_size
     if args.backbone == "conv4":
         train_tf: Callable = Compose([ResizeToTensor(size), RandomAffine(degrees=10, translate=0.1, scale=(0.8, 1.2))])

@@ -14,7 +14,7 @@ from typing import List
 
 import torch
 
-from ..datasets import DEFAULT_BANKING77_ROOT, Banking77
+from ..datasets import Banking77
 from ..models.cached_teacher import CachedTeacher
 from ..models.hashed_ngram_embedder import HashedNgramEmbedder
 from ..models.indexed_text_student import IndexedTextStudent, pack_text_rows
@@ -67,7 +67,7 @@ def banking77_data(args: argparse.Namespace) -> BenchData:
     if not 0 <= args.text_ngram_dropout < 1:
         raise ValueError(f"--text-ngram-dropout must be in [0, 1); got {args.text_ngram_dropout}")
     augment = NgramDropout(args.text_ngram_dropout, skip_columns=1) if args.text_ngram_dropout > 0 else None
-    root = Path(args.data_root) if args.data_root else DEFAULT_BANKING77_ROOT
+    root = args.data_root  # None: the dataset's default folder ($PML_RELAXED_BANKING77, $PML_RELAXED_DATA, cache)
     if args.val_classes:
         train = Banking77(root, split="train", num_val_classes=args.val_classes, seed=args.split_seed)
         evaluation = Banking77(root, split="val", num_val_classes=args.val_classes, seed=args.split_seed)

@@ -7,31 +7,34 @@ contiguous 0-based relabelling and RGB loading.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 from PIL import Image
 
+from .data_root import PathLike, how_to_set, resolve_root
 from .transforms import ResizeToTensor
 
-PathLike = Union[str, "os.PathLike[str]"]
 SPLITS: Tuple[str, ...] = ("train", "test", "train+test")
 
 
 class _PaperSplitMixin:
     """Shared behaviour of the paper's image datasets; put it before the PML class in the bases.
 
-    Subclasses set ``REQUIRED_FILES`` (paths relative to root that PML opens) and call
-    ``_prepare`` before, and ``_relabel`` after, PML's ``__init__``.
+    Subclasses set ``REQUIRED_FILES`` (paths relative to root that PML opens), ``DATA_NAME`` (the folder
+    name below ``$PML_RELAXED_DATA`` or the cache, used without ``root``) and ``SOURCE`` (where the data
+    comes from); ``__init__`` calls ``_prepare`` before, and ``_relabel`` after, PML's ``__init__``.
     """
 
     REQUIRED_FILES: Tuple[str, ...] = ()
+    DATA_NAME: str = ""
+    SOURCE: str = ""
     paths: List[str]
     labels: Any
 
     def __init__(
         self,
-        root: PathLike,
+        root: Optional[PathLike] = None,
         split: str = "train",
         transform: Optional[Callable] = None,
         target_transform: Optional[Callable] = None,
@@ -44,15 +47,14 @@ class _PaperSplitMixin:
 
     def _prepare(
         self,
-        root: PathLike,
+        root: Optional[PathLike],
         split: str,
         transform: Optional[Callable],
         image_size: int,
         download: bool,
     ) -> Tuple[str, Callable]:
         name = type(self).__name__
-        if not isinstance(root, (str, os.PathLike)):
-            raise TypeError(f"root must be a str or os.PathLike; got {type(root).__name__}")
+        root_path, source = resolve_root(root, self.DATA_NAME)
         if not isinstance(split, str) or split not in SPLITS:
             raise ValueError(f"split must be one of {list(SPLITS)}; got {split!r}")
         if not isinstance(download, bool):
@@ -61,19 +63,22 @@ class _PaperSplitMixin:
             transform = ResizeToTensor(image_size)
         elif not callable(transform):
             raise TypeError(f"transform must be callable or None; got {type(transform).__name__}")
-        root = os.fspath(root)
+        root = os.fspath(root_path)
+        get_data = (
+            f"download=True lets PML fetch it (needs internet), or get it from {self.SOURCE}; "
+            f"{how_to_set(self.DATA_NAME)}"
+        )
         if not download:
             if not os.path.isdir(root):
                 raise FileNotFoundError(
-                    f"{name} root {root!r} does not exist; expected a folder holding "
-                    f"{', '.join(self.REQUIRED_FILES)} (download=True fetches it, needs internet)"
+                    f"{name} root {root!r} (from {source}) does not exist; expected a folder holding "
+                    f"{', '.join(self.REQUIRED_FILES)}: {get_data}"
                 )
             for rel in self.REQUIRED_FILES:
                 path = os.path.join(root, rel)
                 if not os.path.isfile(path):
                     raise FileNotFoundError(
-                        f"{name} root {root!r} lacks the index file {rel!r}: expected {path!r} to exist "
-                        f"(download=True fetches the dataset, needs internet)"
+                        f"{name} root {root!r} lacks the index file {rel!r}: expected {path!r} to exist; {get_data}"
                     )
         return root, transform
 

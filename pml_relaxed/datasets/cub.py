@@ -14,7 +14,8 @@ class CUB200(_PaperSplitMixin, pml_datasets.CUB):
     Labels are remapped to contiguous 0-based ids (``class_ids[label]`` is the original 1-based id).
 
     Args:
-        root: folder holding ``CUB_200_2011``.
+        root: folder holding ``CUB_200_2011``. None (default): ``$PML_RELAXED_DATA/cub200``, else
+            ``~/.cache/pml_relaxed/cub200`` (see :mod:`pml_relaxed.datasets.data_root`).
         split: ``"train"``, ``"test"`` or ``"train+test"``.
         transform: callable on the RGB PIL image; default ``ResizeToTensor(image_size)``, giving
             a float tensor of shape (3, image_size, image_size). See also ``paper_transforms``.
@@ -34,4 +35,6 @@ class CUB200(_PaperSplitMixin, pml_datasets.CUB):
         TypeError: for a bad root, transform or download type.
     """
 
+    DATA_NAME = "cub200"
+    SOURCE = "https://data.caltech.edu/records/65de6-vp158 (CUB_200_2011.tgz)"
     REQUIRED_FILES = ("CUB_200_2011/images.txt", "CUB_200_2011/image_class_labels.txt")

@@ -174,7 +174,6 @@ def test_banking77_ngram_dropout_makes_two_different_views(tmp_path):
         (["--settings", "tiny"], r"--settings has unknown name\(s\) \['tiny'\]"),
         (["--seeds", "0"], r"--seeds must be >= 1; got 0"),
         (["--val-classes", "5"], r"--val-classes must be in \[0, 4\] for this dataset; got 5"),
-        (["--dataset", "cub"], r"--data-root is required for --dataset cub"),
         (["--methods", "relaxed_contrastive+labels", "--label-weight", "1.5"], r"label_weight must be in \[0, 1\]; got 1.5"),
         (["--methods", "rkd", "--rkd-angle-weight", "-1"], r"angle_weight must be >= 0; got -1.0"),
         (["--val-alphabets", "1"], r"--val-alphabets needs classes grouped in alphabets \(--dataset omniglot\); got "
@@ -197,6 +196,13 @@ def test_banking77_ngram_dropout_makes_two_different_views(tmp_path):
 def test_bad_arguments(tmp_path, argv, message):
     with pytest.raises(ValueError, match=message):
         run(tmp_path, *argv)
+
+
+def test_missing_data_root_says_where_the_bench_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv("PML_RELAXED_DATA", str(tmp_path / "data"))
+    with pytest.raises(FileNotFoundError, match=r"CUB200 root .*data/cub200' \(from \$PML_RELAXED_DATA/cub200\) "
+                                                r"does not exist"):
+        run(tmp_path, "--dataset", "cub", "--backbone", "conv4")
 
 
 def test_command_line_entry_point(capsys):

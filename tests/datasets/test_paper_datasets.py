@@ -114,7 +114,7 @@ def test_bad_arguments(roots, kwargs, err, match):
 
 
 def test_root_must_be_path_like():
-    with pytest.raises(TypeError, match="root must be a str or os.PathLike; got int"):
+    with pytest.raises(TypeError, match="root must be a str, an os.PathLike or None"):
         StanfordOnlineProducts(3)
 
 
