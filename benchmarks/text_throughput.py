@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import torch
 
 from pml_relaxed.datasets import Banking77
+from pml_relaxed.bench.throughput import sentences_per_second
 from pml_relaxed.models import HashedNgramEmbedder, SentenceTransformerTeacher
 
 
@@ -33,17 +33,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output-dir", default="results/throughput")
     return parser
-
-
-def sentences_per_second(encode, texts, batch_size: int, repeats: int) -> float:
-    best = float("inf")
-    with torch.no_grad():
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for i in range(0, len(texts), batch_size):
-                encode(texts[i : i + batch_size])
-            best = min(best, time.perf_counter() - start)
-    return len(texts) / best
 
 
 def uncached(student: HashedNgramEmbedder):

@@ -8,7 +8,6 @@ ids (:class:`IndexedTextStudent`), the teacher looks its embeddings up (:class:`
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import List
 
@@ -17,9 +16,10 @@ import torch
 from ..datasets import Banking77
 from ..models.cached_teacher import CachedTeacher
 from ..models.hashed_ngram_embedder import HashedNgramEmbedder
-from ..models.indexed_text_student import IndexedTextStudent, pack_text_rows
 from ..models.ngram_dropout import NgramDropout
 from .data import BenchData, TensorDataset
+from .indexed_text_student import IndexedTextStudent, pack_text_rows
+from .throughput import sentences_per_second
 
 #: the bench's text student; ``--text-hidden-dim``, ``--text-mlp`` and ``--text-init-std`` override it
 TEXT_STUDENT_DEFAULTS = {"hidden_dim": 64, "mlp_hidden_dims": [256], "init_std": 0.1}
@@ -45,18 +45,6 @@ def text_student_options(args: argparse.Namespace) -> dict:
             raise ValueError(f"--text-init-std must be > 0; got {args.text_init_std}")
         options["init_std"] = args.text_init_std
     return options
-
-
-def sentences_per_second(encode, texts: List[str], batch_size: int = 256, repeats: int = 3) -> float:
-    """Best-of-``repeats`` throughput of ``encode(list_of_texts)`` over ``texts`` in batches."""
-    best = float("inf")
-    with torch.no_grad():
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for i in range(0, len(texts), batch_size):
-                encode(texts[i : i + batch_size])
-            best = min(best, time.perf_counter() - start)
-    return len(texts) / best
 
 
 def banking77_data(args: argparse.Namespace) -> BenchData:

@@ -10,8 +10,8 @@ import os
 from typing import Any, Callable, List, Optional, Tuple
 
 import torch
-from PIL import Image
 
+from ._pillow import pillow_image
 from .data_root import PathLike, how_to_set, resolve_root
 from .transforms import ResizeToTensor
 
@@ -105,7 +105,7 @@ class _PaperSplitMixin:
 
     def __getitem__(self, idx: int) -> Tuple[Any, Any]:
         """Returns ``(transform(RGB PIL image), label)``; label is an int in [0, C) by default."""
-        with Image.open(self.paths[idx]) as img:
+        with pillow_image(type(self).__name__).open(self.paths[idx]) as img:
             img = img.convert("RGB")
         label: Any = int(self.labels[idx])
         if self.transform is not None:

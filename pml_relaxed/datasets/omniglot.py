@@ -8,10 +8,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from .. import _validation as v
+from ._pillow import pillow_image
 from .data_root import PathLike, default_root_attribute, how_to_set, resolve_root
 
 #: Zip file read for each split.
@@ -211,10 +211,11 @@ class Omniglot(Dataset):
         self.labels: torch.Tensor = torch.tensor(labels, dtype=torch.long)
 
     def _decode(self, data: bytes) -> np.ndarray:
-        with Image.open(io.BytesIO(data)) as img:
+        pil = pillow_image("Omniglot")
+        with pil.open(io.BytesIO(data)) as img:
             img = img.convert("L")
             if img.size != (self.image_size, self.image_size):
-                img = img.resize((self.image_size, self.image_size), Image.BILINEAR)
+                img = img.resize((self.image_size, self.image_size), pil.BILINEAR)
             return np.asarray(img, dtype=np.uint8).copy()
 
     @property

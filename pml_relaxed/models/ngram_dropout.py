@@ -19,8 +19,8 @@ class NgramDropout:
 
     Args:
         p: drop probability of each id, in [0, 1).
-        skip_columns: leading columns left as they are (1 for the packed rows of
-            :func:`~pml_relaxed.models.pack_text_rows`, whose column 0 indexes the teacher cache).
+        skip_columns: leading columns left as they are (1 for packed rows ``[index, ids...]`` whose
+            column 0 indexes a :class:`~pml_relaxed.models.CachedTeacher`).
         generator: an optional ``torch.Generator`` for reproducible masks.
 
     Shape:
