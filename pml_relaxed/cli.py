@@ -16,9 +16,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv[0] != "bench":
         print(f"pml-relaxed: unknown command {argv[0]!r}; expected 'bench'", file=sys.stderr)
         return 2
-    try:
-        from .bench import get_args_parser
-        from .bench import main as bench_main
+    try:  # here, not at the top: `pml-relaxed` alone stays instant, and a missing extra gets its message
+        from .bench.cli import BenchConfig
+        from .bench.cli import main as bench_main
     except ModuleNotFoundError as err:
         missing = (err.name or "").split(".")[0]
         if missing not in BENCH_EXTRAS:
@@ -29,7 +29,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             file=sys.stderr,
         )
         return 2
-    bench_main(get_args_parser().parse_args(argv[1:]), argv[1:])
+    bench_main(BenchConfig.from_args(argv[1:]), argv[1:])
     return 0
 
 

@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from pml_relaxed.bench import get_args_parser, main
+from pml_relaxed.bench.cli import BenchConfig, main
 from pml_relaxed.bench.methods import METHODS
 from pml_relaxed.evaluation import RecallAtKCalculator, backend, compute_embeddings, evaluate_embeddings, faiss_backend
 from pml_relaxed.losses import DarkRankLoss, FitNetLoss, PKTLoss, RelaxedContrastiveLoss, RKDLoss
@@ -101,7 +101,7 @@ def test_compute_embeddings_on_cuda():
 def test_bench_trains_every_method_on_cuda(tmp_path):
     argv = ["--dataset", "digits", "--methods", *METHODS, "--settings", "dim_reduction", "--seeds", "1",
             "--epochs", "1", "--teacher-epochs", "1", "--no-progress", "--device", DEVICE, "--output-dir", str(tmp_path)]
-    main(get_args_parser().parse_args(argv), argv)
+    main(BenchConfig.from_args(argv), argv)
     runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert {r["method"] for r in runs if r["kind"] != "teacher"} == set(METHODS)
     for r in runs:

@@ -5,7 +5,8 @@ import math
 import pytest
 
 from pml_relaxed import cli
-from pml_relaxed.bench import get_args_parser, main
+from pml_relaxed.bench.cli import main
+from pml_relaxed.bench.config import BenchConfig
 from pml_relaxed.bench.data import digits_data
 from pml_relaxed.bench.methods import METHODS, MethodContext
 from pml_relaxed.similarities import MixedSimilarity
@@ -17,7 +18,7 @@ TINY = ["--epochs", "1", "--teacher-epochs", "1", "--no-progress"]
 
 def run(tmp_path, *argv):
     argv = list(argv) + TINY + ["--output-dir", str(tmp_path)]
-    return main(get_args_parser().parse_args(argv), argv)
+    return main(BenchConfig.from_args(argv), argv)
 
 
 def read_runs(tmp_path):
@@ -90,7 +91,7 @@ def test_rkd_follows_its_angle_weight():
 
 
 def test_validation_classes_are_held_out_of_training():
-    args = get_args_parser().parse_args(["--dataset", "digits", "--val-classes", "2"])
+    args = BenchConfig.from_args(["--dataset", "digits", "--val-classes", "2"])
     data = digits_data(args)
     assert data.eval_split == "val"
     assert len(set(data.train.labels.tolist())) == 3 and len(set(data.evaluation.labels.tolist())) == 2
@@ -131,7 +132,7 @@ def test_banking77_text_student_options_build_and_are_recorded(tmp_path):
 
     root = make_banking77(tmp_path)
     options = ["--text-hidden-dim", "24", "--text-mlp", "--text-init-std", "0.5"]  # --text-mlp alone: linear head
-    args = get_args_parser().parse_args(["--dataset", "banking77", "--data-root", str(root), "--output-dir",
+    args = BenchConfig.from_args(["--dataset", "banking77", "--data-root", str(root), "--output-dir",
                                          str(tmp_path / "out"), "--no-progress", *options])
     student = banking77_data(args).make_model("ngram", 16).model
     assert student.bag.embedding_dim == 24 and student.embedding_dim == 16
@@ -153,8 +154,8 @@ def test_banking77_ngram_dropout_makes_two_different_views(tmp_path):
 
     root = make_banking77(tmp_path)
     argv = ["--dataset", "banking77", "--data-root", str(root), "--output-dir", str(tmp_path / "out"), "--no-progress"]
-    assert banking77_data(get_args_parser().parse_args(argv)).augment is None, "no dropout: identical copies"
-    data = banking77_data(get_args_parser().parse_args([*argv, "--text-ngram-dropout", "0.3"]))
+    assert banking77_data(BenchConfig.from_args(argv)).augment is None, "no dropout: identical copies"
+    data = banking77_data(BenchConfig.from_args([*argv, "--text-ngram-dropout", "0.3"]))
     assert isinstance(data.augment, NgramDropout) and data.augment.p == 0.3 and data.augment.skip_columns == 1
     dataset, collate = data.training_set(2)
     rows, labels = collate([dataset[i] for i in range(4)])
@@ -274,7 +275,7 @@ def test_omniglot_validation_alphabets_are_held_out_whole():
     assert _split_alphabets(names, 2, seed=0) == (train_classes, val_classes, held_out), "seeded"
     assert _split_alphabets(names, 2, seed=1)[2] != held_out or _split_alphabets(names, 2, seed=2)[2] != held_out
 
-    data = omniglot_data(get_args_parser().parse_args(["--dataset", "omniglot", "--val-alphabets", "2"]))
+    data = omniglot_data(BenchConfig.from_args(["--dataset", "omniglot", "--val-alphabets", "2"]))
     assert data.eval_split == "val-alphabets"
     assert len(data.train) == 20 * len(train_classes) and len(data.evaluation) == 20 * len(val_classes)
     assert data.num_train_classes == len(train_classes)
