@@ -108,7 +108,9 @@ def parse_budget(text: str) -> Tuple[int, str]:
         if not sep or int(epochs) < 1 or float(lr) <= 0:
             raise ValueError
     except ValueError:
-        raise ValueError(f"a budget must look like epochs:lr with epochs >= 1 and lr > 0 (e.g. 20:3e-3); got {text!r}")
+        raise ValueError(
+            f"a budget must look like epochs:lr with epochs >= 1 and lr > 0 (e.g. 20:3e-3); got {text!r}"
+        ) from None
     return int(epochs), lr
 
 
@@ -259,7 +261,8 @@ def select(val_dir: Path, points: Sequence[Point], settings: Sequence[str],
 
 def write_selection(out: Path, table: List[dict], chosen: Dict[str, dict], command: str) -> None:
     lines = [f"Validation points (mean over settings and seeds; the chosen point has the best mean of R@1 and "
-             f"MAP@R). Command: `{command}`", "", "| method | point | R@1 | MAP@R | mean | runs | chosen |", "|---|---|---:|---:|---:|---:|---|"]
+             f"MAP@R). Command: `{command}`", "", "| method | point | R@1 | MAP@R | mean | runs | chosen |",
+             "|---|---|---:|---:|---:|---:|---|"]
     for row in sorted(table, key=lambda r: (r["method"], -r["score"])):
         mark = "**yes**" if chosen.get(row["method"]) is row else ""
         lines.append(f"| {row['method']} | {row['point']} | {100 * row['R@1']:.1f} | {100 * row['MAP@R']:.1f} | "
@@ -287,7 +290,8 @@ def main(args: argparse.Namespace) -> Dict[str, dict]:
 
 
 def merge_per_setting(out: Path, args: argparse.Namespace, command: str) -> None:
-    """One report over ``OUTPUT_DIR/SETTING/test`` for every setting (the teacher's run once), in ``OUTPUT_DIR/test``."""
+    """One report over ``OUTPUT_DIR/SETTING/test`` for every setting (the teacher's run once), in
+    ``OUTPUT_DIR/test``."""
     test_dir = out / "test"
     test_dir.mkdir(parents=True, exist_ok=True)
     lines, teacher_seen, selections = [], False, []
@@ -351,7 +355,7 @@ def tune(args: argparse.Namespace) -> Dict[str, dict]:
     by_point = defaultdict(list)
     for method in args.methods:
         by_point[chosen[method]["point"]].append(method)
-    for name, methods in by_point.items():
+    for methods in by_point.values():
         if args.settings and finished(test_dir / "runs.jsonl", methods, args.settings, test_seeds):
             continue
         _bench(common + chosen[methods[0]]["args"] + settings + ["--methods", *methods, "--seeds", str(args.seeds),

@@ -36,7 +36,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--settings", nargs="+", default=["dim_reduction"])
     parser.add_argument("--methods", nargs="+", default=["relaxed_contrastive"])
     parser.add_argument("--grid", nargs="+", default=["sigma=0.25,0.5,1,2"],
-                        help="bench options and their values, e.g. delta=0.5,1,2 lr=1e-3,3e-3 eval-normalize=true,false")
+                        help="bench options and their values, e.g. delta=0.5,1,2 lr=1e-3,3e-3 "
+                             "eval-normalize=true,false")
     parser.add_argument("--fixed", nargs="*", default=[], help="bench options for every point, e.g. epochs=20")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--output-dir", default="results/sweep")

@@ -101,7 +101,9 @@ def _subset(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[int]) 
     return TensorDataset(images[keep], torch.as_tensor([remap[int(c)] for c in labels[keep]]))
 
 
-def _train_eval(images, labels, test_images, test_labels, config: BenchConfig) -> Tuple[TensorDataset, TensorDataset, str]:
+def _train_eval(
+    images, labels, test_images, test_labels, config: BenchConfig
+) -> Tuple[TensorDataset, TensorDataset, str]:
     """Class-disjoint train / evaluation sets: test classes, or validation classes held out of training."""
     if config.val_classes:
         train_classes, val_classes = _split_classes(labels, config.val_classes, config.split_seed)

@@ -23,7 +23,9 @@ from .data import BenchData
 PAPER_DATASETS = {"cub": CUB200, "cars": Cars196, "sop": StanfordOnlineProducts}
 TEACHER = ("resnet50", 512)
 SETTINGS = {"self_transfer": ("resnet50", 512), "dim_reduction": ("resnet50", 64), "compression": ("resnet18", 128)}
-CONV4_SETTINGS = {"self_transfer": ("conv4-w64", 128), "dim_reduction": ("conv4-w64", 16), "compression": ("conv4-w32", 32)}
+CONV4_SETTINGS = {
+    "self_transfer": ("conv4-w64", 128), "dim_reduction": ("conv4-w64", 16), "compression": ("conv4-w32", 32),
+}
 
 
 def _identity(image):

@@ -208,7 +208,9 @@ def get_teacher(data: BenchData, config: BenchConfig, records: List[dict]) -> to
         if config.teacher_checkpoint:
             path = Path(config.teacher_checkpoint)
             if not path.is_file():
-                raise FileNotFoundError(f"--teacher-checkpoint must be a state_dict file saved with torch.save; got {path}")
+                raise FileNotFoundError(
+                    f"--teacher-checkpoint must be a state_dict file saved with torch.save; got {path}"
+                )
         seed_everything(config.teacher_seed)  # before the model: its initial weights are part of the seed
         teacher = data.make_model(data.teacher_arch, data.teacher_dim).to(config.device)
         if path.exists():
@@ -226,8 +228,8 @@ def get_teacher(data: BenchData, config: BenchConfig, records: List[dict]) -> to
     return teacher
 
 
-def _record(data: BenchData, config: BenchConfig, setting, method, kind, seed, arch, dim, metrics, seconds, items_per_second,
-            epochs: Optional[int] = None, lr: Optional[float] = None) -> dict:
+def _record(data: BenchData, config: BenchConfig, setting, method, kind, seed, arch, dim, metrics, seconds,
+            items_per_second, epochs: Optional[int] = None, lr: Optional[float] = None) -> dict:
     """One line of ``runs.jsonl``; ``epochs`` and ``lr`` are the ones the model trained with."""
     hparams = {"sigma": config.sigma, "delta": config.delta, "views": config.views, "epochs": epochs,
                "batch_size": config.batch_size, "m": config.m, "lr": lr, "eval_normalize": config.eval_normalize,
@@ -284,7 +286,8 @@ def run_all(data: BenchData, config: BenchConfig) -> List[dict]:
     new: List[dict] = []
     teacher = get_teacher(data, config, new)
     # Seed-major order: an interrupted run still holds every method for the first seeds.
-    jobs = [(s, m, seed) for seed in range(config.seed, config.seed + config.seeds) for s in config.settings for m in config.methods]
+    seeds = range(config.seed, config.seed + config.seeds)
+    jobs = [(s, m, seed) for seed in seeds for s in config.settings for m in config.methods]
     todo = [job for job in jobs if (data.name, data.eval_split, *job) not in done]
     if config.workers > 1 and todo:
         return _run_with_workers(config, runs_path, new, todo)

@@ -61,7 +61,8 @@ def banking77_data(config: BenchConfig) -> BenchData:
         split = "val"
     else:
         train, evaluation, split = Banking77(root, split="train"), Banking77(root, split="test"), "test"
-    teacher_model = SentenceTransformerTeacher(cache_dir=Path(config.teacher_dir or config.output_dir) / "teacher_cache")
+    cache_dir = Path(config.teacher_dir or config.output_dir) / "teacher_cache"
+    teacher_model = SentenceTransformerTeacher(cache_dir=cache_dir)
     all_texts = list(train.texts) + list(evaluation.texts)
     teacher_embeddings = teacher_model.encode(all_texts, show_progress_bar=config.progress)
 

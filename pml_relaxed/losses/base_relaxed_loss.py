@@ -6,8 +6,8 @@ from typing import Optional
 import torch
 from pytorch_metric_learning.distances import LpDistance
 
-from .. import _validation as v
 from .. import _blockwise as _bw
+from .. import _validation as v
 from .. import functional as fn
 from ..similarities import BaseSimilarity, resolve_similarity
 from .base_transfer_loss import BaseTransferLoss

@@ -57,7 +57,9 @@ class TeacherSimilarityMiner(BaseMiner):
         self.pos_threshold = None if pos_threshold is None else v.check_in_unit_interval("pos_threshold", pos_threshold)
         self.neg_threshold = None if neg_threshold is None else v.check_in_unit_interval("neg_threshold", neg_threshold)
         if self.pos_topk is None and self.pos_threshold is None:
-            raise ValueError("TeacherSimilarityMiner needs a positive rule: set pos_topk and/or pos_threshold; got neither")
+            raise ValueError(
+                "TeacherSimilarityMiner needs a positive rule: set pos_topk and/or pos_threshold; got neither"
+            )
         self.similarity = resolve_similarity(similarity, sigma, normalize_teacher)
 
     def forward(
@@ -128,4 +130,6 @@ class TeacherSimilarityMiner(BaseMiner):
         return a1, p, a2, neg
 
     def mine(self, embeddings, labels, ref_emb, ref_labels):  # pragma: no cover - forward overrides
-        raise NotImplementedError("TeacherSimilarityMiner needs teacher_emb: call it as miner(embeddings, teacher_emb=...)")
+        raise NotImplementedError(
+            "TeacherSimilarityMiner needs teacher_emb: call it as miner(embeddings, teacher_emb=...)"
+        )

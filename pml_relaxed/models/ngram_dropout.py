@@ -49,7 +49,10 @@ class NgramDropout:
         self.p, self.skip_columns, self.generator = float(p), skip_columns, generator
 
     def __call__(self, rows: torch.Tensor) -> torch.Tensor:
-        if not isinstance(rows, torch.Tensor) or rows.is_floating_point() or rows.is_complex() or rows.dtype == torch.bool:
+        integer = isinstance(rows, torch.Tensor) and not (
+            rows.is_floating_point() or rows.is_complex() or rows.dtype == torch.bool
+        )
+        if not integer:
             kind = type(rows).__name__ if not isinstance(rows, torch.Tensor) else f"tensor of dtype {rows.dtype}"
             raise TypeError(f"NgramDropout takes an integer id tensor; got a {kind}")
         if rows.ndim != 2 or rows.shape[1] <= self.skip_columns:

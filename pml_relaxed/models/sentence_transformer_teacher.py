@@ -98,9 +98,7 @@ class SentenceTransformerTeacher(nn.Module):
         self.model = sentence_transformer_cls(self.model_id, device=str(torch.device(device)))
         self.model.eval()
         self.model.requires_grad_(False)
-        getter = getattr(self.model, "get_embedding_dimension", None) or getattr(
-            self.model, "get_sentence_embedding_dimension"
-        )
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.embedding_dim = int(getter())
 
     @property

@@ -38,7 +38,10 @@ def test_digits_writes_every_output_and_resumes(tmp_path, capsys):
     students = [r for r in runs if r["kind"] != "teacher"]
     assert len(students) == 2 * 2 * 2
     assert {(r["setting"], r["method"], r["seed"]) for r in students} == {
-        (s, m, seed) for s in ("dim_reduction", "compression") for m in ("relaxed_contrastive", "proxy_anchor") for seed in (0, 1)
+        (s, m, seed)
+        for s in ("dim_reduction", "compression")
+        for m in ("relaxed_contrastive", "proxy_anchor")
+        for seed in (0, 1)
     }
     for r in runs:
         assert set(r["metrics"]) == {"recall_at_1", "recall_at_2", "recall_at_4", "recall_at_8",
@@ -175,7 +178,8 @@ def test_banking77_ngram_dropout_makes_two_different_views(tmp_path):
         (["--settings", "tiny"], r"--settings has unknown name\(s\) \['tiny'\]"),
         (["--seeds", "0"], r"--seeds must be >= 1; got 0"),
         (["--val-classes", "5"], r"--val-classes must be in \[0, 4\] for this dataset; got 5"),
-        (["--methods", "relaxed_contrastive+labels", "--label-weight", "1.5"], r"label_weight must be in \[0, 1\]; got 1.5"),
+        (["--methods", "relaxed_contrastive+labels", "--label-weight", "1.5"],
+         r"label_weight must be in \[0, 1\]; got 1.5"),
         (["--methods", "rkd", "--rkd-angle-weight", "-1"], r"angle_weight must be >= 0; got -1.0"),
         (["--val-alphabets", "1"], r"--val-alphabets needs classes grouped in alphabets \(--dataset omniglot\); got "
                                    r"--dataset digits"),

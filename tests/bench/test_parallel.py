@@ -43,7 +43,10 @@ def test_workers_share_one_output_folder_and_match_the_serial_runs(tmp_path, mon
     run(tmp_path / "parallel", *argv, "--workers", "2")
     serial, parallel = read_runs(tmp_path / "serial"), read_runs(tmp_path / "parallel")
     assert sum(r["kind"] == "teacher" for r in parallel) == 1, "the parent trains and records the teacher once"
-    key = lambda r: (r["setting"], r["method"], r["seed"])
+
+    def key(r):
+        return r["setting"], r["method"], r["seed"]
+
     assert sorted(map(key, parallel)) == sorted(map(key, serial))
     serial_r1 = {key(r): r["metrics"]["recall_at_1"] for r in serial}
     for r in parallel:  # same seeds, same teacher, same batches: the same students

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+
 from tests.helpers.banking77_fixture import make_banking77
 from tests.helpers.benchmark_scripts import load_script
 

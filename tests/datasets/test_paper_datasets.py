@@ -10,9 +10,7 @@ import torch
 from pml_relaxed.datasets.cars196 import Cars196
 from pml_relaxed.datasets.cub import CUB200
 from pml_relaxed.datasets.sop import StanfordOnlineProducts
-
 from tests.helpers.paper_fixtures import make_cars, make_cub, make_sop
-
 
 CUB_CLASSES = {"train": [1, 2, 100], "test": [101, 150, 200]}
 CARS_CLASSES = {"train": [1, 2, 98], "test": [99, 196]}

@@ -105,7 +105,9 @@ def test_reducer_values():
     torch.testing.assert_close(run(reducers.PerAnchorReducer()), formula)
     torch.testing.assert_close(run(reducers.ThresholdReducer(low=0.5)), per_anchor[per_anchor > 0.5].mean())
     weights = torch.tensor([1.0, 2.0, 0.5, 1.0], dtype=f64)
-    torch.testing.assert_close(run(reducers.ClassWeightedReducer(weights=weights)), (per_anchor * weights[LABELS]).mean())
+    torch.testing.assert_close(
+        run(reducers.ClassWeightedReducer(weights=weights)), (per_anchor * weights[LABELS]).mean()
+    )
 
 
 def test_embedding_regularizer_is_added():
@@ -119,7 +121,8 @@ def test_embedding_regularizer_is_added():
 
 def test_normalized_student_distance_matches_loop_on_normalized_embeddings():
     student, teacher = _inputs()
-    loss = RelaxedContrastiveLoss(distance=distances.LpDistance(normalize_embeddings=True))(student, teacher_emb=teacher)
+    loss_fn = RelaxedContrastiveLoss(distance=distances.LpDistance(normalize_embeddings=True))
+    loss = loss_fn(student, teacher_emb=teacher)
     normalized = torch.nn.functional.normalize(student, dim=1)
     torch.testing.assert_close(loss, loop_relaxed_contrastive(normalized, teacher))
 
@@ -172,7 +175,8 @@ def test_bad_inputs_raise_clear_errors(loss_cls, kwargs, error, message):
 
 @pytest.mark.parametrize("loss_cls", [RelaxedContrastiveLoss, RelaxedMultiSimilarityLoss])
 def test_bad_student_embeddings(loss_cls):
-    with pytest.raises(ValueError, match=r"embeddings must be a 2D tensor of shape \(batch_size, student_dim\); got a 1D"):
+    with pytest.raises(ValueError,
+                       match=r"embeddings must be a 2D tensor of shape \(batch_size, student_dim\); got a 1D"):
         loss_cls()(torch.randn(8), teacher_emb=torch.randn(8, 3))
     with pytest.raises(TypeError, match=r"embeddings must be a floating-point tensor"):
         loss_cls()(torch.ones(8, 2, dtype=torch.long), teacher_emb=torch.randn(8, 3))
@@ -201,7 +205,9 @@ def test_sigma_with_custom_similarity_is_refused():
         RelaxedContrastiveLoss(sigma=0.5, similarity=LabelSimilarity())
 
 
-@pytest.mark.parametrize("kwargs,message", [(dict(alpha=0), r"alpha must be > 0; got 0"), (dict(beta=-2), r"beta must be > 0; got -2")])
+@pytest.mark.parametrize(
+    "kwargs,message", [(dict(alpha=0), r"alpha must be > 0; got 0"), (dict(beta=-2), r"beta must be > 0; got -2")]
+)
 def test_bad_multi_similarity_scales(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RelaxedMultiSimilarityLoss(**kwargs)
@@ -209,7 +215,8 @@ def test_bad_multi_similarity_scales(kwargs, message):
 
 def test_bad_indices_tuple():
     with pytest.raises(TypeError, match=r"indices_tuple must be PML pairs .* got a tuple of length 2"):
-        RelaxedContrastiveLoss()(torch.randn(4, 2), None, (torch.tensor([0]), torch.tensor([1])), teacher_emb=torch.randn(4, 3))
+        pairs = (torch.tensor([0]), torch.tensor([1]))
+        RelaxedContrastiveLoss()(torch.randn(4, 2), None, pairs, teacher_emb=torch.randn(4, 3))
 
 
 @pytest.mark.parametrize("loss_cls", [RelaxedContrastiveLoss, RelaxedMultiSimilarityLoss])

@@ -237,10 +237,10 @@ def test_gradcheck_and_gradgradcheck(block_size):
     for name in sorted(LOSSES):
         loss_fn = LOSSES[name](block_size=block_size)
 
-        def self_ref(s):
+        def self_ref(s, loss_fn=loss_fn):
             return loss_fn(s, teacher_emb=teacher)
 
-        def with_ref(s, r):
+        def with_ref(s, r, loss_fn=loss_fn):
             return loss_fn(s, ref_emb=r, teacher_emb=teacher, teacher_ref_emb=ref_teacher)
 
         assert torch.autograd.gradcheck(self_ref, (student,))

@@ -23,7 +23,8 @@ def test_a_given_similarity_is_used_as_is():
 @pytest.mark.parametrize(
     "kwargs,error,message",
     [
-        ({"similarity": torch.nn.Identity()}, TypeError, r"similarity must be a pml_relaxed similarity .* got Identity"),
+        ({"similarity": torch.nn.Identity()}, TypeError,
+         r"similarity must be a pml_relaxed similarity .* got Identity"),
         ({"similarity": LabelSimilarity(), "sigma": 2.0}, ValueError,
          r"sigma and normalize_teacher configure the default GaussianKernel; with similarity=LabelSimilarity"),
         ({"similarity": LabelSimilarity(), "normalize_teacher": False}, ValueError, r"normalize_teacher=False"),
