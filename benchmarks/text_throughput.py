@@ -13,18 +13,20 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import torch
 
-from pml_relaxed.datasets import DEFAULT_BANKING77_ROOT, Banking77
+from pml_relaxed.bench.throughput import sentences_per_second
+from pml_relaxed.datasets import Banking77
 from pml_relaxed.models import HashedNgramEmbedder, SentenceTransformerTeacher
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default=str(DEFAULT_BANKING77_ROOT))
+    parser.add_argument("--data-root", default=None,
+                        help="Banking77 folder (default: $PML_RELAXED_BANKING77, $PML_RELAXED_DATA/banking77 "
+                             "or the cache)")
     parser.add_argument("--texts", type=int, default=1024, help="number of test texts to embed")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--dims", type=int, nargs="+", default=[16, 32, 64])
@@ -32,17 +34,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output-dir", default="results/throughput")
     return parser
-
-
-def sentences_per_second(encode, texts, batch_size: int, repeats: int) -> float:
-    best = float("inf")
-    with torch.no_grad():
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for i in range(0, len(texts), batch_size):
-                encode(texts[i : i + batch_size])
-            best = min(best, time.perf_counter() - start)
-    return len(texts) / best
 
 
 def uncached(student: HashedNgramEmbedder):
@@ -60,7 +51,8 @@ def main(args: argparse.Namespace) -> list:
     for threads in args.threads:
         torch.set_num_threads(threads)
         teacher_speed = sentences_per_second(teacher, texts, args.batch_size, args.repeats)
-        rows.append({"model": "all-MiniLM-L6-v2 (384-d)", "threads": threads, "sentences_per_s": teacher_speed, "ratio": 1.0})
+        rows.append({"model": "all-MiniLM-L6-v2 (384-d)", "threads": threads, "sentences_per_s": teacher_speed,
+                     "ratio": 1.0})
         print(json.dumps(rows[-1]), flush=True)
         for dim in args.dims:
             student = HashedNgramEmbedder(embedding_dim=dim, num_buckets=2**17).eval()
@@ -70,8 +62,9 @@ def main(args: argparse.Namespace) -> list:
             print(json.dumps(rows[-1]), flush=True)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"command": "python benchmarks/text_throughput.py " + " ".join(
-        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()),
+    options = " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                       for k, v in vars(args).items())
+    meta = {"command": f"python benchmarks/text_throughput.py {options}",
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}"}
     (out / "text_throughput.json").write_text(json.dumps({"metadata": meta, "rows": rows}, indent=1))
     lines = ["| model | threads | sentences/s | vs teacher |", "|---|---|---|---|"]

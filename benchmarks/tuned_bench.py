@@ -42,9 +42,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from pml_relaxed.bench import get_args_parser as bench_parser
-from pml_relaxed.bench.cli import held_out_args as held_out
-from pml_relaxed.bench import main as bench_main
+from pml_relaxed.bench.cli import main as bench_main
+from pml_relaxed.bench.config import BenchConfig, held_out_args
 from pml_relaxed.bench.methods import DEFAULT_METHODS
 from pml_relaxed.bench.runner import load_done
 from pml_relaxed.bench.text_data import TEXT_STUDENT_DEFAULTS, text_student_options
@@ -109,7 +108,9 @@ def parse_budget(text: str) -> Tuple[int, str]:
         if not sep or int(epochs) < 1 or float(lr) <= 0:
             raise ValueError
     except ValueError:
-        raise ValueError(f"a budget must look like epochs:lr with epochs >= 1 and lr > 0 (e.g. 20:3e-3); got {text!r}")
+        raise ValueError(
+            f"a budget must look like epochs:lr with epochs >= 1 and lr > 0 (e.g. 20:3e-3); got {text!r}"
+        ) from None
     return int(epochs), lr
 
 
@@ -188,13 +189,14 @@ def drop_stale(runs_path: Path, chosen: Dict[str, dict], dataset: str, extra: Se
     """
     if not runs_path.exists():
         return 0
-    parser = bench_parser()
-    wanted = {method: parser.parse_args(["--dataset", dataset, *extra, *row["args"]]) for method, row in chosen.items()}
+    defaults = BenchConfig()
+    wanted = {method: BenchConfig.from_args(["--dataset", dataset, *extra, *row["args"]])
+              for method, row in chosen.items()}
     keep, stale = [], []
     for line in runs_path.read_text().splitlines():
         record = json.loads(line)
         point = wanted.get(record["method"])
-        same = point is None or (all(_same(record["hparams"].get(name, parser.get_default(name)), getattr(point, name))
+        same = point is None or (all(_same(record["hparams"].get(name, getattr(defaults, name)), getattr(point, name))
                                      for name in HPARAMS)
                                  and _same_student(record["hparams"], dataset, point))
         (keep if same else stale).append(line + "\n")
@@ -210,7 +212,7 @@ def _same(recorded, wanted) -> bool:
     return wanted is None or (recorded is not None and math.isclose(recorded, wanted))
 
 
-def _same_student(hparams: dict, dataset: str, wanted: argparse.Namespace) -> bool:
+def _same_student(hparams: dict, dataset: str, wanted: BenchConfig) -> bool:
     """The run's student was built with the wanted ``--text-*`` options (runs before they were recorded: defaults)."""
     if dataset != "banking77":
         return True
@@ -224,7 +226,7 @@ def finished(runs_path: Path, methods: Sequence[str], settings: Sequence[str], s
 
 
 def _bench(argv: Sequence[str]) -> None:
-    bench_main(bench_parser().parse_args(list(argv)), list(argv))
+    bench_main(BenchConfig.from_args(list(argv)), list(argv))
 
 
 def select(val_dir: Path, points: Sequence[Point], settings: Sequence[str],
@@ -259,7 +261,8 @@ def select(val_dir: Path, points: Sequence[Point], settings: Sequence[str],
 
 def write_selection(out: Path, table: List[dict], chosen: Dict[str, dict], command: str) -> None:
     lines = [f"Validation points (mean over settings and seeds; the chosen point has the best mean of R@1 and "
-             f"MAP@R). Command: `{command}`", "", "| method | point | R@1 | MAP@R | mean | runs | chosen |", "|---|---|---:|---:|---:|---:|---|"]
+             f"MAP@R). Command: `{command}`", "", "| method | point | R@1 | MAP@R | mean | runs | chosen |",
+             "|---|---|---:|---:|---:|---:|---|"]
     for row in sorted(table, key=lambda r: (r["method"], -r["score"])):
         mark = "**yes**" if chosen.get(row["method"]) is row else ""
         lines.append(f"| {row['method']} | {row['point']} | {100 * row['R@1']:.1f} | {100 * row['MAP@R']:.1f} | "
@@ -287,7 +290,8 @@ def main(args: argparse.Namespace) -> Dict[str, dict]:
 
 
 def merge_per_setting(out: Path, args: argparse.Namespace, command: str) -> None:
-    """One report over ``OUTPUT_DIR/SETTING/test`` for every setting (the teacher's run once), in ``OUTPUT_DIR/test``."""
+    """One report over ``OUTPUT_DIR/SETTING/test`` for every setting (the teacher's run once), in
+    ``OUTPUT_DIR/test``."""
     test_dir = out / "test"
     test_dir.mkdir(parents=True, exist_ok=True)
     lines, teacher_seen, selections = [], False, []
@@ -319,7 +323,8 @@ def tune(args: argparse.Namespace) -> Dict[str, dict]:
     refinements = [parse_refinement(text) for text in args.refine]
     val_dir = out / "val"
     common = ["--dataset", args.dataset, "--workers", str(args.workers), *extra]
-    first_seed = bench_parser().parse_args(["--dataset", args.dataset, *extra]).seed
+    first_seed = BenchConfig.from_args(["--dataset", args.dataset, *extra]).seed
+    held_out = held_out_args(args.val_classes, args.val_alphabets)
     val_seeds, test_seeds = (range(first_seed, first_seed + n) for n in (args.val_seeds, args.seeds))
 
     def validate(stage: List[Point], candidates: List[Point]) -> Dict[str, dict]:
@@ -327,7 +332,7 @@ def tune(args: argparse.Namespace) -> Dict[str, dict]:
         for name, point_args, methods in stage:
             if finished(val_dir / name / "runs.jsonl", methods, args.val_settings, val_seeds):
                 continue
-            _bench(common + point_args + [*held_out(args), "--settings", *args.val_settings,
+            _bench(common + point_args + [*held_out, "--settings", *args.val_settings,
                                           "--methods", *methods, "--seeds", str(args.val_seeds),
                                           "--teacher-dir", str(val_dir / "teachers"),
                                           "--output-dir", str(val_dir / name), "--no-report", "--no-throughput"])
@@ -350,7 +355,7 @@ def tune(args: argparse.Namespace) -> Dict[str, dict]:
     by_point = defaultdict(list)
     for method in args.methods:
         by_point[chosen[method]["point"]].append(method)
-    for name, methods in by_point.items():
+    for methods in by_point.values():
         if args.settings and finished(test_dir / "runs.jsonl", methods, args.settings, test_seeds):
             continue
         _bench(common + chosen[methods[0]]["args"] + settings + ["--methods", *methods, "--seeds", str(args.seeds),
@@ -364,7 +369,8 @@ def tune(args: argparse.Namespace) -> Dict[str, dict]:
 
 def command_line(args: argparse.Namespace) -> str:
     parts = ["python benchmarks/tuned_bench.py", "--dataset", args.dataset, "--methods", *args.methods,
-             *held_out(args), *(["--val-settings", *args.val_settings] if args.val_settings else []),
+             *held_out_args(args.val_classes, args.val_alphabets),
+             *(["--val-settings", *args.val_settings] if args.val_settings else []),
              "--val-seeds", str(args.val_seeds), "--budgets", *args.budgets, "--deltas", *args.deltas,
              "--delta-methods", *args.delta_methods, "--delta-budget", *args.delta_budget,
              *(["--sigmas", *args.sigmas, "--sigma-methods", *args.sigma_methods] if args.sigmas else []),

@@ -19,8 +19,8 @@ import json
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from pml_relaxed.bench import get_args_parser as bench_parser
-from pml_relaxed.bench.cli import DATASETS, held_out_args as held_out
+from pml_relaxed.bench.config import BenchConfig, held_out_args
+from pml_relaxed.bench.registry import DATASETS
 from pml_relaxed.bench.runner import run_all
 
 BOOLEAN_OPTIONS = {"eval-normalize", "normalize-student"}
@@ -36,7 +36,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--settings", nargs="+", default=["dim_reduction"])
     parser.add_argument("--methods", nargs="+", default=["relaxed_contrastive"])
     parser.add_argument("--grid", nargs="+", default=["sigma=0.25,0.5,1,2"],
-                        help="bench options and their values, e.g. delta=0.5,1,2 lr=1e-3,3e-3 eval-normalize=true,false")
+                        help="bench options and their values, e.g. delta=0.5,1,2 lr=1e-3,3e-3 "
+                             "eval-normalize=true,false")
     parser.add_argument("--fixed", nargs="*", default=[], help="bench options for every point, e.g. epochs=20")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--output-dir", default="results/sweep")
@@ -76,10 +77,11 @@ def main(args: argparse.Namespace) -> List[dict]:
     grid = parse_grid(args.grid)
     fixed = {key: ",".join(values) for key, values in parse_grid(args.fixed)}
     rows = []
+    held_out = held_out_args(args.val_classes, args.val_alphabets)
     for values in itertools.product(*(vals for _, vals in grid)):
         point = dict(zip((key for key, _ in grid), values))
-        bench_args = bench_parser().parse_args(
-            ["--dataset", args.dataset, *held_out(args), "--split-seed", str(args.split_seed),
+        bench_args = BenchConfig.from_args(
+            ["--dataset", args.dataset, *held_out, "--split-seed", str(args.split_seed),
              "--settings", *args.settings, "--methods", *args.methods, "--seeds", str(args.seeds),
              "--output-dir", str(out / point_name(point)), "--teacher-dir", str(out / "teachers"), "--no-progress"]
             + option_args({**fixed, **point})

@@ -94,7 +94,9 @@ def train_with_teacher(student: torch.nn.Module, teacher: torch.nn.Module, args:
 def evaluate(model: torch.nn.Module) -> dict:
     """R@1 (PML's precision_at_1) and MAP@R on digits 5-9, leave-one-out retrieval."""
     tester = testers.GlobalEmbeddingSpaceTester(
-        accuracy_calculator=AccuracyCalculator(include=("precision_at_1", "mean_average_precision_at_r"), k="max_bin_count"),
+        accuracy_calculator=AccuracyCalculator(
+            include=("precision_at_1", "mean_average_precision_at_r"), k="max_bin_count"
+        ),
         dataloader_num_workers=0,
         data_device=CPU,
     )

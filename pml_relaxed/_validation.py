@@ -108,15 +108,36 @@ def check_bool(name: str, value: object) -> bool:
     return value
 
 
-def check_optional_positive_int(name: str, value: object) -> Optional[int]:
-    """Checks that ``value`` is None or an int >= 1."""
-    if value is None:
+def check_int(name: str, value: object, minimum: Optional[int] = None, allow_none: bool = False) -> Optional[int]:
+    """Checks that ``value`` is an int (a bool is not one), ``>= minimum`` when given, and returns it.
+
+    With ``allow_none``, None is accepted and returned as well.
+
+    Raises:
+        TypeError: a value that is not an int (nor None with ``allow_none``).
+        ValueError: an int below ``minimum``.
+
+    Example:
+        >>> check_int("num_views", 2, minimum=1)
+        2
+        >>> check_int("num_views", 0, minimum=1)
+        Traceback (most recent call last):
+        ...
+        ValueError: num_views must be >= 1; got 0
+    """
+    if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= 1 or None; got {type(value).__name__} ({value!r})")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1; got {value!r}")
+        expected = "an int" + ("" if minimum is None else f" >= {minimum}") + (" or None" if allow_none else "")
+        raise TypeError(f"{name} must be {expected}; got {type(value).__name__} ({value!r})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value!r}")
     return value
+
+
+def check_optional_positive_int(name: str, value: object) -> Optional[int]:
+    """Checks that ``value`` is None or an int >= 1."""
+    return check_int(name, value, minimum=1, allow_none=True)
 
 
 def check_labels(name: str, labels: object, num_rows: int, rows_of: str) -> torch.Tensor:

@@ -4,6 +4,9 @@ from __future__ import annotations
 import sys
 from typing import List, Optional
 
+#: what the benchmark imports beyond the library's own dependencies, and the extra that installs it
+BENCH_EXTRAS = {"matplotlib": "bench", "PIL": "bench"}
+
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -13,10 +16,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv[0] != "bench":
         print(f"pml-relaxed: unknown command {argv[0]!r}; expected 'bench'", file=sys.stderr)
         return 2
-    from .bench import get_args_parser
-    from .bench import main as bench_main
-
-    bench_main(get_args_parser().parse_args(argv[1:]), argv[1:])
+    try:  # here, not at the top: `pml-relaxed` alone stays instant, and a missing extra gets its message
+        from .bench.cli import BenchConfig
+        from .bench.cli import main as bench_main
+    except ModuleNotFoundError as err:
+        missing = (err.name or "").split(".")[0]
+        if missing not in BENCH_EXTRAS:
+            raise
+        print(
+            f"pml-relaxed bench needs {missing!r}, which is not installed: "
+            f"pip install 'pml-relaxed[{BENCH_EXTRAS[missing]}]'",
+            file=sys.stderr,
+        )
+        return 2
+    bench_main(BenchConfig.from_args(argv[1:]), argv[1:])
     return 0
 
 

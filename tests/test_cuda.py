@@ -11,11 +11,17 @@ import os
 import pytest
 import torch
 
-from pml_relaxed.bench import get_args_parser, main
+from pml_relaxed.bench.cli import BenchConfig, main
 from pml_relaxed.bench.methods import METHODS
 from pml_relaxed.evaluation import RecallAtKCalculator, backend, compute_embeddings, evaluate_embeddings, faiss_backend
-from pml_relaxed.losses import DarkRankLoss, FitNetLoss, PKTLoss, RelaxedContrastiveLoss, RKDLoss
-from pml_relaxed.losses import RelaxedMultiSimilarityLoss
+from pml_relaxed.losses import (
+    DarkRankLoss,
+    FitNetLoss,
+    PKTLoss,
+    RelaxedContrastiveLoss,
+    RelaxedMultiSimilarityLoss,
+    RKDLoss,
+)
 from pml_relaxed.miners import TeacherSimilarityMiner
 from pml_relaxed.similarities import GaussianKernel, LabelSimilarity, MixedSimilarity
 from pml_relaxed.trainers import EmbeddingTransfer
@@ -85,7 +91,8 @@ def test_miner_and_kernels_match_the_cpu():
         torch.testing.assert_close(gpu_t.cpu(), cpu_t)
     kernel = MixedSimilarity(GaussianKernel(sigma=0.7), LabelSimilarity(), label_weight=0.3)
     torch.testing.assert_close(
-        kernel(teacher.to(DEVICE), labels=labels.to(DEVICE)).cpu(), kernel(teacher, labels=labels), rtol=1e-12, atol=1e-12
+        kernel(teacher.to(DEVICE), labels=labels.to(DEVICE)).cpu(), kernel(teacher, labels=labels),
+        rtol=1e-12, atol=1e-12,
     )
 
 
@@ -100,8 +107,9 @@ def test_compute_embeddings_on_cuda():
 
 def test_bench_trains_every_method_on_cuda(tmp_path):
     argv = ["--dataset", "digits", "--methods", *METHODS, "--settings", "dim_reduction", "--seeds", "1",
-            "--epochs", "1", "--teacher-epochs", "1", "--no-progress", "--device", DEVICE, "--output-dir", str(tmp_path)]
-    main(get_args_parser().parse_args(argv), argv)
+            "--epochs", "1", "--teacher-epochs", "1", "--no-progress", "--device", DEVICE,
+            "--output-dir", str(tmp_path)]
+    main(BenchConfig.from_args(argv), argv)
     runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert {r["method"] for r in runs if r["kind"] != "teacher"} == set(METHODS)
     for r in runs:

@@ -8,17 +8,17 @@ batch at once (one affine draw per image), which keeps the CPU busy with the net
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import Dataset
 
-from ..datasets import DEFAULT_OMNIGLOT_ROOT, Digits, Omniglot
+from ..datasets import Digits, Omniglot
 from ..datasets.transforms import Compose, GaussianNoise, RandomAffine
 from ..models.conv4 import Conv4
 from ..models.mlp import MLP
+from .config import BenchConfig
 
 #: (student architecture, student dimension) per setting; the teacher's is ``teacher``.
 Settings = Dict[str, Tuple[str, int]]
@@ -101,10 +101,12 @@ def _subset(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[int]) 
     return TensorDataset(images[keep], torch.as_tensor([remap[int(c)] for c in labels[keep]]))
 
 
-def _train_eval(images, labels, test_images, test_labels, args) -> Tuple[TensorDataset, TensorDataset, str]:
+def _train_eval(
+    images, labels, test_images, test_labels, config: BenchConfig
+) -> Tuple[TensorDataset, TensorDataset, str]:
     """Class-disjoint train / evaluation sets: test classes, or validation classes held out of training."""
-    if args.val_classes:
-        train_classes, val_classes = _split_classes(labels, args.val_classes, args.split_seed)
+    if config.val_classes:
+        train_classes, val_classes = _split_classes(labels, config.val_classes, config.split_seed)
         return _subset(images, labels, train_classes), _subset(images, labels, val_classes), "val"
     return (
         _subset(images, labels, sorted(set(labels.tolist()))),
@@ -113,10 +115,10 @@ def _train_eval(images, labels, test_images, test_labels, args) -> Tuple[TensorD
     )
 
 
-def digits_data(args: argparse.Namespace) -> BenchData:
+def digits_data(config: BenchConfig) -> BenchData:
     """scikit-learn digits: train on 0-4, evaluate on 5-9; MLPs; small affine jitter and noise."""
     train, test = Digits("train"), Digits("test")
-    train_set, eval_set, split = _train_eval(train.images, train.labels, test.images, test.labels, args)
+    train_set, eval_set, split = _train_eval(train.images, train.labels, test.images, test.labels, config)
 
     def make_model(arch: str, dim: int) -> torch.nn.Module:
         hidden = {"mlp256": 256, "mlp64": 64}[arch]
@@ -145,21 +147,21 @@ def _split_alphabets(class_names: Sequence[str], num_val_alphabets: int, seed: i
     return train, [c for c, held in enumerate(in_held_out) if held], held_out
 
 
-def omniglot_data(args: argparse.Namespace) -> BenchData:
+def omniglot_data(config: BenchConfig) -> BenchData:
     """Omniglot background small 1 (train) / 2 (test, unseen alphabets); Conv-4; random affine.
 
     ``--val-alphabets N`` holds out N whole training alphabets as the evaluation set (split
     ``"val-alphabets"``), the honest proxy for a test set of unseen alphabets.
     """
-    root = args.data_root or DEFAULT_OMNIGLOT_ROOT
+    root = config.data_root  # None: the dataset's default folder ($PML_RELAXED_OMNIGLOT, $PML_RELAXED_DATA, cache)
     train = Omniglot(root, split="train", image_size=28)
-    if getattr(args, "val_alphabets", 0):
-        train_classes, val_classes, _ = _split_alphabets(train.class_names, args.val_alphabets, args.split_seed)
+    if config.val_alphabets:
+        train_classes, val_classes, _ = _split_alphabets(train.class_names, config.val_alphabets, config.split_seed)
         train_set = _subset(train.images, train.labels, train_classes)
         eval_set, split = _subset(train.images, train.labels, val_classes), "val-alphabets"
     else:
         test = Omniglot(root, split="test", image_size=28)
-        train_set, eval_set, split = _train_eval(train.images, train.labels, test.images, test.labels, args)
+        train_set, eval_set, split = _train_eval(train.images, train.labels, test.images, test.labels, config)
 
     def make_model(arch: str, dim: int) -> torch.nn.Module:
         width = {"conv4-w64": 64, "conv4-w32": 32}[arch]
@@ -181,7 +183,7 @@ def omniglot_data(args: argparse.Namespace) -> BenchData:
     )
 
 
-IMAGE_DATASETS: Dict[str, Callable[[argparse.Namespace], BenchData]] = {
+IMAGE_DATASETS: Dict[str, Callable[[BenchConfig], BenchData]] = {
     "digits": digits_data,
     "omniglot": omniglot_data,
 }

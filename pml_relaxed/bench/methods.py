@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
 
 from pytorch_metric_learning import losses as pml_losses
-from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning import miners as pml_miners
+from pytorch_metric_learning.distances import LpDistance
 
 from ..losses import (
     DarkRankLoss,
@@ -117,7 +117,8 @@ METHODS: Dict[str, Method] = {
         Method("fitnet", "transfer", _transfer(_fitnet), "FitNet embedding regression (Romero et al. 2015)"),
         Method("contrastive", "scratch", _scratch(lambda c: pml_losses.ContrastiveLoss()), "PML ContrastiveLoss"),
         Method("triplet", "scratch",
-               _scratch(lambda c: pml_losses.TripletMarginLoss(margin=0.1), lambda: pml_miners.TripletMarginMiner(margin=0.1)),
+               _scratch(lambda c: pml_losses.TripletMarginLoss(margin=0.1),
+                        lambda: pml_miners.TripletMarginMiner(margin=0.1)),
                "PML TripletMarginLoss + TripletMarginMiner"),
         Method("multi_similarity", "scratch",
                _scratch(lambda c: pml_losses.MultiSimilarityLoss(), lambda: pml_miners.MultiSimilarityMiner()),

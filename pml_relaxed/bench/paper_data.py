@@ -9,8 +9,6 @@ on ``--image-size`` pixels without torchvision (used by the tests on a generated
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Callable, Tuple
 
 import torch
@@ -19,12 +17,15 @@ from torch.utils.data import Dataset
 from ..datasets import CUB200, Cars196, MultiViewDataset, StanfordOnlineProducts, multi_view_collate
 from ..datasets.transforms import Compose, RandomAffine, ResizeToTensor, paper_transforms
 from ..models.conv4 import Conv4
+from .config import BenchConfig
 from .data import BenchData
 
 PAPER_DATASETS = {"cub": CUB200, "cars": Cars196, "sop": StanfordOnlineProducts}
 TEACHER = ("resnet50", 512)
 SETTINGS = {"self_transfer": ("resnet50", 512), "dim_reduction": ("resnet50", 64), "compression": ("resnet18", 128)}
-CONV4_SETTINGS = {"self_transfer": ("conv4-w64", 128), "dim_reduction": ("conv4-w64", 16), "compression": ("conv4-w32", 32)}
+CONV4_SETTINGS = {
+    "self_transfer": ("conv4-w64", 128), "dim_reduction": ("conv4-w64", 16), "compression": ("conv4-w32", 32),
+}
 
 
 def _identity(image):
@@ -45,24 +46,22 @@ def _torchvision_backbone(arch: str, dim: int) -> torch.nn.Module:
     return torch.nn.Sequential(net, torch.nn.Linear(features, dim))
 
 
-def paper_data(name: str, args: argparse.Namespace) -> BenchData:
+def paper_data(name: str, config: BenchConfig) -> BenchData:
     """Builds CUB (``cub``), Cars-196 (``cars``) or SOP (``sop``) for the benchmark."""
-    if args.val_classes:
+    if config.val_classes:
         raise ValueError("--val-classes is not supported for cub/cars/sop yet; tune on omniglot or digits")
-    if not args.data_root:
-        raise ValueError(f"--data-root is required for --dataset {name}: the folder PML's {PAPER_DATASETS[name].__name__} reads")
     cls = PAPER_DATASETS[name]
-    root = Path(args.data_root)
-    size = args.image_size
-    if args.backbone == "conv4":
+    root = config.data_root  # None: the dataset's default folder ($PML_RELAXED_DATA/<name> or the user cache)
+    size = config.image_size
+    if config.backbone == "conv4":
         train_tf: Callable = Compose([ResizeToTensor(size), RandomAffine(degrees=10, translate=0.1, scale=(0.8, 1.2))])
         test_tf: Callable = ResizeToTensor(size)
         settings, teacher = CONV4_SETTINGS, ("conv4-w64", 128)
     else:
         train_tf, test_tf = paper_transforms(True, size), paper_transforms(False, size)
         settings, teacher = SETTINGS, TEACHER
-    train = cls(root, split="train", transform=_identity, download=args.download)
-    evaluation = cls(root, split="test", transform=test_tf, download=args.download)
+    train = cls(root, split="train", transform=_identity, download=config.download)
+    evaluation = cls(root, split="test", transform=test_tf, download=config.download)
 
     def make_model(arch: str, dim: int) -> torch.nn.Module:
         if arch.startswith("conv4"):

@@ -8,7 +8,7 @@ depend on what else was run: ``plot_r1_mapr(summary, "out/r1_mapr.png")`` writes
 dataset or split name become ``-``.
 
 Values are shown in percent. Each panel is one setting; its teacher (the best teacher row of that
-setting's table, see ``pml_relaxed.bench.report.tables``) is drawn dashed.
+setting's table, see ``pml_relaxed.bench.tables.tables``) is drawn dashed.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
-from .report import METRIC_LABELS, Table, tables
+from .tables import METRIC_LABELS, Table, tables
 
 KIND_COLORS = {"transfer": "#1f77b4", "scratch": "#ff7f0e", "combined": "#2ca02c"}
 KIND_MARKERS = {"transfer": "o", "scratch": "s", "combined": "^"}

@@ -10,31 +10,18 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import (Any, Callable, Dict, Hashable, Iterable, List, Mapping, NamedTuple, Optional, Sequence,
-                    Union)
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-#: The one mapping of metric keys (as the runner records them) to the labels shown in tables/plots.
-METRIC_LABELS: Dict[str, str] = {
-    "recall_at_1": "R@1", "recall_at_2": "R@2", "recall_at_4": "R@4", "recall_at_8": "R@8",
-    "mean_average_precision_at_r": "MAP@R", "r_precision": "RP", "NMI": "NMI",
-}
+from .plots import plot_r1_mapr, plot_recall_at_k
+from .tables import METRIC_LABELS, Table, first_per, metric_mean, tables
+
 BOLD_METRICS = ("recall_at_1", "mean_average_precision_at_r")  # best non-teacher value in bold in results.md
 MISSING = "–"  # shown in place of a metric (or value) that a group does not have
 GROUP_KEYS = ("dataset", "eval_split", "setting", "method", "kind", "student_dim")
 REQUIRED_KEYS = ("dataset", "eval_split", "setting", "method", "kind", "metrics")
 PathLike = Union[str, Path]
-
-
-class Table(NamedTuple):
-    """The summary rows of one (dataset, eval_split, setting) table, each list sorted by R@1."""
-
-    dataset: str
-    eval_split: str
-    setting: str
-    teachers: List[dict]
-    others: List[dict]
 
 
 def _check_record(record: object, where: str) -> dict:
@@ -100,12 +87,6 @@ def _ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional
     return None if numerator is None or not denominator else numerator / denominator
 
 
-def metric_mean(row: dict, metric: str) -> Optional[float]:
-    """The mean of ``metric`` in a summary row, or None when the group never reported it."""
-    stats = row["metrics"].get(metric)
-    return None if stats is None else stats["mean"]
-
-
 def _metric_stats(records: Sequence[dict]) -> Dict[str, Dict[str, float]]:
     names = list(dict.fromkeys(n for r in records for n, v in r["metrics"].items() if v is not None))
     names.sort(key=lambda n: (list(METRIC_LABELS).index(n) if n in METRIC_LABELS else len(METRIC_LABELS), n))
@@ -117,13 +98,6 @@ def _metric_stats(records: Sequence[dict]) -> Dict[str, Dict[str, float]]:
     return stats
 
 
-def _first_per(rows: Iterable[dict], key: Callable[[dict], Hashable]) -> List[dict]:
-    first: Dict[Hashable, dict] = {}
-    for row in rows:
-        first.setdefault(key(row), row)
-    return list(first.values())
-
-
 def _teacher_reference(runs: Sequence[dict], row: dict) -> List[dict]:
     """Teacher records for a non-teacher group: same dataset and eval_split, preferring the same
     setting; a run repeated per setting counts once; if several teachers remain, those whose
@@ -131,7 +105,7 @@ def _teacher_reference(runs: Sequence[dict], row: dict) -> List[dict]:
     teachers = [r for r in runs if r["kind"] == "teacher" and r["dataset"] == row["dataset"]
                 and r["eval_split"] == row["eval_split"]]
     teachers = [r for r in teachers if r["setting"] == row["setting"]] or teachers
-    teachers = _first_per(teachers, lambda r: (r["method"], r.get("seed"), r.get("student_dim")))
+    teachers = first_per(teachers, lambda r: (r["method"], r.get("seed"), r.get("student_dim")))
     return [r for r in teachers if r.get("student_dim") == row["teacher_dim"]] or teachers
 
 
@@ -172,33 +146,6 @@ def aggregate(runs: Sequence[dict]) -> List[dict]:
             row["speedup_vs_teacher"] = _ratio(row["throughput_mean"], _mean(r.get("throughput") for r in reference))
         summary.append(row)
     return summary
-
-
-def _by_r1(rows: Iterable[dict]) -> List[dict]:
-    """Sorted by R@1 mean, best first; rows without R@1 last."""
-    return sorted(rows, key=lambda r: (metric_mean(r, "recall_at_1") is None, -(metric_mean(r, "recall_at_1") or 0)))
-
-
-def tables(summary: Sequence[dict]) -> List[Table]:
-    """Splits a summary into one ``Table`` per (dataset, eval_split, setting).
-
-    Settings come from the non-teacher rows (a dataset with teacher rows only gets the teachers'
-    settings). A table shows the teacher rows of its own setting, or else every teacher row of the
-    same dataset and eval_split (one per method and dim), so both ways of recording teachers work.
-    """
-    combos: Dict[tuple, List[dict]] = {}
-    for row in summary:
-        combos.setdefault((row["dataset"], row["eval_split"]), []).append(row)
-    result = []
-    for (dataset, eval_split), rows in combos.items():
-        teachers = [r for r in rows if r["kind"] == "teacher"]
-        others = [r for r in rows if r["kind"] != "teacher"]
-        unique_teachers = _first_per(teachers, lambda r: (r["method"], r["student_dim"]))
-        for setting in dict.fromkeys(r["setting"] for r in (others or teachers)):
-            shown = [t for t in teachers if t["setting"] == setting] or unique_teachers
-            result.append(Table(dataset, eval_split, setting, _by_r1(shown),
-                                _by_r1(r for r in others if r["setting"] == setting)))
-    return result
 
 
 def _write_csv(summary: Sequence[dict], path: Path) -> None:
@@ -281,8 +228,6 @@ def write_results(runs: Sequence[dict], out_dir: PathLike, metadata: Optional[Ma
         TypeError: if ``metadata`` is not a mapping, or ``runs`` is not a list of records.
         ValueError: if a record lacks a required key.
     """
-    from .plots import plot_r1_mapr, plot_recall_at_k  # lazy: matplotlib only when writing files
-
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, Mapping):
         raise TypeError(f"metadata must be a dict (or None); got {type(metadata).__name__}")

@@ -1,7 +1,6 @@
 """Trains teachers and students with PML's trainers and scores them on unseen classes."""
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import json
@@ -15,11 +14,14 @@ import numpy as np
 import torch
 import tqdm
 from pytorch_metric_learning import samplers, trainers
+from pytorch_metric_learning.trainers import base_trainer
 
 from ..evaluation import compute_embeddings, evaluate_embeddings, faiss_backend
 from ..trainers import EmbeddingTransfer
+from .config import BenchConfig
 from .data import BenchData
 from .methods import METHODS, MethodContext, teacher_loss
+from .parallel import run_parallel
 
 METRICS = (
     "recall_at_1",
@@ -35,8 +37,6 @@ METRICS = (
 @contextlib.contextmanager
 def quiet_pml() -> Iterator[None]:
     """Silences PML's per-iteration progress bars and logs; the benchmark shows its own bars."""
-    from pytorch_metric_learning.trainers import base_trainer
-
     original = base_trainer.tqdm
     base_trainer.tqdm = types.SimpleNamespace(tqdm=functools.partial(tqdm.tqdm, disable=True))
     logger = logging.getLogger("PML")
@@ -74,7 +74,7 @@ def _optimizers_and_schedulers(models: dict, loss_funcs: dict, lr: float, total_
 def train_model(
     model: torch.nn.Module,
     data: BenchData,
-    args: argparse.Namespace,
+    config: BenchConfig,
     loss_funcs: dict,
     mining_funcs: dict,
     loss_weights: dict,
@@ -88,9 +88,9 @@ def train_model(
     Returns:
         Training time in seconds.
     """
-    views = args.views if data.augment is not None else 1  # identical views add nothing
-    batch_size = int(args.batch_size or data.defaults["batch_size"])
-    m = int(args.m or data.defaults["m"])
+    views = config.views if data.augment is not None else 1  # identical views add nothing
+    batch_size = int(config.batch_size or data.defaults["batch_size"])
+    m = int(config.m or data.defaults["m"])
     batch_size = min(batch_size, m * data.num_train_classes)  # MPerClassSampler needs m * classes >= batch
     batch_size -= batch_size % m
     iterations = max(len(data.train) // batch_size, 1)
@@ -99,9 +99,9 @@ def train_model(
     if teacher is not None:
         models["teacher"] = teacher
     for module in list(loss_funcs.values()) + list(mining_funcs.values()):
-        module.to(args.device)  # proxies and FitNet's projection live where the embeddings do
+        module.to(config.device)  # proxies and FitNet's projection live where the embeddings do
     optimizers, schedulers = _optimizers_and_schedulers(models, loss_funcs, lr, iterations * epochs)
-    bar = tqdm.tqdm(total=epochs, desc=desc, leave=False, disable=args.no_progress)
+    bar = tqdm.tqdm(total=epochs, desc=desc, leave=False, disable=not config.progress)
 
     def end_of_epoch(trainer) -> bool:
         bar.update(1)
@@ -122,7 +122,7 @@ def train_model(
         lr_schedulers=schedulers,
         iterations_per_epoch=iterations,
         dataloader_num_workers=0,
-        data_device=torch.device(args.device),
+        data_device=torch.device(config.device),
         end_of_epoch_hook=end_of_epoch,
     )
     trainer_cls = EmbeddingTransfer if teacher is not None else trainers.MetricLossOnly
@@ -133,13 +133,13 @@ def train_model(
     return time.perf_counter() - start
 
 
-def evaluate(model: torch.nn.Module, data: BenchData, args: argparse.Namespace) -> Dict[str, float]:
+def evaluate(model: torch.nn.Module, data: BenchData, config: BenchConfig) -> Dict[str, float]:
     """Leave-one-out retrieval on the evaluation classes (never seen in training), with FAISS on the GPU
-    when ``--device`` is a CUDA device and FAISS a GPU build (``faiss_backend(args.device)``, recorded)."""
+    when ``--device`` is a CUDA device and FAISS a GPU build (``faiss_backend(config.device)``, recorded)."""
     embeddings, labels = compute_embeddings(
-        model, data.evaluation, batch_size=256, device=args.device, show_progress=False
+        model, data.evaluation, batch_size=256, device=config.device, show_progress=False
     )
-    return evaluate_embeddings(embeddings, labels, METRICS, normalize=args.eval_normalize, device=args.device)
+    return evaluate_embeddings(embeddings, labels, METRICS, normalize=config.eval_normalize, device=config.device)
 
 
 @contextlib.contextmanager
@@ -153,22 +153,22 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def throughput(model: torch.nn.Module, data: BenchData, args: argparse.Namespace,
+def throughput(model: torch.nn.Module, data: BenchData, config: BenchConfig,
                batch_size: int = 256) -> Optional[float]:
     """Single-thread inference items per second at ``batch_size`` (eval mode, no_grad), best of a few repeats;
     None with ``--no-throughput``."""
-    if not args.throughput:
+    if not config.throughput:
         return None
     with single_thread():
         if data.throughput_fn is not None:
             model.eval()
             return data.throughput_fn(model)
-        return _throughput(model, data, args, batch_size)
+        return _throughput(model, data, config, batch_size)
 
 
-def _throughput(model: torch.nn.Module, data: BenchData, args: argparse.Namespace, batch_size: int) -> float:
+def _throughput(model: torch.nn.Module, data: BenchData, config: BenchConfig, batch_size: int) -> float:
     items = [data.evaluation[i][0] for i in range(min(batch_size, len(data.evaluation)))]
-    batch = torch.stack([torch.as_tensor(x) for x in items]).to(args.device)
+    batch = torch.stack([torch.as_tensor(x) for x in items]).to(config.device)
     was_training = model.training
     model.eval()
     best = float("inf")
@@ -185,55 +185,57 @@ def _throughput(model: torch.nn.Module, data: BenchData, args: argparse.Namespac
     return len(items) / best
 
 
-def get_teacher(data: BenchData, args: argparse.Namespace, records: List[dict]) -> torch.nn.Module:
+def get_teacher(data: BenchData, config: BenchConfig, records: List[dict]) -> torch.nn.Module:
     """The given pretrained teacher, a cached one, or a teacher trained now with ``--teacher-loss``."""
     if data.teacher is not None:
         teacher = data.teacher
-        if not any(r["kind"] == "teacher" for r in load_done(Path(args.output_dir) / "runs.jsonl")):
-            if data.teacher_throughput_fn is not None and args.throughput:
+        if not any(r["kind"] == "teacher" for r in load_done(Path(config.output_dir) / "runs.jsonl")):
+            if data.teacher_throughput_fn is not None and config.throughput:
                 with single_thread():
                     speed = data.teacher_throughput_fn()
             else:
-                speed = throughput(teacher, data, args)
-            records.append(_record(data, args, "teacher", f"teacher:{data.teacher_arch}", "teacher", 0,
-                                   data.teacher_arch, data.teacher_dim, evaluate(teacher, data, args), 0.0, speed))
+                speed = throughput(teacher, data, config)
+            records.append(_record(data, config, "teacher", f"teacher:{data.teacher_arch}", "teacher", 0,
+                                   data.teacher_arch, data.teacher_dim, evaluate(teacher, data, config), 0.0, speed))
     else:
-        folder = Path(args.teacher_dir or args.output_dir)
+        folder = Path(config.teacher_dir or config.output_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        epochs = int(args.teacher_epochs or data.defaults["teacher_epochs"])
-        lr = float(args.teacher_lr or data.defaults["lr"])
+        epochs = int(config.teacher_epochs or data.defaults["teacher_epochs"])
+        lr = float(config.teacher_lr or data.defaults["lr"])
         # the budget is in the name: a cached teacher of another budget is never loaded by mistake
-        path = folder / (f"teacher_{data.name}_{data.eval_split}_{args.teacher_loss}_e{epochs}_lr{lr:g}_"
-                         f"{args.teacher_seed}.pt")
-        if args.teacher_checkpoint:
-            path = Path(args.teacher_checkpoint)
+        path = folder / (f"teacher_{data.name}_{data.eval_split}_{config.teacher_loss}_e{epochs}_lr{lr:g}_"
+                         f"{config.teacher_seed}.pt")
+        if config.teacher_checkpoint:
+            path = Path(config.teacher_checkpoint)
             if not path.is_file():
-                raise FileNotFoundError(f"--teacher-checkpoint must be a state_dict file saved with torch.save; got {path}")
-        seed_everything(args.teacher_seed)  # before the model: its initial weights are part of the seed
-        teacher = data.make_model(data.teacher_arch, data.teacher_dim).to(args.device)
+                raise FileNotFoundError(
+                    f"--teacher-checkpoint must be a state_dict file saved with torch.save; got {path}"
+                )
+        seed_everything(config.teacher_seed)  # before the model: its initial weights are part of the seed
+        teacher = data.make_model(data.teacher_arch, data.teacher_dim).to(config.device)
         if path.exists():
-            teacher.load_state_dict(torch.load(path, map_location=args.device))
+            teacher.load_state_dict(torch.load(path, map_location=config.device))
         else:
-            loss = teacher_loss(args.teacher_loss, data.num_train_classes, data.teacher_dim)
-            seconds = train_model(teacher, data, args, {"metric_loss": loss}, {}, {"metric_loss": 1.0}, epochs,
-                                  lr=lr, desc=f"teacher {args.teacher_loss}")
+            loss = teacher_loss(config.teacher_loss, data.num_train_classes, data.teacher_dim)
+            seconds = train_model(teacher, data, config, {"metric_loss": loss}, {}, {"metric_loss": 1.0}, epochs,
+                                  lr=lr, desc=f"teacher {config.teacher_loss}")
             torch.save(teacher.state_dict(), path)
-            records.append(_record(data, args, "teacher", f"teacher:{args.teacher_loss}", "teacher",
-                                   args.teacher_seed, data.teacher_arch, data.teacher_dim,
-                                   evaluate(teacher, data, args), seconds, throughput(teacher, data, args),
+            records.append(_record(data, config, "teacher", f"teacher:{config.teacher_loss}", "teacher",
+                                   config.teacher_seed, data.teacher_arch, data.teacher_dim,
+                                   evaluate(teacher, data, config), seconds, throughput(teacher, data, config),
                                    epochs=epochs, lr=lr))
     teacher.eval()
     return teacher
 
 
-def _record(data, args, setting, method, kind, seed, arch, dim, metrics, seconds, items_per_second,
-            epochs: Optional[int] = None, lr: Optional[float] = None) -> dict:
+def _record(data: BenchData, config: BenchConfig, setting, method, kind, seed, arch, dim, metrics, seconds,
+            items_per_second, epochs: Optional[int] = None, lr: Optional[float] = None) -> dict:
     """One line of ``runs.jsonl``; ``epochs`` and ``lr`` are the ones the model trained with."""
-    hparams = {"sigma": args.sigma, "delta": args.delta, "views": args.views, "epochs": epochs,
-               "batch_size": args.batch_size, "m": args.m, "lr": lr, "eval_normalize": args.eval_normalize,
-               "normalize_student": args.normalize_student, "label_weight": args.label_weight,
-               "rkd_angle_weight": args.rkd_angle_weight, "text_ngram_dropout": args.text_ngram_dropout,
-               "faiss_backend": faiss_backend(args.device)}
+    hparams = {"sigma": config.sigma, "delta": config.delta, "views": config.views, "epochs": epochs,
+               "batch_size": config.batch_size, "m": config.m, "lr": lr, "eval_normalize": config.eval_normalize,
+               "normalize_student": config.normalize_student, "label_weight": config.label_weight,
+               "rkd_angle_weight": config.rkd_angle_weight, "text_ngram_dropout": config.text_ngram_dropout,
+               "faiss_backend": faiss_backend(config.device)}
     if data.student_options is not None:
         hparams["student_options"] = data.student_options
     return {
@@ -245,23 +247,23 @@ def _record(data, args, setting, method, kind, seed, arch, dim, metrics, seconds
     }
 
 
-def run_student(data: BenchData, args, setting: str, method_name: str, seed: int, teacher) -> dict:
+def run_student(data: BenchData, config: BenchConfig, setting: str, method_name: str, seed: int, teacher) -> dict:
     arch, dim = data.settings[setting]
     method = METHODS[method_name]
     ctx = MethodContext(student_dim=dim, teacher_dim=data.teacher_dim, num_classes=data.num_train_classes,
-                        sigma=args.sigma, delta=args.delta, pos_topk=args.pos_topk,
-                        normalize_student=args.normalize_student, label_weight=args.label_weight,
-                        rkd_angle_weight=args.rkd_angle_weight)
+                        sigma=config.sigma, delta=config.delta, pos_topk=config.pos_topk,
+                        normalize_student=config.normalize_student, label_weight=config.label_weight,
+                        rkd_angle_weight=config.rkd_angle_weight)
     loss_funcs, mining_funcs, loss_weights = method.build(ctx)
     seed_everything(seed)
-    student = data.make_model(arch, dim).to(args.device)
-    epochs = int(args.epochs or data.defaults["epochs"])
-    lr = float(args.lr or data.defaults["lr"])
-    seconds = train_model(student, data, args, loss_funcs, mining_funcs, loss_weights, epochs, lr=lr,
+    student = data.make_model(arch, dim).to(config.device)
+    epochs = int(config.epochs or data.defaults["epochs"])
+    lr = float(config.lr or data.defaults["lr"])
+    seconds = train_model(student, data, config, loss_funcs, mining_funcs, loss_weights, epochs, lr=lr,
                           teacher=teacher if method.kind != "scratch" else None,
                           desc=f"{setting} {method_name} seed {seed}")
-    return _record(data, args, setting, method_name, method.kind, seed, arch, dim,
-                   evaluate(student, data, args), seconds, throughput(student, data, args), epochs=epochs, lr=lr)
+    return _record(data, config, setting, method_name, method.kind, seed, arch, dim,
+                   evaluate(student, data, config), seconds, throughput(student, data, config), epochs=epochs, lr=lr)
 
 
 def load_done(path: Path) -> List[dict]:
@@ -274,22 +276,23 @@ def _key(record: dict) -> tuple:
     return record["dataset"], record["eval_split"], record["setting"], record["method"], record["seed"]
 
 
-def run_all(data: BenchData, args: argparse.Namespace) -> List[dict]:
+def run_all(data: BenchData, config: BenchConfig) -> List[dict]:
     """Runs every (setting, method, seed), appending each record to ``runs.jsonl`` (resumable)."""
-    out = Path(args.output_dir)
+    out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs_path = out / "runs.jsonl"
     records = load_done(runs_path)
     done = {_key(r) for r in records}
     new: List[dict] = []
-    teacher = get_teacher(data, args, new)
+    teacher = get_teacher(data, config, new)
     # Seed-major order: an interrupted run still holds every method for the first seeds.
-    jobs = [(s, m, seed) for seed in range(args.seed, args.seed + args.seeds) for s in args.settings for m in args.methods]
+    seeds = range(config.seed, config.seed + config.seeds)
+    jobs = [(s, m, seed) for seed in seeds for s in config.settings for m in config.methods]
     todo = [job for job in jobs if (data.name, data.eval_split, *job) not in done]
-    if getattr(args, "workers", 1) > 1 and todo:
-        return _run_with_workers(args, runs_path, new, todo)
-    for setting, method, seed in tqdm.tqdm(todo, desc=f"bench {data.name}", disable=args.no_progress):
-        new.append(run_student(data, args, setting, method, seed, teacher))
+    if config.workers > 1 and todo:
+        return _run_with_workers(config, runs_path, new, todo)
+    for setting, method, seed in tqdm.tqdm(todo, desc=f"bench {data.name}", disable=not config.progress):
+        new.append(run_student(data, config, setting, method, seed, teacher))
         with runs_path.open("a") as f:
             for record in new:
                 f.write(json.dumps(record) + "\n")
@@ -302,16 +305,13 @@ def run_all(data: BenchData, args: argparse.Namespace) -> List[dict]:
     return records
 
 
-def _run_with_workers(args, runs_path: Path, new: List[dict], todo: List[tuple]) -> List[dict]:
+def _run_with_workers(config: BenchConfig, runs_path: Path, new: List[dict], todo: List[tuple]) -> List[dict]:
     """``--workers N``: one ``pml-relaxed bench`` process per pending (setting, method), N at a time."""
-    from .cli import get_args_parser
-    from .parallel import run_parallel
-
     if new:  # the teacher's record goes first, so that no worker records it again
         with runs_path.open("a") as f:
             f.writelines(json.dumps(r) + "\n" for r in new)
     pairs = list(dict.fromkeys((setting, method) for setting, method, _ in todo))
-    failed = run_parallel(args, get_args_parser(), pairs)
+    failed = run_parallel(config, pairs)
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(pairs)} bench workers failed (their finished runs are kept in "
                            f"{runs_path}; rerun to resume): " + "; ".join(failed))

@@ -7,76 +7,64 @@ ids (:class:`IndexedTextStudent`), the teacher looks its embeddings up (:class:`
 """
 from __future__ import annotations
 
-import argparse
-import time
 from pathlib import Path
 from typing import List
 
 import torch
 
-from ..datasets import DEFAULT_BANKING77_ROOT, Banking77
+from ..datasets import Banking77
 from ..models.cached_teacher import CachedTeacher
 from ..models.hashed_ngram_embedder import HashedNgramEmbedder
-from ..models.indexed_text_student import IndexedTextStudent, pack_text_rows
 from ..models.ngram_dropout import NgramDropout
+from ..models.sentence_transformer_teacher import SentenceTransformerTeacher
+from .config import BenchConfig
 from .data import BenchData, TensorDataset
+from .indexed_text_student import IndexedTextStudent, pack_text_rows
+from .throughput import sentences_per_second
 
 #: the bench's text student; ``--text-hidden-dim``, ``--text-mlp`` and ``--text-init-std`` override it
 TEXT_STUDENT_DEFAULTS = {"hidden_dim": 64, "mlp_hidden_dims": [256], "init_std": 0.1}
 
 
-def text_student_options(args: argparse.Namespace) -> dict:
+def text_student_options(config: BenchConfig) -> dict:
     """The :class:`HashedNgramEmbedder` options of the bench's students: the defaults, then the ``--text-*`` options.
 
     Raises:
         ValueError: ``--text-hidden-dim`` or a ``--text-mlp`` width below 1, or ``--text-init-std`` not > 0.
     """
     options = dict(TEXT_STUDENT_DEFAULTS)
-    if args.text_hidden_dim is not None:
-        if args.text_hidden_dim < 1:
-            raise ValueError(f"--text-hidden-dim must be >= 1; got {args.text_hidden_dim}")
-        options["hidden_dim"] = args.text_hidden_dim
-    if args.text_mlp is not None:
-        if any(width < 1 for width in args.text_mlp):
-            raise ValueError(f"--text-mlp widths must be >= 1 (none for a linear head); got {args.text_mlp}")
-        options["mlp_hidden_dims"] = list(args.text_mlp)
-    if args.text_init_std is not None:
-        if not args.text_init_std > 0:
-            raise ValueError(f"--text-init-std must be > 0; got {args.text_init_std}")
-        options["init_std"] = args.text_init_std
+    if config.text_hidden_dim is not None:
+        if config.text_hidden_dim < 1:
+            raise ValueError(f"--text-hidden-dim must be >= 1; got {config.text_hidden_dim}")
+        options["hidden_dim"] = config.text_hidden_dim
+    if config.text_mlp is not None:
+        if any(width < 1 for width in config.text_mlp):
+            raise ValueError(f"--text-mlp widths must be >= 1 (none for a linear head); got {config.text_mlp}")
+        options["mlp_hidden_dims"] = list(config.text_mlp)
+    if config.text_init_std is not None:
+        if not config.text_init_std > 0:
+            raise ValueError(f"--text-init-std must be > 0; got {config.text_init_std}")
+        options["init_std"] = config.text_init_std
     return options
 
 
-def sentences_per_second(encode, texts: List[str], batch_size: int = 256, repeats: int = 3) -> float:
-    """Best-of-``repeats`` throughput of ``encode(list_of_texts)`` over ``texts`` in batches."""
-    best = float("inf")
-    with torch.no_grad():
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for i in range(0, len(texts), batch_size):
-                encode(texts[i : i + batch_size])
-            best = min(best, time.perf_counter() - start)
-    return len(texts) / best
-
-
-def banking77_data(args: argparse.Namespace) -> BenchData:
+def banking77_data(config: BenchConfig) -> BenchData:
     """Banking77: first 39 intents train (train.csv), other 38 test (test.csv); MiniLM teacher."""
-    from ..models.sentence_transformer_teacher import SentenceTransformerTeacher
-
-    student_options = text_student_options(args)
-    if not 0 <= args.text_ngram_dropout < 1:
-        raise ValueError(f"--text-ngram-dropout must be in [0, 1); got {args.text_ngram_dropout}")
-    augment = NgramDropout(args.text_ngram_dropout, skip_columns=1) if args.text_ngram_dropout > 0 else None
-    root = Path(args.data_root) if args.data_root else DEFAULT_BANKING77_ROOT
-    if args.val_classes:
-        train = Banking77(root, split="train", num_val_classes=args.val_classes, seed=args.split_seed)
-        evaluation = Banking77(root, split="val", num_val_classes=args.val_classes, seed=args.split_seed)
+    student_options = text_student_options(config)
+    if not 0 <= config.text_ngram_dropout < 1:
+        raise ValueError(f"--text-ngram-dropout must be in [0, 1); got {config.text_ngram_dropout}")
+    augment = NgramDropout(config.text_ngram_dropout, skip_columns=1) if config.text_ngram_dropout > 0 else None
+    root = config.data_root  # None: the dataset's default folder ($PML_RELAXED_BANKING77, $PML_RELAXED_DATA, cache)
+    if config.val_classes:
+        train = Banking77(root, split="train", num_val_classes=config.val_classes, seed=config.split_seed)
+        evaluation = Banking77(root, split="val", num_val_classes=config.val_classes, seed=config.split_seed)
         split = "val"
     else:
         train, evaluation, split = Banking77(root, split="train"), Banking77(root, split="test"), "test"
-    teacher_model = SentenceTransformerTeacher(cache_dir=Path(args.teacher_dir or args.output_dir) / "teacher_cache")
+    cache_dir = Path(config.teacher_dir or config.output_dir) / "teacher_cache"
+    teacher_model = SentenceTransformerTeacher(cache_dir=cache_dir)
     all_texts = list(train.texts) + list(evaluation.texts)
-    teacher_embeddings = teacher_model.encode(all_texts, show_progress_bar=not args.no_progress)
+    teacher_embeddings = teacher_model.encode(all_texts, show_progress_bar=config.progress)
 
     num_buckets = 2**17
     reference = HashedNgramEmbedder(embedding_dim=8, num_buckets=num_buckets)

@@ -3,35 +3,36 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch.utils.data import Dataset
 
-PathLike = Union[str, "os.PathLike[str]"]
+from .. import _validation as v
+from .data_root import PathLike, default_root_attribute, how_to_set, resolve_root
 
 #: The first NUM_TRAIN_INTENTS intents of categories.json are training intents, the rest test.
 NUM_TRAIN_INTENTS = 39
 SPLITS: Tuple[str, ...] = ("train", "val", "test")
 
 
-def _default_root() -> Path:
-    env = os.environ.get("PML_RELAXED_BANKING77")
-    if env:
-        return Path(env).expanduser().resolve()
-    return (Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "banking77").resolve()
+#: the dataset's folder name below ``$PML_RELAXED_DATA`` or the cache, and its own environment variable
+NAME, ENV_VAR = "banking77", "PML_RELAXED_BANKING77"
+#: where the three files come from (PolyAI, CC-BY-4.0)
+SOURCE_URL = "https://github.com/PolyAI-LDN/task-specific-datasets/tree/master/banking_data"
+FILES = ("train.csv", "test.csv", "categories.json")
 
 
-#: ``$PML_RELAXED_BANKING77`` if set, else ``<repo>/../shared/datasets/banking77``.
-DEFAULT_BANKING77_ROOT: Path = _default_root()
+#: ``DEFAULT_BANKING77_ROOT``: the folder read without ``root=`` (computed when read, see :mod:`.data_root`)
+__getattr__ = default_root_attribute(__name__, "DEFAULT_BANKING77_ROOT", NAME, ENV_VAR)
 
 
-def _check_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__} ({value!r})")
-    return value
+def _get_data(root: Path) -> str:
+    return (
+        f"download {', '.join(FILES)} from {SOURCE_URL} into {str(root)!r}, or "
+        f"{how_to_set(NAME, ENV_VAR)}"
+    )
 
 
 def _read_categories(path: Path) -> List[str]:
@@ -75,9 +76,14 @@ class Banking77(Dataset):
     Labels are contiguous 0-based within the split, in ``categories.json`` order. Texts are
     stripped of leading and trailing whitespace.
 
+    The data is PolyAI's (CC-BY-4.0, https://github.com/PolyAI-LDN/task-specific-datasets, folder
+    ``banking_data``); it is never downloaded here.
+
     Args:
         root: folder holding ``train.csv``, ``test.csv`` (columns ``text,category``) and
-            ``categories.json``.
+            ``categories.json``. None (default): ``$PML_RELAXED_BANKING77``, else
+            ``$PML_RELAXED_DATA/banking77``, else ``~/.cache/pml_relaxed/banking77``
+            (see :mod:`pml_relaxed.datasets.data_root`).
         split: ``"train"``, ``"val"`` or ``"test"``.
         num_val_classes: training intents held out for ``"val"``, in [0, 38]; must be >= 1
             for ``split="val"``. Use the same value and seed for the train and val datasets.
@@ -89,7 +95,8 @@ class Banking77(Dataset):
         intents: list of C intent names; index = label.
 
     Raises:
-        FileNotFoundError: if root or one of its three files is missing.
+        FileNotFoundError: if root or one of its three files is missing (the message says where it looked
+            and where the files come from).
         ValueError: for an unknown split, num_val_classes out of range (or 0 with
             ``split="val"``), or malformed files.
         TypeError: if num_val_classes or seed is not an int.
@@ -97,7 +104,7 @@ class Banking77(Dataset):
 
     def __init__(
         self,
-        root: PathLike = DEFAULT_BANKING77_ROOT,
+        root: Optional[PathLike] = None,
         split: str = "train",
         num_val_classes: int = 0,
         seed: int = 0,
@@ -105,25 +112,26 @@ class Banking77(Dataset):
         super().__init__()
         if not isinstance(split, str) or split not in SPLITS:
             raise ValueError(f"split must be one of {list(SPLITS)}; got {split!r}")
-        _check_int("num_val_classes", num_val_classes)
-        _check_int("seed", seed)
+        v.check_int("num_val_classes", num_val_classes)
+        v.check_int("seed", seed)
         if not 0 <= num_val_classes <= NUM_TRAIN_INTENTS - 1:
             raise ValueError(
                 f"num_val_classes must be in [0, {NUM_TRAIN_INTENTS - 1}]; got {num_val_classes}"
             )
         if split == "val" and num_val_classes == 0:
             raise ValueError("split='val' needs num_val_classes >= 1; got num_val_classes=0")
-        root = Path(root)
+        root, source = resolve_root(root, NAME, ENV_VAR)
         files = ("categories.json", "test.csv" if split == "test" else "train.csv")
         if not root.is_dir():
             raise FileNotFoundError(
-                f"Banking77 root {str(root)!r} does not exist or is not a folder; expected a folder "
-                f"holding train.csv, test.csv and categories.json (set PML_RELAXED_BANKING77 or pass root)"
+                f"Banking77 root {str(root)!r} (from {source}) does not exist or is not a folder; expected a folder "
+                f"holding {', '.join(FILES)}: {_get_data(root)}"
             )
         for name in files:
             if not (root / name).is_file():
                 raise FileNotFoundError(
-                    f"Banking77 split {split!r} needs the file {str(root / name)!r}, which does not exist"
+                    f"Banking77 split {split!r} needs the file {str(root / name)!r}, which does not exist: "
+                    f"{_get_data(root)}"
                 )
         categories = _read_categories(root / files[0])
         self.root = root

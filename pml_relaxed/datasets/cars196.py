@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pytorch_metric_learning import datasets as pml_datasets
 
-from .cub import _PaperSplitMixin
+from ._paper_split_mixin import _PaperSplitMixin
 
 
 class Cars196(_PaperSplitMixin, pml_datasets.Cars196):
@@ -17,7 +17,9 @@ class Cars196(_PaperSplitMixin, pml_datasets.Cars196):
     contiguous 0-based ids (``class_ids[label]`` is the original 1-based id).
 
     Args:
-        root: folder holding ``names.csv``, the two annotation CSVs and ``car_data``.
+        root: folder holding ``names.csv``, the two annotation CSVs and ``car_data``. None (default):
+            ``$PML_RELAXED_DATA/cars196``, else ``~/.cache/pml_relaxed/cars196``
+            (see :mod:`pml_relaxed.datasets.data_root`).
         split: ``"train"``, ``"test"`` or ``"train+test"``.
         transform: callable on the RGB PIL image; default ``ResizeToTensor(image_size)``, giving
             a float tensor of shape (3, image_size, image_size). See also ``paper_transforms``.
@@ -37,4 +39,6 @@ class Cars196(_PaperSplitMixin, pml_datasets.Cars196):
         TypeError: for a bad root, transform or download type.
     """
 
+    DATA_NAME = "cars196"
+    SOURCE = 'the Kaggle dataset "jutrera/stanford-car-dataset-by-classes-folder"'
     REQUIRED_FILES = ("names.csv", "anno_train.csv", "anno_test.csv")

@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
-PathLike = Union[str, "os.PathLike[str]"]
+from .. import _validation as v
+from ._pillow import pillow_image
+from .data_root import PathLike, default_root_attribute, how_to_set, resolve_root
 
 #: Zip file read for each split.
 SPLIT_FILES: Dict[str, str] = {
@@ -21,31 +21,67 @@ SPLIT_FILES: Dict[str, str] = {
 }
 
 
-def _default_root() -> Path:
-    env = os.environ.get("PML_RELAXED_OMNIGLOT")
-    if env:
-        return Path(env).expanduser().resolve()
-    return (Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "omniglot").resolve()
+#: the dataset's folder name below ``$PML_RELAXED_DATA`` or the cache, and its own environment variable
+NAME, ENV_VAR = "omniglot", "PML_RELAXED_OMNIGLOT"
+#: the folder of Lake et al.'s repository holding the zip files (MIT licence)
+SOURCE_URL = "https://github.com/brendenlake/omniglot/raw/master/python"
 
 
-#: ``$PML_RELAXED_OMNIGLOT`` if set, else ``<repo>/../shared/datasets/omniglot``.
-DEFAULT_OMNIGLOT_ROOT: Path = _default_root()
+#: ``DEFAULT_OMNIGLOT_ROOT``: the folder read without ``root=`` (computed when read, see :mod:`.data_root`)
+__getattr__ = default_root_attribute(__name__, "DEFAULT_OMNIGLOT_ROOT", NAME, ENV_VAR)
 
 
-def _zip_path(root: PathLike, split: str) -> Path:
+def _get_data(root: Path) -> str:
+    return (
+        f"download {' and '.join(SPLIT_FILES.values())} from {SOURCE_URL} into {str(root)!r} (download=True "
+        f"does it through torchvision's downloader), or {how_to_set(NAME, ENV_VAR)}"
+    )
+
+
+def download(root: PathLike, split: str) -> Path:
+    """Downloads the zip file of ``split`` into ``root`` (created if needed) unless it is there already.
+
+    Uses torchvision's downloader (``pip install 'pml-relaxed[vision]'``), which needs internet.
+
+    Returns:
+        The path of the zip file.
+
+    Raises:
+        ValueError: an unknown split.
+        ImportError: torchvision is not installed.
+    """
     if not isinstance(split, str) or split not in SPLIT_FILES:
         raise ValueError(f"split must be one of {sorted(SPLIT_FILES)}; got {split!r}")
-    root = Path(root)
+    path = Path(root) / SPLIT_FILES[split]
+    if path.is_file():
+        return path
+    try:
+        from torchvision.datasets.utils import download_url
+    except ImportError as err:
+        raise ImportError(
+            "Omniglot(download=True) uses torchvision's downloader, which is not installed: "
+            "pip install 'pml-relaxed[vision]' (or download the zip files yourself from " + SOURCE_URL + ")"
+        ) from err
+    download_url(f"{SOURCE_URL}/{SPLIT_FILES[split]}", root=str(root), filename=SPLIT_FILES[split])
+    return path
+
+
+def _zip_path(root: Optional[PathLike], split: str, download_missing: bool = False) -> Path:
+    if not isinstance(split, str) or split not in SPLIT_FILES:
+        raise ValueError(f"split must be one of {sorted(SPLIT_FILES)}; got {split!r}")
+    root, source = resolve_root(root, NAME, ENV_VAR)
+    if download_missing:
+        download(root, split)
     if not root.is_dir():
         raise FileNotFoundError(
-            f"Omniglot root {str(root)!r} does not exist or is not a folder; expected a folder holding "
-            f"{SPLIT_FILES['train']} and {SPLIT_FILES['test']} (set PML_RELAXED_OMNIGLOT or pass root)"
+            f"Omniglot root {str(root)!r} (from {source}) does not exist or is not a folder; expected a folder "
+            f"holding {SPLIT_FILES['train']} and {SPLIT_FILES['test']}: {_get_data(root)}"
         )
     path = root / SPLIT_FILES[split]
     if not path.is_file():
         raise FileNotFoundError(
             f"Omniglot {split!r} split needs the file {str(path)!r}, which does not exist; expected "
-            f"{SPLIT_FILES[split]} inside root {str(root)!r} (it is never downloaded)"
+            f"{SPLIT_FILES[split]} inside root {str(root)!r}: {_get_data(root)}"
         )
     return path
 
@@ -65,24 +101,16 @@ def _index_zip(archive: zipfile.ZipFile, path: Path) -> Dict[str, List[str]]:
 
 
 def _class_index(
-    archive: zipfile.ZipFile, path: Path, root: PathLike, split: str, drop_overlap: bool
+    archive: zipfile.ZipFile, path: Path, split: str, drop_overlap: bool, download_missing: bool = False
 ) -> Dict[str, List[str]]:
-    """The split's class index; for ``"test"`` with drop_overlap, minus the train zip's classes."""
+    """The split's class index; for ``"test"`` with drop_overlap, minus the classes of the train zip beside it."""
     index = _index_zip(archive, path)
     if split == "test" and drop_overlap:
-        train_path = _zip_path(root, "train")
+        train_path = _zip_path(path.parent, "train", download_missing)
         with zipfile.ZipFile(train_path) as train_archive:
             shared = set(_index_zip(train_archive, train_path))
         index = {key: names for key, names in index.items() if key not in shared}
     return index
-
-
-def _check_image_size(image_size: object) -> int:
-    if isinstance(image_size, bool) or not isinstance(image_size, int):
-        raise TypeError(f"image_size must be an int >= 1; got {type(image_size).__name__} ({image_size!r})")
-    if image_size < 1:
-        raise ValueError(f"image_size must be >= 1; got {image_size!r}")
-    return image_size
 
 
 def _check_classes(classes: Sequence[int], num_classes: int) -> List[int]:
@@ -117,8 +145,13 @@ class Omniglot(Dataset):
     (in increasing original id), which together with :meth:`class_split` gives a class-disjoint
     validation split.
 
+    The zip files are those of Lake et al.'s repository (https://github.com/brendenlake/omniglot, folder
+    ``python``); ``download=True`` fetches the missing ones.
+
     Args:
-        root: folder holding the two zip files.
+        root: folder holding the two zip files. None (default): ``$PML_RELAXED_OMNIGLOT``, else
+            ``$PML_RELAXED_DATA/omniglot``, else ``~/.cache/pml_relaxed/omniglot``
+            (see :mod:`pml_relaxed.datasets.data_root`).
         split: ``"train"`` or ``"test"``.
         image_size: side of the square output images, in pixels (originals are 105).
         transform: optional callable applied to each (1, H, W) image tensor in ``__getitem__``.
@@ -126,6 +159,8 @@ class Omniglot(Dataset):
             ``list_classes(root, split, drop_overlap)`` (e.g. from :meth:`class_split`).
         drop_overlap: for ``split="test"``, leave out the characters also present in the train
             zip (which must then exist). Ignored for ``split="train"``.
+        download: download the zip files this split needs into root when they are missing, with
+            torchvision's downloader (``pip install 'pml-relaxed[vision]'``, needs internet).
 
     Attributes:
         images: float tensor of shape (N, 1, image_size, image_size), values in [0, 1].
@@ -134,30 +169,33 @@ class Omniglot(Dataset):
         class_ids: list of C ids of the kept classes, numbered as in ``list_classes``.
 
     Raises:
-        FileNotFoundError: if ``root`` or the split's zip file does not exist.
+        FileNotFoundError: if ``root`` or the split's zip file does not exist (the message says where it
+            looked and where the files come from).
         ValueError: for an unknown split, image_size < 1, or bad ``classes``.
-        TypeError: for a non-int image_size, non-callable transform or non-int class ids.
+        TypeError: for a non-int image_size, non-callable transform, non-int class ids or non-bool download.
+        ImportError: ``download=True`` without torchvision.
     """
 
     def __init__(
         self,
-        root: PathLike = DEFAULT_OMNIGLOT_ROOT,
+        root: Optional[PathLike] = None,
         split: str = "train",
         image_size: int = 28,
         transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         classes: Optional[Sequence[int]] = None,
         drop_overlap: bool = True,
+        download: bool = False,
     ) -> None:
         super().__init__()
-        path = _zip_path(root, split)
-        self.image_size = _check_image_size(image_size)
+        path = _zip_path(root, split, v.check_bool("download", download))
+        self.image_size = v.check_int("image_size", image_size, 1)
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable or None; got {type(transform).__name__}")
-        self.root = Path(root)
+        self.root = path.parent
         self.split = split
         self.transform = transform
         with zipfile.ZipFile(path) as archive:
-            index = _class_index(archive, path, root, split, bool(drop_overlap))
+            index = _class_index(archive, path, split, bool(drop_overlap), download)
             all_names = list(index)
             keep = list(range(len(all_names))) if classes is None else _check_classes(classes, len(all_names))
             images: List[np.ndarray] = []
@@ -173,10 +211,11 @@ class Omniglot(Dataset):
         self.labels: torch.Tensor = torch.tensor(labels, dtype=torch.long)
 
     def _decode(self, data: bytes) -> np.ndarray:
-        with Image.open(io.BytesIO(data)) as img:
+        pil = pillow_image("Omniglot")
+        with pil.open(io.BytesIO(data)) as img:
             img = img.convert("L")
             if img.size != (self.image_size, self.image_size):
-                img = img.resize((self.image_size, self.image_size), Image.BILINEAR)
+                img = img.resize((self.image_size, self.image_size), pil.BILINEAR)
             return np.asarray(img, dtype=np.uint8).copy()
 
     @property
@@ -196,7 +235,7 @@ class Omniglot(Dataset):
 
     @staticmethod
     def list_classes(
-        root: PathLike = DEFAULT_OMNIGLOT_ROOT, split: str = "train", drop_overlap: bool = True
+        root: Optional[PathLike] = None, split: str = "train", drop_overlap: bool = True
     ) -> List[str]:
         """Sorted ``"<alphabet>/<character>"`` names of a split; index = class id. Decodes nothing.
 
@@ -208,12 +247,12 @@ class Omniglot(Dataset):
         """
         path = _zip_path(root, split)
         with zipfile.ZipFile(path) as archive:
-            return list(_class_index(archive, path, root, split, bool(drop_overlap)))
+            return list(_class_index(archive, path, split, bool(drop_overlap)))
 
     @classmethod
     def class_split(
         cls,
-        root: PathLike,
+        root: Optional[PathLike],
         num_val_classes: int,
         seed: int = 0,
         split: str = "train",
@@ -225,7 +264,7 @@ class Omniglot(Dataset):
         ``Omniglot(root, "train", classes=tr)`` and ``Omniglot(root, "train", classes=va)``.
 
         Args:
-            root: folder holding the zip files.
+            root: folder holding the zip files (None: the default of the constructor).
             num_val_classes: how many classes go to the validation list, in [1, C - 1].
             seed: seed of the permutation (same seed, same split).
             split: which split's classes to divide (default ``"train"``).
@@ -240,9 +279,8 @@ class Omniglot(Dataset):
             ValueError: if num_val_classes is not in [1, C - 1], or for an unknown split.
         """
         num_classes = len(cls.list_classes(root, split, drop_overlap))
-        for name, value in (("num_val_classes", num_val_classes), ("seed", seed)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int; got {type(value).__name__} ({value!r})")
+        v.check_int("num_val_classes", num_val_classes)
+        v.check_int("seed", seed)
         if not 1 <= num_val_classes <= num_classes - 1:
             raise ValueError(
                 f"num_val_classes must be in [1, {num_classes - 1}] for the {num_classes} classes of "

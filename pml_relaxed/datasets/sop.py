@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pytorch_metric_learning import datasets as pml_datasets
 
-from .cub import _PaperSplitMixin
+from ._paper_split_mixin import _PaperSplitMixin
 
 
 class StanfordOnlineProducts(_PaperSplitMixin, pml_datasets.StanfordOnlineProducts):
@@ -14,7 +14,8 @@ class StanfordOnlineProducts(_PaperSplitMixin, pml_datasets.StanfordOnlineProduc
     Labels are remapped to contiguous 0-based ids (``class_ids[label]`` is the original class_id).
 
     Args:
-        root: folder holding ``Stanford_Online_Products``.
+        root: folder holding ``Stanford_Online_Products``. None (default): ``$PML_RELAXED_DATA/sop``, else
+            ``~/.cache/pml_relaxed/sop`` (see :mod:`pml_relaxed.datasets.data_root`).
         split: ``"train"``, ``"test"`` or ``"train+test"``.
         transform: callable on the RGB PIL image; default ``ResizeToTensor(image_size)``, giving
             a float tensor of shape (3, image_size, image_size). See also ``paper_transforms``.
@@ -34,6 +35,8 @@ class StanfordOnlineProducts(_PaperSplitMixin, pml_datasets.StanfordOnlineProduc
         TypeError: for a bad root, transform or download type.
     """
 
+    DATA_NAME = "sop"
+    SOURCE = "https://github.com/rksltnl/Deep-Metric-Learning-CVPR16 (Stanford_Online_Products.zip)"
     REQUIRED_FILES = (
         "Stanford_Online_Products/Ebay_train.txt",
         "Stanford_Online_Products/Ebay_test.txt",

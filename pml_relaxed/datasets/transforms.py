@@ -8,12 +8,17 @@ Cars / SOP augmentation of Kim et al. (CVPR 2021) and needs ``pip install pml-re
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+
+from .. import _validation as v
+from ._pillow import pillow_image
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 Number = Union[int, float]
 IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -224,16 +229,13 @@ class ResizeToTensor:
     """
 
     def __init__(self, image_size: int = 224) -> None:
-        if isinstance(image_size, bool) or not isinstance(image_size, int):
-            raise TypeError(f"image_size must be an int >= 1; got {type(image_size).__name__} ({image_size!r})")
-        if image_size < 1:
-            raise ValueError(f"image_size must be >= 1; got {image_size!r}")
-        self.image_size = image_size
+        self.image_size = v.check_int("image_size", image_size, 1)
 
-    def __call__(self, img: Image.Image) -> torch.Tensor:
-        if not isinstance(img, Image.Image):
+    def __call__(self, img: Image) -> torch.Tensor:
+        pil = pillow_image("ResizeToTensor")
+        if not isinstance(img, pil.Image):
             raise TypeError(f"input must be a PIL.Image.Image; got {type(img).__name__}")
-        img = img.convert("RGB").resize((self.image_size, self.image_size), Image.BILINEAR)
+        img = img.convert("RGB").resize((self.image_size, self.image_size), pil.BILINEAR)
         return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
 
     def __repr__(self) -> str:

@@ -11,6 +11,7 @@ from pytorch_metric_learning.utils.inference import FaissKMeans
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .. import _validation as v
 from .._validation import check_embeddings, check_finite, check_labels
 from .backend import evaluation_device, faiss_backend
 from .recall_at_k_calculator import RecallAtKCalculator, metric_ks
@@ -152,10 +153,7 @@ def compute_embeddings(
     """
     if not callable(model):
         raise TypeError(f"model must be callable (an nn.Module); got {type(model).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise TypeError(f"batch_size must be an int >= 1; got {type(batch_size).__name__} ({batch_size!r})")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size!r}")
+    v.check_int("batch_size", batch_size, 1)
     if isinstance(dataset_or_loader, DataLoader):
         loader = dataset_or_loader
     elif hasattr(dataset_or_loader, "__getitem__") and hasattr(dataset_or_loader, "__len__"):

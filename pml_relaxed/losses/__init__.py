@@ -7,6 +7,7 @@ from .pkt_loss import PKTLoss
 from .relaxed_contrastive_loss import RelaxedContrastiveLoss
 from .relaxed_multi_similarity_loss import RelaxedMultiSimilarityLoss
 from .rkd_loss import RKDLoss
+from .transfer_batch import TransferBatch
 from .transfer_cross_batch_memory import TransferCrossBatchMemory
 from .transfer_multiple_losses import TransferMultipleLosses
 from .transfer_self_supervised_loss import TransferSelfSupervisedLoss
@@ -23,4 +24,5 @@ __all__ = [
     "TransferCrossBatchMemory",
     "TransferMultipleLosses",
     "TransferSelfSupervisedLoss",
+    "TransferBatch",
 ]

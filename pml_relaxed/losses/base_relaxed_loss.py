@@ -1,16 +1,17 @@
 """Shared machinery of the relaxed losses: relaxed labels, relative distances, pair mask."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from pytorch_metric_learning.distances import LpDistance
 
-from .. import _validation as v
 from .. import _blockwise as _bw
+from .. import _validation as v
 from .. import functional as fn
-from ..similarities import BaseSimilarity, GaussianKernel
+from ..similarities import BaseSimilarity, resolve_similarity
 from .base_transfer_loss import BaseTransferLoss
+from .transfer_batch import TransferBatch
 
 
 class BaseRelaxedLoss(BaseTransferLoss):
@@ -49,19 +50,7 @@ class BaseRelaxedLoss(BaseTransferLoss):
         super().__init__(**kwargs)
         self.delta = v.check_non_negative("delta", delta)
         self.block_size = v.check_block_size("block_size", block_size)
-        if similarity is None:
-            similarity = GaussianKernel(sigma=sigma, normalize=normalize_teacher)
-        else:
-            if not isinstance(similarity, BaseSimilarity):
-                raise TypeError(
-                    f"similarity must be a pml_relaxed similarity (BaseSimilarity); got {type(similarity).__name__}"
-                )
-            if sigma != 1.0 or normalize_teacher is not True:
-                raise ValueError(
-                    "sigma and normalize_teacher configure the default GaussianKernel; with similarity="
-                    f"{type(similarity).__name__}(...) set them there instead; got sigma={sigma!r}, "
-                    f"normalize_teacher={normalize_teacher!r}"
-                )
+        similarity = resolve_similarity(similarity, sigma, normalize_teacher)
         if self.block_size and not similarity.supports_blocks:
             raise ValueError(
                 f"similarity {type(similarity).__name__} needs the whole batch at once (supports_blocks=False), "
@@ -81,27 +70,16 @@ class BaseRelaxedLoss(BaseTransferLoss):
     def get_default_distance(self) -> LpDistance:
         return LpDistance(normalize_embeddings=False, p=2, power=1)
 
-    def compute_loss(
-        self,
-        embeddings: torch.Tensor,
-        labels: Optional[torch.Tensor],
-        indices_tuple: Optional[Sequence[torch.Tensor]],
-        ref_emb: torch.Tensor,
-        ref_labels: Optional[torch.Tensor],
-        teacher_emb: torch.Tensor = None,
-        teacher_ref_emb: torch.Tensor = None,
-    ) -> dict:
-        self_reference = ref_emb is embeddings
-        if self_reference:
-            relaxed_labels = self.similarity.rows(teacher_emb, None, labels, None)
-        else:
-            relaxed_labels = self.similarity.rows(teacher_emb, teacher_ref_emb, labels, ref_labels)
+    def compute_transfer_loss(self, batch: TransferBatch) -> dict:
+        embeddings, self_reference = batch.embeddings, batch.self_reference
+        teacher_ref_emb, ref_labels = (None, None) if self_reference else (batch.teacher_ref_emb, batch.ref_labels)
+        relaxed_labels = self.similarity.rows(batch.teacher_emb, teacher_ref_emb, batch.labels, ref_labels)
         queries = self.distance.maybe_normalize(embeddings)
-        refs = None if self_reference else self.distance.maybe_normalize(ref_emb)
+        refs = None if self_reference else self.distance.maybe_normalize(batch.ref_emb)
         mask = None  # every pair but the self pairs
-        if indices_tuple is not None:
+        if batch.indices_tuple is not None:
             mask = fn.pair_mask_rows(
-                embeddings.shape[0], ref_emb.shape[0], indices_tuple, self_reference, embeddings.device
+                embeddings.shape[0], batch.ref_emb.shape[0], batch.indices_tuple, self_reference, embeddings.device
             )
         stats = {} if self.collect_stats else None
         problem = _bw.RelaxedProblem(

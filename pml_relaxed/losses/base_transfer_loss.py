@@ -11,17 +11,23 @@ from pytorch_metric_learning.utils import common_functions as c_f
 
 from .. import _validation as v
 from .._teacher_hint import check_teacher_reached
+from .transfer_batch import TransferBatch
 
 
 class BaseTransferLoss(BaseMetricLossFunction):
     """A PML ``BaseMetricLossFunction`` whose forward also takes the teacher's embeddings.
 
     Called as ``loss_fn(embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None,
-    *, teacher_emb, teacher_ref_emb=None)``. Subclasses implement
-    ``compute_loss(embeddings, labels, indices_tuple, ref_emb, ref_labels, teacher_emb, teacher_ref_emb)``
-    and return PML's loss dict; reducers and embedding regularizers then work as in PML.
-    When ``ref_emb`` is None the reference set is the batch itself (``ref_emb is embeddings`` inside
-    ``compute_loss``) and ``teacher_ref_emb is teacher_emb``.
+    *, teacher_emb, teacher_ref_emb=None)``. Subclasses implement ``compute_transfer_loss(batch)``, which
+    gets a :class:`~pml_relaxed.losses.TransferBatch` and returns PML's loss dict; reducers and embedding
+    regularizers then work as in PML. (Overriding PML's ``compute_loss(embeddings, labels, indices_tuple,
+    ref_emb, ref_labels, teacher_emb, teacher_ref_emb)`` itself works as well.) When ``ref_emb`` is None the
+    reference set is the batch itself (``batch.ref_emb is batch.embeddings``) and
+    ``teacher_ref_emb is teacher_emb``.
+
+    A loss whose formula fixes its inputs says so with three class flags, checked here once:
+    ``supports_distance = False`` refuses a ``distance=`` argument, ``supports_indices_tuple = False`` an
+    ``indices_tuple`` (mined pairs), ``supports_ref_emb = False`` a reference set.
 
     An empty batch (or reference set) gives a zero loss connected to the graph, as PML's losses do.
 
@@ -34,11 +40,24 @@ class BaseTransferLoss(BaseMetricLossFunction):
 
     Raises:
         TypeError: if ``distance`` is not a PML BaseDistance, or validate is not a bool.
-        ValueError: if ``distance`` is a similarity (``is_inverted=True``), and on bad input (see
-            :func:`pml_relaxed._validation.check_teacher_pair`).
+        ValueError: if ``distance`` is a similarity (``is_inverted=True``) or is given to a loss that does not
+            support one, an ``indices_tuple`` or a reference set given to a loss that does not support it, and
+            bad input (see :func:`pml_relaxed._validation.check_teacher_pair`).
     """
 
+    #: the loss compares embeddings with a PML ``distance`` (False: the formula fixes it; ``distance=`` refused)
+    supports_distance: bool = True
+    #: the loss can be restricted to mined pairs or triplets (False: ``indices_tuple`` refused)
+    supports_indices_tuple: bool = True
+    #: the loss accepts a reference set ``ref_emb`` / ``teacher_ref_emb`` (False: refused)
+    supports_ref_emb: bool = True
+
     def __init__(self, validate: bool = True, **kwargs) -> None:
+        if not self.supports_distance and "distance" in kwargs:
+            raise ValueError(
+                f"{type(self).__name__} compares embeddings with the fixed formula of its paper, so distance cannot "
+                f"be set; got distance={kwargs['distance']!r}"
+            )
         super().__init__(**kwargs)
         self.validate = v.check_bool("validate", validate)
         if not isinstance(self.distance, BaseDistance):
@@ -77,6 +96,7 @@ class BaseTransferLoss(BaseMetricLossFunction):
             The reduced loss (a scalar with PML's default reducers).
         """
         self.reset_stats()
+        self._check_supported(indices_tuple, ref_emb, teacher_ref_emb)
         check_teacher_reached(teacher_emb, self)
         v.check_teacher_pair(embeddings, ref_emb, teacher_emb, teacher_ref_emb, check_values=self.validate)
         if labels is not None:
@@ -106,10 +126,34 @@ class BaseTransferLoss(BaseMetricLossFunction):
         indices_tuple: Optional[Sequence[torch.Tensor]],
         ref_emb: torch.Tensor,
         ref_labels: Optional[torch.Tensor],
-        teacher_emb: torch.Tensor = None,
-        teacher_ref_emb: torch.Tensor = None,
+        teacher_emb: Optional[torch.Tensor] = None,
+        teacher_ref_emb: Optional[torch.Tensor] = None,
     ) -> dict:
-        raise NotImplementedError
+        """PML's hook, with the teacher: bundles the inputs and calls :meth:`compute_transfer_loss`."""
+        batch = TransferBatch(embeddings, labels, indices_tuple, ref_emb, ref_labels, teacher_emb, teacher_ref_emb)
+        return self.compute_transfer_loss(batch)
+
+    def compute_transfer_loss(self, batch: TransferBatch) -> dict:
+        """PML's loss dict for one checked batch (see :class:`~pml_relaxed.losses.TransferBatch`)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_transfer_loss(batch)")
+
+    def _check_supported(
+        self,
+        indices_tuple: Optional[Sequence[torch.Tensor]],
+        ref_emb: Optional[torch.Tensor],
+        teacher_ref_emb: Optional[torch.Tensor],
+    ) -> None:
+        name = type(self).__name__
+        if not self.supports_ref_emb and (ref_emb is not None or teacher_ref_emb is not None):
+            raise ValueError(
+                f"{name} compares each sample with its own teacher embedding only, so ref_emb/teacher_ref_emb are "
+                "not supported; pass neither"
+            )
+        if not self.supports_indices_tuple and indices_tuple is not None:
+            raise ValueError(
+                f"{name} does not work on mined pairs or triplets (see its docstring), so indices_tuple is not "
+                "supported; pass indices_tuple=None (drop the miner)"
+            )
 
     def _check_reducer_inputs(self, labels: Optional[torch.Tensor]) -> None:
         if labels is None:

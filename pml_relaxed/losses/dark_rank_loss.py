@@ -2,7 +2,7 @@
 Similarities Transfer" (AAAI 2018), hard-rank variant."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +12,7 @@ from pytorch_metric_learning.reducers import AvgNonZeroReducer, BaseReducer, Mea
 from .. import _validation as v
 from .. import functional_baselines as fb
 from .base_transfer_loss import BaseTransferLoss
+from .transfer_batch import TransferBatch
 
 
 class DarkRankLoss(BaseTransferLoss):
@@ -109,49 +110,31 @@ class DarkRankLoss(BaseTransferLoss):
     def _sub_loss_names(self) -> list:
         return ["rank_loss", "triplet_loss"]
 
-    def compute_loss(
-        self,
-        embeddings: torch.Tensor,
-        labels: Optional[torch.Tensor],
-        indices_tuple: Optional[Sequence[torch.Tensor]],
-        ref_emb: torch.Tensor,
-        ref_labels: Optional[torch.Tensor],
-        teacher_emb: torch.Tensor = None,
-        teacher_ref_emb: torch.Tensor = None,
-    ) -> dict:
+    def compute_transfer_loss(self, batch: TransferBatch) -> dict:
+        embeddings = batch.embeddings
         if self.rank_weight == 0:
             loss_dict = {"rank_loss": self.zero_loss()}
         else:
-            tensors = [embeddings, teacher_emb, *self.explicit_reference(embeddings, ref_emb, teacher_ref_emb)]
+            tensors = [embeddings, batch.teacher_emb, *batch.explicit_reference()]
             if self.normalize_embeddings:
                 tensors = [None if t is None else F.normalize(t.to(embeddings.dtype), dim=1) for t in tensors]
-            rank = fb.dark_rank_per_anchor(
-                *tensors,
-                self.alpha,
-                self.beta,
-                self.list_length,
-            )
+            rank = fb.dark_rank_per_anchor(*tensors, self.alpha, self.beta, self.list_length)
             loss_dict = self.element_loss_dict(rank * self.rank_weight, embeddings, name="rank_loss")
-        loss_dict["triplet_loss"] = self._triplet_loss(embeddings, labels, indices_tuple, ref_emb, ref_labels)
+        loss_dict["triplet_loss"] = self._triplet_loss(batch)
         return loss_dict
 
-    def _triplet_loss(
-        self,
-        embeddings: torch.Tensor,
-        labels: Optional[torch.Tensor],
-        indices_tuple: Optional[Sequence[torch.Tensor]],
-        ref_emb: torch.Tensor,
-        ref_labels: Optional[torch.Tensor],
-    ) -> dict:
+    def _triplet_loss(self, batch: TransferBatch) -> dict:
         """PML's TripletMarginLoss dict scaled by triplet_weight, or a zero loss when it does not apply."""
-        if self.triplet_weight == 0 or (labels is None and indices_tuple is None):
+        if self.triplet_weight == 0 or (batch.labels is None and batch.indices_tuple is None):
             return self.zero_loss()
-        if indices_tuple is None and ref_emb is not embeddings and ref_labels is None:
+        if batch.indices_tuple is None and not batch.self_reference and batch.ref_labels is None:
             raise ValueError(
                 "DarkRankLoss's triplet term compares labels with ref_labels when ref_emb is given; "
                 "pass ref_labels (or indices_tuple, or triplet_weight=0); got ref_labels=None"
             )
-        triplet = self.triplet_loss_fn.compute_loss(embeddings, labels, indices_tuple, ref_emb, ref_labels)["loss"]
+        triplet = self.triplet_loss_fn.compute_loss(
+            batch.embeddings, batch.labels, batch.indices_tuple, batch.ref_emb, batch.ref_labels
+        )["loss"]
         if torch.is_tensor(triplet["losses"]):
             triplet = dict(triplet, losses=triplet["losses"] * self.triplet_weight)
         return triplet

@@ -2,13 +2,14 @@
 applied to the final embeddings."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 
 from .. import _validation as v
 from .. import functional_baselines as fb
 from .base_transfer_loss import BaseTransferLoss
+from .transfer_batch import TransferBatch
 
 
 class FitNetLoss(BaseTransferLoss):
@@ -56,12 +57,11 @@ class FitNetLoss(BaseTransferLoss):
         >>> loss.backward()  # gradients for the student and for loss_fn.regressor.weight
     """
 
+    supports_distance = False
+    supports_indices_tuple = False
+    supports_ref_emb = False
+
     def __init__(self, student_dim: Optional[int] = None, teacher_dim: Optional[int] = None, **kwargs) -> None:
-        if "distance" in kwargs:
-            raise ValueError(
-                "FitNetLoss regresses embeddings and uses no distance, so distance cannot be set; "
-                f"got distance={kwargs['distance']!r}"
-            )
         super().__init__(**kwargs)
         self.student_dim = v.check_optional_positive_int("student_dim", student_dim)
         self.teacher_dim = v.check_optional_positive_int("teacher_dim", teacher_dim)
@@ -74,40 +74,8 @@ class FitNetLoss(BaseTransferLoss):
         if self.student_dim is not None:
             self.regressor = torch.nn.Linear(self.student_dim, self.teacher_dim, bias=False)
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: Optional[torch.Tensor] = None,
-        indices_tuple: Optional[Sequence[torch.Tensor]] = None,
-        ref_emb: Optional[torch.Tensor] = None,
-        ref_labels: Optional[torch.Tensor] = None,
-        *,
-        teacher_emb: Optional[torch.Tensor] = None,
-        teacher_ref_emb: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
-        """As :meth:`BaseTransferLoss.forward`, without ``ref_emb``/``teacher_ref_emb``/``indices_tuple``."""
-        if ref_emb is not None or teacher_ref_emb is not None:
-            raise ValueError(
-                "FitNetLoss regresses each sample's own teacher embedding, so ref_emb/teacher_ref_emb are not "
-                "supported; pass neither"
-            )
-        if indices_tuple is not None:
-            raise ValueError(
-                "FitNetLoss is a per-sample regression, so indices_tuple is not supported; pass indices_tuple=None"
-            )
-        return super().forward(embeddings, labels, None, None, ref_labels, teacher_emb=teacher_emb)
-
-    def compute_loss(
-        self,
-        embeddings: torch.Tensor,
-        labels: Optional[torch.Tensor],
-        indices_tuple: Optional[Sequence[torch.Tensor]],
-        ref_emb: torch.Tensor,
-        ref_labels: Optional[torch.Tensor],
-        teacher_emb: torch.Tensor = None,
-        teacher_ref_emb: torch.Tensor = None,
-    ) -> dict:
-        student_dim, teacher_dim = embeddings.shape[1], teacher_emb.shape[1]
+    def compute_transfer_loss(self, batch: TransferBatch) -> dict:
+        student_dim, teacher_dim = batch.embeddings.shape[1], batch.teacher_emb.shape[1]
         if self.regressor is None and student_dim != teacher_dim:
             raise ValueError(
                 f"embeddings have dimension {student_dim} but teacher_emb has {teacher_dim}: construct "
@@ -119,4 +87,5 @@ class FitNetLoss(BaseTransferLoss):
                 f"embeddings of dimension {student_dim} and teacher_emb of dimension {teacher_dim}"
             )
         weight = None if self.regressor is None else self.regressor.weight
-        return self.element_loss_dict(fb.fitnet_per_sample(embeddings, teacher_emb, weight), embeddings)
+        per_sample = fb.fitnet_per_sample(batch.embeddings, batch.teacher_emb, weight)
+        return self.element_loss_dict(per_sample, batch.embeddings)

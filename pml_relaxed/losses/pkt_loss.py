@@ -2,13 +2,10 @@
 Knowledge Transfer" (ECCV 2018)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
-
-import torch
-
 from .. import _validation as v
 from .. import functional_baselines as fb
 from .base_transfer_loss import BaseTransferLoss
+from .transfer_batch import TransferBatch
 
 
 class PKTLoss(BaseTransferLoss):
@@ -50,35 +47,14 @@ class PKTLoss(BaseTransferLoss):
         >>> loss.backward()
     """
 
+    supports_distance = False
+    supports_indices_tuple = False
+
     def __init__(self, eps: float = 1e-7, **kwargs) -> None:
-        if "distance" in kwargs:
-            raise ValueError(
-                "PKTLoss uses the cosine kernel of the PKT paper, so distance cannot be set; "
-                f"got distance={kwargs['distance']!r}"
-            )
         super().__init__(**kwargs)
         self.eps = v.check_positive("eps", eps)
         self.add_to_recordable_attributes(list_of_names=["eps"], is_stat=False)
 
-    def compute_loss(
-        self,
-        embeddings: torch.Tensor,
-        labels: Optional[torch.Tensor],
-        indices_tuple: Optional[Sequence[torch.Tensor]],
-        ref_emb: torch.Tensor,
-        ref_labels: Optional[torch.Tensor],
-        teacher_emb: torch.Tensor = None,
-        teacher_ref_emb: torch.Tensor = None,
-    ) -> dict:
-        if indices_tuple is not None:
-            raise ValueError(
-                "PKTLoss normalises each anchor's kernel over all partners, so indices_tuple is not supported; "
-                "pass indices_tuple=None (drop the miner)"
-            )
-        per_anchor = fb.pkt_per_anchor(
-            embeddings,
-            teacher_emb,
-            *self.explicit_reference(embeddings, ref_emb, teacher_ref_emb),
-            self.eps,
-        )
-        return self.element_loss_dict(per_anchor, embeddings)
+    def compute_transfer_loss(self, batch: TransferBatch) -> dict:
+        per_anchor = fb.pkt_per_anchor(batch.embeddings, batch.teacher_emb, *batch.explicit_reference(), self.eps)
+        return self.element_loss_dict(per_anchor, batch.embeddings)

@@ -2,11 +2,7 @@
 Metric Learning" (CVPR 2021)."""
 from __future__ import annotations
 
-from typing import Optional
-
-
 from .. import _blockwise as _bw
-from ..similarities import BaseSimilarity
 from .base_relaxed_loss import BaseRelaxedLoss
 
 
@@ -24,6 +20,7 @@ class RelaxedContrastiveLoss(BaseRelaxedLoss):
     ``indices_tuple`` from any PML miner restricts the pairs (each pair counted once); the row means
     still use the whole reference set. The loss is returned per anchor (``reduction_type="element"``),
     so PML's default MeanReducer gives exactly L; other reducers act on the n per-anchor sums.
+    The constructor is :class:`~pml_relaxed.losses.BaseRelaxedLoss`'s, with the arguments below.
 
     Args:
         sigma: Gaussian kernel bandwidth, > 0 (paper: 1).
@@ -56,16 +53,6 @@ class RelaxedContrastiveLoss(BaseRelaxedLoss):
         >>> loss = loss_fn(student, teacher_emb=teacher)
         >>> loss.backward()
     """
-
-    def __init__(
-        self,
-        sigma: float = 1.0,
-        delta: float = 1.0,
-        normalize_teacher: bool = True,
-        similarity: Optional[BaseSimilarity] = None,
-        **kwargs,
-    ) -> None:
-        super().__init__(sigma=sigma, delta=delta, normalize_teacher=normalize_teacher, similarity=similarity, **kwargs)
 
     def row_function(self):
         return _bw.ContrastiveRows(self.delta)

@@ -1,13 +1,10 @@
 """Relational Knowledge Distillation: Park et al., "Relational Knowledge Distillation" (CVPR 2019)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
-
-import torch
-
 from .. import _validation as v
 from .. import functional_baselines as fb
 from .base_transfer_loss import BaseTransferLoss
+from .transfer_batch import TransferBatch
 
 
 class RKDLoss(BaseTransferLoss):
@@ -54,12 +51,10 @@ class RKDLoss(BaseTransferLoss):
         >>> loss.backward()
     """
 
+    supports_distance = False
+    supports_indices_tuple = False
+
     def __init__(self, distance_weight: float = 1.0, angle_weight: float = 2.0, **kwargs) -> None:
-        if "distance" in kwargs:
-            raise ValueError(
-                "RKDLoss uses the Euclidean distances and angles of the RKD paper, so distance cannot be set; "
-                f"got distance={kwargs['distance']!r}"
-            )
         super().__init__(**kwargs)
         self.distance_weight = v.check_non_negative("distance_weight", distance_weight)
         self.angle_weight = v.check_non_negative("angle_weight", angle_weight)
@@ -67,26 +62,8 @@ class RKDLoss(BaseTransferLoss):
             raise ValueError("distance_weight and angle_weight are both 0, so the RKD loss would be 0; got 0 and 0")
         self.add_to_recordable_attributes(list_of_names=["distance_weight", "angle_weight"], is_stat=False)
 
-    def compute_loss(
-        self,
-        embeddings: torch.Tensor,
-        labels: Optional[torch.Tensor],
-        indices_tuple: Optional[Sequence[torch.Tensor]],
-        ref_emb: torch.Tensor,
-        ref_labels: Optional[torch.Tensor],
-        teacher_emb: torch.Tensor = None,
-        teacher_ref_emb: torch.Tensor = None,
-    ) -> dict:
-        if indices_tuple is not None:
-            raise ValueError(
-                "RKDLoss uses every pair and triplet of the batch, so indices_tuple is not supported; "
-                "pass indices_tuple=None (drop the miner)"
-            )
+    def compute_transfer_loss(self, batch: TransferBatch) -> dict:
         per_anchor = fb.rkd_per_anchor(
-            embeddings,
-            teacher_emb,
-            *self.explicit_reference(embeddings, ref_emb, teacher_ref_emb),
-            self.distance_weight,
-            self.angle_weight,
+            batch.embeddings, batch.teacher_emb, *batch.explicit_reference(), self.distance_weight, self.angle_weight
         )
-        return self.element_loss_dict(per_anchor, embeddings)
+        return self.element_loss_dict(per_anchor, batch.embeddings)

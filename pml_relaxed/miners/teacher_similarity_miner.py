@@ -9,7 +9,7 @@ from pytorch_metric_learning.utils import common_functions as c_f
 
 from .. import _validation as v
 from .._teacher_hint import check_teacher_reached
-from ..similarities import BaseSimilarity, GaussianKernel
+from ..similarities import BaseSimilarity, resolve_similarity
 
 
 class TeacherSimilarityMiner(BaseMiner):
@@ -57,17 +57,10 @@ class TeacherSimilarityMiner(BaseMiner):
         self.pos_threshold = None if pos_threshold is None else v.check_in_unit_interval("pos_threshold", pos_threshold)
         self.neg_threshold = None if neg_threshold is None else v.check_in_unit_interval("neg_threshold", neg_threshold)
         if self.pos_topk is None and self.pos_threshold is None:
-            raise ValueError("TeacherSimilarityMiner needs a positive rule: set pos_topk and/or pos_threshold; got neither")
-        if similarity is None:
-            similarity = GaussianKernel(sigma=sigma, normalize=normalize_teacher)
-        elif not isinstance(similarity, BaseSimilarity):
-            raise TypeError(f"similarity must be a pml_relaxed similarity (BaseSimilarity); got {type(similarity).__name__}")
-        elif sigma != 1.0 or normalize_teacher is not True:
             raise ValueError(
-                "sigma and normalize_teacher configure the default GaussianKernel; set them on your similarity "
-                f"instead; got sigma={sigma!r}, normalize_teacher={normalize_teacher!r}"
+                "TeacherSimilarityMiner needs a positive rule: set pos_topk and/or pos_threshold; got neither"
             )
-        self.similarity = similarity
+        self.similarity = resolve_similarity(similarity, sigma, normalize_teacher)
 
     def forward(
         self,
@@ -169,4 +162,6 @@ class TeacherSimilarityMiner(BaseMiner):
         return a1, p, a2, neg
 
     def mine(self, embeddings, labels, ref_emb, ref_labels):  # pragma: no cover - forward overrides
-        raise NotImplementedError("TeacherSimilarityMiner needs teacher_emb: call it as miner(embeddings, teacher_emb=...)")
+        raise NotImplementedError(
+            "TeacherSimilarityMiner needs teacher_emb: call it as miner(embeddings, teacher_emb=...)"
+        )

@@ -5,13 +5,11 @@
 from .cached_teacher import CachedTeacher
 from .conv4 import Conv4
 from .hashed_ngram_embedder import HashedNgramEmbedder
-from .indexed_text_student import IndexedTextStudent, pack_text_rows
 from .mlp import MLP
 from .ngram_dropout import NgramDropout
-from .ngram_hasher import NgramHasher, stable_hash
+from .ngram_hasher import NgramHasher
 from .sentence_transformer_teacher import SentenceTransformerTeacher
 from .text_collator import TextCollator
-from .throughput import measure_throughput
 
 __all__ = [
     "Conv4",
@@ -21,9 +19,5 @@ __all__ = [
     "NgramDropout",
     "TextCollator",
     "SentenceTransformerTeacher",
-    "stable_hash",
-    "measure_throughput",
     "CachedTeacher",
-    "IndexedTextStudent",
-    "pack_text_rows",
 ]

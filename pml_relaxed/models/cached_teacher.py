@@ -11,8 +11,9 @@ class CachedTeacher(torch.nn.Module):
 
     For data without augmentation (texts, precomputed features) the teacher's embeddings can be
     computed once, e.g. with :meth:`SentenceTransformerTeacher.encode`, and this module then serves
-    them to :class:`~pml_relaxed.trainers.EmbeddingTransfer` at no cost. Build the input rows with
-    :func:`pack_text_rows`, and give the student :class:`IndexedTextStudent`.
+    them to :class:`~pml_relaxed.trainers.EmbeddingTransfer` at no cost. Each input row starts with the
+    sample's index into ``embeddings`` (column 0), followed by whatever the student reads (e.g. a text's
+    hashed n-gram ids, which the student then takes as ``rows[:, 1:]``).
 
     Args:
         embeddings: (N, D) teacher embeddings of every sample that can appear in a batch.

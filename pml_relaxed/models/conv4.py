@@ -6,15 +6,9 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
+from .. import _validation as v
+
 _NUM_BLOCKS = 4
-
-
-def _check_positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}; got {type(value).__name__} ({value!r})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value!r}")
-    return value
 
 
 def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -71,11 +65,11 @@ class Conv4(nn.Module):
         image_size: int = 28,
     ) -> None:
         super().__init__()
-        self.in_channels = _check_positive_int("in_channels", in_channels)
-        self.width = _check_positive_int("width", width)
-        self.image_size = _check_positive_int("image_size", image_size, minimum=2**_NUM_BLOCKS)
+        self.in_channels = v.check_int("in_channels", in_channels, 1)
+        self.width = v.check_int("width", width, 1)
+        self.image_size = v.check_int("image_size", image_size, minimum=2**_NUM_BLOCKS)
         if embedding_dim is not None:
-            _check_positive_int("embedding_dim", embedding_dim)
+            v.check_int("embedding_dim", embedding_dim, 1)
         spatial = image_size
         for _ in range(_NUM_BLOCKS):
             spatial //= 2

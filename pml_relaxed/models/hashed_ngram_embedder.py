@@ -6,6 +6,7 @@ from typing import Iterable, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from .. import _validation as v
 from .mlp import MLP
 from .ngram_hasher import NgramHasher, check_texts
 
@@ -93,10 +94,7 @@ class HashedNgramEmbedder(nn.Module):
             max_features=max_features,
             cache_size=cache_size,
         )
-        if isinstance(hidden_dim, bool) or not isinstance(hidden_dim, int):
-            raise TypeError(f"hidden_dim must be an int >= 1; got {type(hidden_dim).__name__} ({hidden_dim!r})")
-        if hidden_dim < 1:
-            raise ValueError(f"hidden_dim must be >= 1; got {hidden_dim!r}")
+        v.check_int("hidden_dim", hidden_dim, 1)
         self.num_buckets = num_buckets
         if isinstance(init_std, bool) or not isinstance(init_std, (int, float)):
             raise TypeError(f"init_std must be a float > 0; got {type(init_std).__name__} ({init_std!r})")

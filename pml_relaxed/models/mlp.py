@@ -6,13 +6,7 @@ from typing import List, Sequence
 import torch
 from torch import nn
 
-
-def _check_dim(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= 1; got {type(value).__name__} ({value!r})")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1; got {value!r}")
-    return value
+from .. import _validation as v
 
 
 class MLP(nn.Module):
@@ -52,13 +46,13 @@ class MLP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.in_dim = _check_dim("in_dim", in_dim)
-        self.out_dim = _check_dim("out_dim", out_dim)
+        self.in_dim = v.check_int("in_dim", in_dim, 1)
+        self.out_dim = v.check_int("out_dim", out_dim, 1)
         if isinstance(hidden_dims, (str, bytes)) or not isinstance(hidden_dims, Sequence):
             raise TypeError(
                 f"hidden_dims must be a sequence of ints (possibly empty); got {type(hidden_dims).__name__}"
             )
-        self.hidden_dims = [_check_dim(f"hidden_dims[{i}]", h) for i, h in enumerate(hidden_dims)]
+        self.hidden_dims = [v.check_int(f"hidden_dims[{i}]", h, 1) for i, h in enumerate(hidden_dims)]
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
             raise TypeError(f"dropout must be a float in [0, 1); got {type(dropout).__name__} ({dropout!r})")
         if not 0.0 <= dropout < 1.0:

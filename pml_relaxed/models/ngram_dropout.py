@@ -6,6 +6,8 @@ from typing import Optional
 
 import torch
 
+from .. import _validation as v
+
 
 class NgramDropout:
     """Drops each hashed n-gram id of a text with probability ``p`` (sets it to the padding id 0).
@@ -17,8 +19,8 @@ class NgramDropout:
 
     Args:
         p: drop probability of each id, in [0, 1).
-        skip_columns: leading columns left as they are (1 for the packed rows of
-            :func:`~pml_relaxed.models.pack_text_rows`, whose column 0 indexes the teacher cache).
+        skip_columns: leading columns left as they are (1 for packed rows ``[index, ids...]`` whose
+            column 0 indexes a :class:`~pml_relaxed.models.CachedTeacher`).
         generator: an optional ``torch.Generator`` for reproducible masks.
 
     Shape:
@@ -43,14 +45,14 @@ class NgramDropout:
             raise TypeError(f"p must be a real number in [0, 1); got {type(p).__name__} ({p!r})")
         if not 0 <= p < 1:
             raise ValueError(f"p must be in [0, 1); got {p!r}")
-        if isinstance(skip_columns, bool) or not isinstance(skip_columns, int):
-            raise TypeError(f"skip_columns must be an int >= 0; got {type(skip_columns).__name__} ({skip_columns!r})")
-        if skip_columns < 0:
-            raise ValueError(f"skip_columns must be >= 0; got {skip_columns!r}")
+        v.check_int("skip_columns", skip_columns, 0)
         self.p, self.skip_columns, self.generator = float(p), skip_columns, generator
 
     def __call__(self, rows: torch.Tensor) -> torch.Tensor:
-        if not isinstance(rows, torch.Tensor) or rows.is_floating_point() or rows.is_complex() or rows.dtype == torch.bool:
+        integer = isinstance(rows, torch.Tensor) and not (
+            rows.is_floating_point() or rows.is_complex() or rows.dtype == torch.bool
+        )
+        if not integer:
             kind = type(rows).__name__ if not isinstance(rows, torch.Tensor) else f"tensor of dtype {rows.dtype}"
             raise TypeError(f"NgramDropout takes an integer id tensor; got a {kind}")
         if rows.ndim != 2 or rows.shape[1] <= self.skip_columns:

@@ -8,6 +8,8 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from .. import _validation as v
+
 #: Words, or single punctuation marks ("?" is informative for intent-like texts).
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 
@@ -32,14 +34,6 @@ def stable_hash(feature: str, seed: int = 0) -> int:
         An int in ``[0, 2**32)``.
     """
     return zlib.crc32(feature.encode("utf-8"), seed)
-
-
-def _check_int_at_least(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}; got {type(value).__name__} ({value!r})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value!r}")
-    return value
 
 
 def _check_range(name: str, value: object, minimum: int) -> Tuple[int, int]:
@@ -111,7 +105,7 @@ class NgramHasher:
         cache_size: int = 200_000,
         lowercase: bool = True,
     ) -> None:
-        self.num_buckets = _check_int_at_least("num_buckets", num_buckets, 2)
+        self.num_buckets = v.check_int("num_buckets", num_buckets, 2)
         if isinstance(char_ngram_range, (tuple, list)) and tuple(char_ngram_range) == (0, 0):
             self.char_ngram_range = (0, 0)
         else:
@@ -119,8 +113,8 @@ class NgramHasher:
         self.word_ngram_range = _check_range("word_ngram_range", word_ngram_range, 1)
         if self.word_ngram_range[1] > 2:
             raise ValueError(f"word_ngram_range must have high <= 2; got {tuple(word_ngram_range)!r}")
-        self.max_features = _check_int_at_least("max_features", max_features, 1)
-        self.cache_size = _check_int_at_least("cache_size", cache_size, 0)
+        self.max_features = v.check_int("max_features", max_features, 1)
+        self.cache_size = v.check_int("cache_size", cache_size, 0)
         self.lowercase = bool(lowercase)
         self._text_cache: Dict[str, torch.Tensor] = {}
         self._word_cache: Dict[str, List[int]] = {}

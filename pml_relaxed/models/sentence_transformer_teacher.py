@@ -10,6 +10,7 @@ from typing import Any, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from .. import _validation as v
 from .ngram_hasher import check_texts
 
 _INSTALL_HINT = "install the text extras with `pip install pml-relaxed[text]`"
@@ -82,10 +83,7 @@ class SentenceTransformerTeacher(nn.Module):
         normalize: bool = True,
     ) -> None:
         super().__init__()
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-            raise TypeError(f"batch_size must be an int >= 1; got {type(batch_size).__name__} ({batch_size!r})")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1; got {batch_size!r}")
+        v.check_int("batch_size", batch_size, 1)
         for name, value in (("model_name_or_path", model_name_or_path), ("cache_dir", cache_dir)):
             if value is not None and not isinstance(value, (str, os.PathLike)):
                 raise TypeError(f"{name} must be a str, a path or None; got {type(value).__name__}")
@@ -100,9 +98,7 @@ class SentenceTransformerTeacher(nn.Module):
         self.model = sentence_transformer_cls(self.model_id, device=str(torch.device(device)))
         self.model.eval()
         self.model.requires_grad_(False)
-        getter = getattr(self.model, "get_embedding_dimension", None) or getattr(
-            self.model, "get_sentence_embedding_dimension"
-        )
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.embedding_dim = int(getter())
 
     @property

@@ -3,5 +3,6 @@ from .base_similarity import BaseSimilarity
 from .gaussian_kernel import GaussianKernel
 from .label_similarity import LabelSimilarity
 from .mixed_similarity import MixedSimilarity
+from .resolve_similarity import resolve_similarity
 
-__all__ = ["BaseSimilarity", "GaussianKernel", "LabelSimilarity", "MixedSimilarity"]
+__all__ = ["BaseSimilarity", "GaussianKernel", "LabelSimilarity", "MixedSimilarity", "resolve_similarity"]

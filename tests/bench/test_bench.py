@@ -5,19 +5,20 @@ import math
 import pytest
 
 from pml_relaxed import cli
-from pml_relaxed.bench import get_args_parser, main
+from pml_relaxed.bench.cli import main
+from pml_relaxed.bench.config import BenchConfig
 from pml_relaxed.bench.data import digits_data
 from pml_relaxed.bench.methods import METHODS, MethodContext
 from pml_relaxed.similarities import MixedSimilarity
-from banking77_fixture import make_banking77
-from paper_fixtures import make_cub
+from tests.helpers.banking77_fixture import make_banking77
+from tests.helpers.paper_fixtures import make_cub
 
 TINY = ["--epochs", "1", "--teacher-epochs", "1", "--no-progress"]
 
 
 def run(tmp_path, *argv):
     argv = list(argv) + TINY + ["--output-dir", str(tmp_path)]
-    return main(get_args_parser().parse_args(argv), argv)
+    return main(BenchConfig.from_args(argv), argv)
 
 
 def read_runs(tmp_path):
@@ -37,7 +38,10 @@ def test_digits_writes_every_output_and_resumes(tmp_path, capsys):
     students = [r for r in runs if r["kind"] != "teacher"]
     assert len(students) == 2 * 2 * 2
     assert {(r["setting"], r["method"], r["seed"]) for r in students} == {
-        (s, m, seed) for s in ("dim_reduction", "compression") for m in ("relaxed_contrastive", "proxy_anchor") for seed in (0, 1)
+        (s, m, seed)
+        for s in ("dim_reduction", "compression")
+        for m in ("relaxed_contrastive", "proxy_anchor")
+        for seed in (0, 1)
     }
     for r in runs:
         assert set(r["metrics"]) == {"recall_at_1", "recall_at_2", "recall_at_4", "recall_at_8",
@@ -90,7 +94,7 @@ def test_rkd_follows_its_angle_weight():
 
 
 def test_validation_classes_are_held_out_of_training():
-    args = get_args_parser().parse_args(["--dataset", "digits", "--val-classes", "2"])
+    args = BenchConfig.from_args(["--dataset", "digits", "--val-classes", "2"])
     data = digits_data(args)
     assert data.eval_split == "val"
     assert len(set(data.train.labels.tolist())) == 3 and len(set(data.evaluation.labels.tolist())) == 2
@@ -131,7 +135,7 @@ def test_banking77_text_student_options_build_and_are_recorded(tmp_path):
 
     root = make_banking77(tmp_path)
     options = ["--text-hidden-dim", "24", "--text-mlp", "--text-init-std", "0.5"]  # --text-mlp alone: linear head
-    args = get_args_parser().parse_args(["--dataset", "banking77", "--data-root", str(root), "--output-dir",
+    args = BenchConfig.from_args(["--dataset", "banking77", "--data-root", str(root), "--output-dir",
                                          str(tmp_path / "out"), "--no-progress", *options])
     student = banking77_data(args).make_model("ngram", 16).model
     assert student.bag.embedding_dim == 24 and student.embedding_dim == 16
@@ -153,8 +157,8 @@ def test_banking77_ngram_dropout_makes_two_different_views(tmp_path):
 
     root = make_banking77(tmp_path)
     argv = ["--dataset", "banking77", "--data-root", str(root), "--output-dir", str(tmp_path / "out"), "--no-progress"]
-    assert banking77_data(get_args_parser().parse_args(argv)).augment is None, "no dropout: identical copies"
-    data = banking77_data(get_args_parser().parse_args([*argv, "--text-ngram-dropout", "0.3"]))
+    assert banking77_data(BenchConfig.from_args(argv)).augment is None, "no dropout: identical copies"
+    data = banking77_data(BenchConfig.from_args([*argv, "--text-ngram-dropout", "0.3"]))
     assert isinstance(data.augment, NgramDropout) and data.augment.p == 0.3 and data.augment.skip_columns == 1
     dataset, collate = data.training_set(2)
     rows, labels = collate([dataset[i] for i in range(4)])
@@ -174,8 +178,8 @@ def test_banking77_ngram_dropout_makes_two_different_views(tmp_path):
         (["--settings", "tiny"], r"--settings has unknown name\(s\) \['tiny'\]"),
         (["--seeds", "0"], r"--seeds must be >= 1; got 0"),
         (["--val-classes", "5"], r"--val-classes must be in \[0, 4\] for this dataset; got 5"),
-        (["--dataset", "cub"], r"--data-root is required for --dataset cub"),
-        (["--methods", "relaxed_contrastive+labels", "--label-weight", "1.5"], r"label_weight must be in \[0, 1\]; got 1.5"),
+        (["--methods", "relaxed_contrastive+labels", "--label-weight", "1.5"],
+         r"label_weight must be in \[0, 1\]; got 1.5"),
         (["--methods", "rkd", "--rkd-angle-weight", "-1"], r"angle_weight must be >= 0; got -1.0"),
         (["--val-alphabets", "1"], r"--val-alphabets needs classes grouped in alphabets \(--dataset omniglot\); got "
                                    r"--dataset digits"),
@@ -197,6 +201,13 @@ def test_banking77_ngram_dropout_makes_two_different_views(tmp_path):
 def test_bad_arguments(tmp_path, argv, message):
     with pytest.raises(ValueError, match=message):
         run(tmp_path, *argv)
+
+
+def test_missing_data_root_says_where_the_bench_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv("PML_RELAXED_DATA", str(tmp_path / "data"))
+    with pytest.raises(FileNotFoundError, match=r"CUB200 root .*data/cub200' \(from \$PML_RELAXED_DATA/cub200\) "
+                                                r"does not exist"):
+        run(tmp_path, "--dataset", "cub", "--backbone", "conv4")
 
 
 def test_command_line_entry_point(capsys):
@@ -268,7 +279,7 @@ def test_omniglot_validation_alphabets_are_held_out_whole():
     assert _split_alphabets(names, 2, seed=0) == (train_classes, val_classes, held_out), "seeded"
     assert _split_alphabets(names, 2, seed=1)[2] != held_out or _split_alphabets(names, 2, seed=2)[2] != held_out
 
-    data = omniglot_data(get_args_parser().parse_args(["--dataset", "omniglot", "--val-alphabets", "2"]))
+    data = omniglot_data(BenchConfig.from_args(["--dataset", "omniglot", "--val-alphabets", "2"]))
     assert data.eval_split == "val-alphabets"
     assert len(data.train) == 20 * len(train_classes) and len(data.evaluation) == 20 * len(val_classes)
     assert data.num_train_classes == len(train_classes)

@@ -1,35 +1,37 @@
 """``pml-relaxed bench --workers N``, ``--report-only`` and ``--no-report``."""
+import dataclasses
 import json
 
 import pytest
 
-from pml_relaxed.bench import get_args_parser, main
-from pml_relaxed.bench.parallel import bench_argv
+from pml_relaxed.bench.cli import main
+from pml_relaxed.bench.config import BenchConfig
+from pml_relaxed.bench.parallel import worker_config
 
 TINY = ["--dataset", "digits", "--epochs", "1", "--teacher-epochs", "1", "--no-progress"]
 
 
 def run(out, *argv):
     argv = TINY + list(argv) + ["--output-dir", str(out)]
-    return main(get_args_parser().parse_args(argv), argv)
+    return main(BenchConfig.from_args(argv), argv)
 
 
 def read_runs(out):
     return [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
 
 
-def test_bench_argv_reproduces_every_forwarded_option():
-    parser = get_args_parser()
+def test_a_worker_gets_the_parents_options_but_its_own_job():
     argv = ["--dataset", "omniglot", "--data-root", "/data/o", "--seeds", "2", "--delta", "2.5", "--no-eval-normalize",
             "--normalize-student", "--quick", "--lr", "0.003", "--workers", "4", "--settings", "compression",
-            "--methods", "pkt", "rkd", "--output-dir", "/tmp/x", "--teacher-dir", "/tmp/t"]
-    args = parser.parse_args(argv)
-    again = vars(parser.parse_args(bench_argv(args, parser)))
-    for key, value in vars(args).items():
-        if key in ("workers", "settings", "methods", "output_dir", "teacher_dir"):
-            assert again[key] != value, f"{key} is the job's or the parent's own and must not be forwarded"
-        else:
-            assert again[key] == value, key
+            "--methods", "pkt", "rkd", "--output-dir", "/tmp/x", "--report-only", "--text-mlp"]
+    parent = BenchConfig.from_args(argv)
+    worker = BenchConfig.from_args(worker_config(parent, "dim_reduction", "rkd").to_argv())
+    own = {"settings": ["dim_reduction"], "methods": ["rkd"], "workers": 1, "report_only": False, "report": False,
+           "progress": False, "output_dir": "/tmp/x", "teacher_dir": "/tmp/x"}
+    for name, value in vars(parent).items():
+        assert getattr(worker, name) == own.get(name, value), name
+    with_teachers = dataclasses.replace(parent, teacher_dir="/tmp/t")
+    assert worker_config(with_teachers, "s", "m").teacher_dir == "/tmp/t"
 
 
 def test_workers_share_one_output_folder_and_match_the_serial_runs(tmp_path, monkeypatch):
@@ -41,7 +43,10 @@ def test_workers_share_one_output_folder_and_match_the_serial_runs(tmp_path, mon
     run(tmp_path / "parallel", *argv, "--workers", "2")
     serial, parallel = read_runs(tmp_path / "serial"), read_runs(tmp_path / "parallel")
     assert sum(r["kind"] == "teacher" for r in parallel) == 1, "the parent trains and records the teacher once"
-    key = lambda r: (r["setting"], r["method"], r["seed"])
+
+    def key(r):
+        return r["setting"], r["method"], r["seed"]
+
     assert sorted(map(key, parallel)) == sorted(map(key, serial))
     serial_r1 = {key(r): r["metrics"]["recall_at_1"] for r in serial}
     for r in parallel:  # same seeds, same teacher, same batches: the same students
@@ -81,12 +86,16 @@ def test_worker_threads_share_the_cores_among_the_jobs_that_run(tmp_path, monkey
     seen = []
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(parallel.os, "cpu_count", lambda: 8)
+    commands = []
     monkeypatch.setattr(subprocess, "run", lambda command, env, **kw: seen.append(env["OMP_NUM_THREADS"]) or
-                        subprocess.CompletedProcess(command, 0))
-    args = get_args_parser().parse_args(TINY + ["--workers", "4", "--output-dir", str(tmp_path)])
-    assert parallel.run_parallel(args, get_args_parser(), [("s", f"m{i}") for i in range(jobs)]) == []
+                        commands.append(command) or subprocess.CompletedProcess(command, 0))
+    config = BenchConfig.from_args(TINY + ["--workers", "4", "--output-dir", str(tmp_path)])
+    assert parallel.run_parallel(config, [("s", f"m{i}") for i in range(jobs)]) == []
     assert seen == [str(threads)] * jobs
+    assert all(command[1:4] == ["-m", "pml_relaxed.cli", "bench"] for command in commands)
+    workers = sorted((BenchConfig.from_args(command[4:]) for command in commands), key=lambda w: w.methods)
+    assert workers == [parallel.worker_config(config, "s", f"m{i}") for i in sorted(range(jobs), key=str)]
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     seen.clear()
-    parallel.run_parallel(args, get_args_parser(), [("s", "m")])
+    parallel.run_parallel(config, [("s", "m")])
     assert seen == ["3"]

@@ -1,4 +1,4 @@
-from benchmark_scripts import load_script
+from tests.helpers.benchmark_scripts import load_script
 
 
 def test_text_throughput_script(tmp_path):

@@ -2,7 +2,8 @@
 import json
 
 import pytest
-from benchmark_scripts import load_script
+
+from tests.helpers.benchmark_scripts import load_script
 
 
 def _module():
@@ -91,7 +92,8 @@ def test_delta_and_label_weight_points_at_every_delta_budget():
         "--delta-budget", "10:3e-3", "20:1e-2", "--label-weights", "0.25"])
     points = {name: (point_args, methods) for name, point_args, methods in module.validation_points(args)}
     assert points == {
-        "e10_lr1e-3": (["--epochs", "10", "--lr", "1e-3"], ["relaxed_contrastive", "relaxed_contrastive+labels", "pkt"]),
+        "e10_lr1e-3": (["--epochs", "10", "--lr", "1e-3"],
+                       ["relaxed_contrastive", "relaxed_contrastive+labels", "pkt"]),
         "e10_lr3e-3_delta2": (["--epochs", "10", "--lr", "3e-3", "--delta", "2"], ["relaxed_contrastive"]),
         "e20_lr1e-2_delta2": (["--epochs", "20", "--lr", "1e-2", "--delta", "2"], ["relaxed_contrastive"]),
         "e10_lr3e-3_lw0.25": (["--epochs", "10", "--lr", "3e-3", "--label-weight", "0.25"],
@@ -227,7 +229,8 @@ def test_a_grown_grid_keeps_the_refinements_of_an_earlier_choice(tmp_path):
         folder = tmp_path / point
         folder.mkdir()
         metrics = {"recall_at_1": score, "mean_average_precision_at_r": score}
-        (folder / "runs.jsonl").write_text(json.dumps({"method": "rc", "setting": "s", "seed": 0, "metrics": metrics}) + "\n")
+        record = {"method": "rc", "setting": "s", "seed": 0, "metrics": metrics}
+        (folder / "runs.jsonl").write_text(json.dumps(record) + "\n")
 
     # an earlier call chose p1 and trained its refinement; the grown grid's p2 now wins the first stage
     for point, score in [("p1", 0.70), ("p1_lin", 0.80), ("p2", 0.72), ("p2_lin", 0.71)]:
@@ -239,7 +242,8 @@ def test_a_grown_grid_keeps_the_refinements_of_an_earlier_choice(tmp_path):
     second = module.refinement_points(first, refinements)
     assert [name for name, _, _ in second] == ["p2_lin"]
     every = module.every_refinement(points, refinements)
-    assert every == [("p1_lin", ["--lr", "1", "--text-mlp"], ["rc", "pkt"]), ("p2_lin", ["--lr", "2", "--text-mlp"], ["rc"])]
+    assert every == [("p1_lin", ["--lr", "1", "--text-mlp"], ["rc", "pkt"]),
+                     ("p2_lin", ["--lr", "2", "--text-mlp"], ["rc"])]
     assert all(point in every for point in second)  # the second stage is among them
     _, without = module.select(tmp_path, points + second, ["s"], 1)
     _, chosen = module.select(tmp_path, points + every, ["s"], 1)

@@ -1,8 +1,9 @@
 import json
 
 import pytest
-from banking77_fixture import make_banking77
-from benchmark_scripts import load_script
+
+from tests.helpers.banking77_fixture import make_banking77
+from tests.helpers.benchmark_scripts import load_script
 
 
 def _module():
@@ -54,10 +55,3 @@ def test_bad_grid(tmp_path, grid, message):
     args = module.get_args_parser().parse_args(["--dataset", "digits", "--grid", *grid, "--output-dir", str(tmp_path)])
     with pytest.raises(ValueError, match=message):
         module.main(args)
-
-
-def test_held_out_picks_alphabets_or_classes():
-    module = _module()
-    parser = module.get_args_parser()
-    assert module.held_out(parser.parse_args([])) == ["--val-classes", "30"]
-    assert module.held_out(parser.parse_args(["--val-alphabets", "1"])) == ["--val-alphabets", "1"]

@@ -1,12 +1,14 @@
-"""Shared fixtures: the real Omniglot / Banking77 data from ``../shared/datasets`` (never downloaded)."""
+"""Shared fixtures: the real Omniglot / Banking77 data from ``$PML_RELAXED_DATA`` (never downloaded).
+
+tests/conftest.py points PML_RELAXED_DATA at the checkout's sibling folder ../shared/datasets unless it is set.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from pml_relaxed.datasets.banking77 import DEFAULT_BANKING77_ROOT
-from pml_relaxed.datasets.omniglot import DEFAULT_OMNIGLOT_ROOT, Omniglot
+from pml_relaxed.datasets import Omniglot, default_root
 
 
 def _require(path: Path, env_var: str, files: tuple) -> Path:
@@ -14,7 +16,7 @@ def _require(path: Path, env_var: str, files: tuple) -> Path:
     if missing:
         pytest.fail(
             f"shared dataset folder {str(path)!r} is missing {missing}: the tests need the repo's "
-            f"sibling folder ../shared/datasets (or {env_var} pointing at the data)",
+            f"sibling folder ../shared/datasets (or PML_RELAXED_DATA, or {env_var}, pointing at the data)",
             pytrace=False,
         )
     return path
@@ -23,7 +25,7 @@ def _require(path: Path, env_var: str, files: tuple) -> Path:
 @pytest.fixture(scope="session")
 def omniglot_root() -> Path:
     return _require(
-        DEFAULT_OMNIGLOT_ROOT,
+        default_root("omniglot", "PML_RELAXED_OMNIGLOT"),
         "PML_RELAXED_OMNIGLOT",
         ("images_background_small1.zip", "images_background_small2.zip"),
     )
@@ -42,5 +44,7 @@ def omniglot_test(omniglot_root: Path) -> Omniglot:
 @pytest.fixture(scope="session")
 def banking77_root() -> Path:
     return _require(
-        DEFAULT_BANKING77_ROOT, "PML_RELAXED_BANKING77", ("train.csv", "test.csv", "categories.json")
+        default_root("banking77", "PML_RELAXED_BANKING77"),
+        "PML_RELAXED_BANKING77",
+        ("train.csv", "test.csv", "categories.json"),
     )

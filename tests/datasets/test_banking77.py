@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from pml_relaxed.datasets import banking77 as banking77_module
 from pml_relaxed.datasets.banking77 import NUM_TRAIN_INTENTS, Banking77
 
 
@@ -132,11 +131,3 @@ def test_malformed_files_are_rejected(tmp_path):
     _write(tmp_path, names, body='"hi, there",unknown_intent\n')
     with pytest.raises(ValueError, match=r"intents missing from categories.json: \['unknown_intent'\]"):
         Banking77(tmp_path)
-
-
-def test_default_root_follows_env_var_else_repo_sibling(monkeypatch, tmp_path):
-    monkeypatch.setenv("PML_RELAXED_BANKING77", str(tmp_path))
-    assert banking77_module._default_root() == tmp_path.resolve()
-    monkeypatch.delenv("PML_RELAXED_BANKING77")
-    repo = Path(banking77_module.__file__).resolve().parents[2]
-    assert banking77_module._default_root() == (repo.parent / "shared" / "datasets" / "banking77").resolve()

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import io
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from pml_relaxed.datasets import omniglot as omniglot_module
 from pml_relaxed.datasets.omniglot import Omniglot
 
 
@@ -166,12 +164,3 @@ def test_zip_with_wrong_layout_is_rejected(tmp_path):
 def test_bad_arguments_raise(omniglot_root, kwargs, err, match):
     with pytest.raises(err, match=match):
         Omniglot(omniglot_root, **kwargs)
-
-
-def test_default_root_follows_env_var_else_repo_sibling(monkeypatch, tmp_path):
-    monkeypatch.setenv("PML_RELAXED_OMNIGLOT", str(tmp_path))
-    assert omniglot_module._default_root() == tmp_path.resolve()
-    monkeypatch.delenv("PML_RELAXED_OMNIGLOT")
-    repo = Path(omniglot_module.__file__).resolve().parents[2]
-    expected = (repo.parent / "shared" / "datasets" / "omniglot").resolve()
-    assert omniglot_module._default_root() == expected

@@ -10,9 +10,7 @@ import torch
 from pml_relaxed.datasets.cars196 import Cars196
 from pml_relaxed.datasets.cub import CUB200
 from pml_relaxed.datasets.sop import StanfordOnlineProducts
-
-from paper_fixtures import make_cars, make_cub, make_sop  # noqa: E402
-
+from tests.helpers.paper_fixtures import make_cars, make_cub, make_sop
 
 CUB_CLASSES = {"train": [1, 2, 100], "test": [101, 150, 200]}
 CARS_CLASSES = {"train": [1, 2, 98], "test": [99, 196]}
@@ -114,7 +112,7 @@ def test_bad_arguments(roots, kwargs, err, match):
 
 
 def test_root_must_be_path_like():
-    with pytest.raises(TypeError, match="root must be a str or os.PathLike; got int"):
+    with pytest.raises(TypeError, match="root must be a str, an os.PathLike or None"):
         StanfordOnlineProducts(3)
 
 

@@ -2,7 +2,6 @@
 import importlib.util
 from pathlib import Path
 
-
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 

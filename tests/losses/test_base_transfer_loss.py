@@ -3,10 +3,11 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 from pytorch_metric_learning import distances, reducers, regularizers
 
-from pml_relaxed.losses import RelaxedContrastiveLoss, RelaxedMultiSimilarityLoss
-from reference import loop_relaxed_contrastive
+from pml_relaxed.losses import BaseTransferLoss, RelaxedContrastiveLoss, RelaxedMultiSimilarityLoss
+from tests.helpers.reference import loop_relaxed_contrastive
 
 f64 = torch.float64
 LABELS = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
@@ -104,7 +105,9 @@ def test_reducer_values():
     torch.testing.assert_close(run(reducers.PerAnchorReducer()), formula)
     torch.testing.assert_close(run(reducers.ThresholdReducer(low=0.5)), per_anchor[per_anchor > 0.5].mean())
     weights = torch.tensor([1.0, 2.0, 0.5, 1.0], dtype=f64)
-    torch.testing.assert_close(run(reducers.ClassWeightedReducer(weights=weights)), (per_anchor * weights[LABELS]).mean())
+    torch.testing.assert_close(
+        run(reducers.ClassWeightedReducer(weights=weights)), (per_anchor * weights[LABELS]).mean()
+    )
 
 
 def test_embedding_regularizer_is_added():
@@ -118,7 +121,8 @@ def test_embedding_regularizer_is_added():
 
 def test_normalized_student_distance_matches_loop_on_normalized_embeddings():
     student, teacher = _inputs()
-    loss = RelaxedContrastiveLoss(distance=distances.LpDistance(normalize_embeddings=True))(student, teacher_emb=teacher)
+    loss_fn = RelaxedContrastiveLoss(distance=distances.LpDistance(normalize_embeddings=True))
+    loss = loss_fn(student, teacher_emb=teacher)
     normalized = torch.nn.functional.normalize(student, dim=1)
     torch.testing.assert_close(loss, loop_relaxed_contrastive(normalized, teacher))
 
@@ -171,7 +175,8 @@ def test_bad_inputs_raise_clear_errors(loss_cls, kwargs, error, message):
 
 @pytest.mark.parametrize("loss_cls", [RelaxedContrastiveLoss, RelaxedMultiSimilarityLoss])
 def test_bad_student_embeddings(loss_cls):
-    with pytest.raises(ValueError, match=r"embeddings must be a 2D tensor of shape \(batch_size, student_dim\); got a 1D"):
+    with pytest.raises(ValueError,
+                       match=r"embeddings must be a 2D tensor of shape \(batch_size, student_dim\); got a 1D"):
         loss_cls()(torch.randn(8), teacher_emb=torch.randn(8, 3))
     with pytest.raises(TypeError, match=r"embeddings must be a floating-point tensor"):
         loss_cls()(torch.ones(8, 2, dtype=torch.long), teacher_emb=torch.randn(8, 3))
@@ -200,7 +205,9 @@ def test_sigma_with_custom_similarity_is_refused():
         RelaxedContrastiveLoss(sigma=0.5, similarity=LabelSimilarity())
 
 
-@pytest.mark.parametrize("kwargs,message", [(dict(alpha=0), r"alpha must be > 0; got 0"), (dict(beta=-2), r"beta must be > 0; got -2")])
+@pytest.mark.parametrize(
+    "kwargs,message", [(dict(alpha=0), r"alpha must be > 0; got 0"), (dict(beta=-2), r"beta must be > 0; got -2")]
+)
 def test_bad_multi_similarity_scales(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RelaxedMultiSimilarityLoss(**kwargs)
@@ -208,10 +215,93 @@ def test_bad_multi_similarity_scales(kwargs, message):
 
 def test_bad_indices_tuple():
     with pytest.raises(TypeError, match=r"indices_tuple must be PML pairs .* got a tuple of length 2"):
-        RelaxedContrastiveLoss()(torch.randn(4, 2), None, (torch.tensor([0]), torch.tensor([1])), teacher_emb=torch.randn(4, 3))
+        pairs = (torch.tensor([0]), torch.tensor([1]))
+        RelaxedContrastiveLoss()(torch.randn(4, 2), None, pairs, teacher_emb=torch.randn(4, 3))
 
 
 @pytest.mark.parametrize("loss_cls", [RelaxedContrastiveLoss, RelaxedMultiSimilarityLoss])
 def test_misspelled_keyword_is_not_swallowed(loss_cls):
     with pytest.raises(TypeError, match="unexpected keyword argument 'sigmaa'"):
         loss_cls(sigmaa=1.0)
+
+
+class _CosineMatching(BaseTransferLoss):
+    """Mean squared difference of student and teacher cosine similarities, one row per anchor."""
+
+    def compute_transfer_loss(self, batch):
+        s = F.normalize(batch.embeddings, dim=1) @ F.normalize(batch.ref_emb, dim=1).T
+        t = F.normalize(batch.teacher_emb, dim=1) @ F.normalize(batch.teacher_ref_emb, dim=1).T
+        return self.element_loss_dict((s - t).pow(2).mean(dim=1), batch.embeddings)
+
+
+def _cosine_reference(student, teacher, ref_student, ref_teacher):
+    """Explicit loops over anchors and references (float64)."""
+    rows = []
+    for i in range(student.shape[0]):
+        terms = [
+            (torch.cosine_similarity(student[i], ref_student[j], dim=0)
+             - torch.cosine_similarity(teacher[i], ref_teacher[j], dim=0)) ** 2
+            for j in range(ref_student.shape[0])
+        ]
+        rows.append(torch.stack(terms).mean())
+    return torch.stack(rows).mean()
+
+
+def test_compute_transfer_loss_gets_the_resolved_batch():
+    student, teacher = _inputs()
+    loss = _CosineMatching()(student, teacher_emb=teacher)
+    assert torch.allclose(loss, _cosine_reference(student, teacher, student, teacher))
+    ref_student, ref_teacher = torch.randn(5, 4, dtype=f64), torch.randn(5, 6, dtype=f64)
+    loss = _CosineMatching()(student, ref_emb=ref_student, teacher_emb=teacher, teacher_ref_emb=ref_teacher)
+    assert torch.allclose(loss, _cosine_reference(student, teacher, ref_student, ref_teacher))
+
+
+def test_transfer_batch_says_whether_the_reference_set_is_the_batch():
+    seen = []
+
+    class Spy(_CosineMatching):
+        def compute_transfer_loss(self, batch):
+            seen.append((batch.self_reference, [t is None for t in batch.explicit_reference()]))
+            return super().compute_transfer_loss(batch)
+
+    student, teacher = _inputs()
+    Spy()(student, teacher_emb=teacher)
+    Spy()(student, ref_emb=student[:3], teacher_emb=teacher, teacher_ref_emb=teacher[:3])
+    assert seen == [(True, [True, True]), (False, [False, False])]
+
+
+def test_a_pml_style_compute_loss_override_still_works():
+    class OldStyle(BaseTransferLoss):
+        def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels, teacher_emb, teacher_ref_emb):
+            return self.element_loss_dict((embeddings.sum(dim=1) - teacher_emb.sum(dim=1)) ** 2, embeddings)
+
+    student, teacher = _inputs()
+    expected = ((student.sum(dim=1) - teacher.sum(dim=1)) ** 2).mean()
+    assert torch.allclose(OldStyle()(student, teacher_emb=teacher), expected)
+
+
+def test_missing_compute_transfer_loss_names_the_class():
+    student, teacher = _inputs()
+    with pytest.raises(NotImplementedError, match="BaseTransferLoss must implement compute_transfer_loss"):
+        BaseTransferLoss()(student, teacher_emb=teacher)
+
+
+def test_support_flags_refuse_what_the_loss_cannot_take():
+    class Fixed(_CosineMatching):
+        supports_distance = False
+        supports_indices_tuple = False
+        supports_ref_emb = False
+
+    with pytest.raises(ValueError, match=r"Fixed compares embeddings with the fixed formula .* distance cannot be set; "
+                                         r"got distance=.*LpDistance"):
+        Fixed(distance=distances.LpDistance())
+    student, teacher = _inputs()
+    pairs = tuple(torch.tensor([0]) for _ in range(4))
+    with pytest.raises(ValueError, match="Fixed does not work on mined pairs .* indices_tuple is not supported"):
+        Fixed()(student, indices_tuple=pairs, teacher_emb=teacher)
+    with pytest.raises(ValueError, match="Fixed compares each sample .* ref_emb/teacher_ref_emb are not supported"):
+        Fixed()(student, ref_emb=student, teacher_emb=teacher, teacher_ref_emb=teacher)
+    with pytest.raises(ValueError, match="ref_emb/teacher_ref_emb are not supported"):
+        Fixed()(student, teacher_emb=teacher, teacher_ref_emb=teacher)
+    # the default flags accept all three
+    _CosineMatching(distance=distances.LpDistance())(student, indices_tuple=pairs, teacher_emb=teacher)

@@ -22,7 +22,7 @@ def loop_fitnet(student, teacher, weight=None):
     total = torch.zeros((), dtype=student.dtype)
     for i in range(n):
         for k in range(big_d):
-            projected = student[i, k] if weight is None else sum(weight[k, l] * student[i, l] for l in range(d))
+            projected = student[i, k] if weight is None else sum(weight[k, j] * student[i, j] for j in range(d))
             total = total + (projected - teacher[i, k]) ** 2 / big_d
     return total / n
 

@@ -7,7 +7,7 @@ from pytorch_metric_learning.miners import MultiSimilarityMiner, TripletMarginMi
 from pml_relaxed import functional as fn
 from pml_relaxed.losses import RelaxedContrastiveLoss
 from pml_relaxed.similarities import GaussianKernel, LabelSimilarity, MixedSimilarity
-from reference import loop_relaxed_contrastive
+from tests.helpers.reference import loop_relaxed_contrastive
 
 f64 = torch.float64
 
@@ -110,7 +110,8 @@ def test_optimum_for_one_pair_is_one_minus_w_times_delta():
     w = torch.tensor([[0.3]], dtype=f64)
     delta = 1.0
     ds = torch.linspace(0, 2, 2001, dtype=f64).view(-1, 1)
-    vals = torch.stack([fn.relaxed_contrastive_per_anchor(d.view(1, 1), w, torch.ones(1, 1, dtype=torch.bool), delta) for d in ds])
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    vals = torch.stack([fn.relaxed_contrastive_per_anchor(d.view(1, 1), w, mask, delta) for d in ds])
     best = ds[vals.argmin()].item()
     assert best == pytest.approx(0.7, abs=1e-3)
 

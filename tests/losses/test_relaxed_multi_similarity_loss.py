@@ -4,7 +4,7 @@ from pytorch_metric_learning.miners import MultiSimilarityMiner
 
 from pml_relaxed import functional as fn
 from pml_relaxed.losses import RelaxedMultiSimilarityLoss
-from reference import loop_relaxed_multi_similarity
+from tests.helpers.reference import loop_relaxed_multi_similarity
 
 f64 = torch.float64
 
@@ -33,10 +33,12 @@ def test_reference_set_and_pairs_match_loop():
     student, teacher = _inputs(6, 4, 5, seed=1)
     ref_student, ref_teacher = _inputs(9, 4, 5, seed=2)
     loss = RelaxedMultiSimilarityLoss()(student, ref_emb=ref_student, teacher_emb=teacher, teacher_ref_emb=ref_teacher)
-    torch.testing.assert_close(loss, loop_relaxed_multi_similarity(student, teacher, ref_student=ref_student, ref_teacher=ref_teacher))
+    expected = loop_relaxed_multi_similarity(student, teacher, ref_student=ref_student, ref_teacher=ref_teacher)
+    torch.testing.assert_close(loss, expected)
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
     pairs = MultiSimilarityMiner(epsilon=0.1)(student.detach(), labels)
-    pair_set = {(int(a), int(b)) for a, b in zip(pairs[0], pairs[1])} | {(int(a), int(b)) for a, b in zip(pairs[2], pairs[3])}
+    pair_set = {(int(a), int(b)) for a, b in zip(pairs[0], pairs[1])}
+    pair_set |= {(int(a), int(b)) for a, b in zip(pairs[2], pairs[3])}
     loss = RelaxedMultiSimilarityLoss()(student, labels, pairs, teacher_emb=teacher)
     torch.testing.assert_close(loss, loop_relaxed_multi_similarity(student, teacher, pairs=pair_set))
 

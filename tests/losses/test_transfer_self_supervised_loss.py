@@ -12,7 +12,7 @@ from pml_relaxed.losses import (
     TransferSelfSupervisedLoss,
 )
 from pml_relaxed.similarities import LabelSimilarity
-from reference import loop_relaxed_contrastive, loop_relaxed_multi_similarity
+from tests.helpers.reference import loop_relaxed_contrastive, loop_relaxed_multi_similarity
 
 f64 = torch.float64
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 from pytorch_metric_learning import losses, trainers
 
-from pml_relaxed.models import HashedNgramEmbedder, NgramHasher, TextCollator, measure_throughput, stable_hash
+from pml_relaxed.models import HashedNgramEmbedder, NgramHasher, TextCollator
+from pml_relaxed.models.ngram_hasher import stable_hash
 
 SMALL = dict(num_buckets=2**12, hidden_dim=16, mlp_hidden_dims=(32,), embedding_dim=8)
 
@@ -242,34 +243,6 @@ def test_pml_trainer_runs_on_collated_texts(dtype):
     )
     trainer.train(num_epochs=2)
     assert not torch.equal(model.bag.weight.detach(), before)
-
-
-# ----------------------------------------------------------------------------- throughput helper
-
-
-def test_measure_throughput_calls_encode_on_every_batch_plus_warmup():
-    seen = []
-    rate = measure_throughput(
-        lambda batch: seen.append(list(batch)), list("abcde"), batch_size=2, warmup_batches=1, repeats=2
-    )
-    assert seen == [["a", "b"]] + [["a", "b"], ["c", "d"], ["e"]] * 2
-    assert rate > 0
-
-
-@pytest.mark.parametrize(
-    "kwargs, error, match",
-    [
-        ({"batch_size": 0}, ValueError, "batch_size must be >= 1; got 0"),
-        ({"repeats": 1.0}, TypeError, "repeats must be an int"),
-        ({"warmup_batches": -1}, ValueError, "warmup_batches must be >= 0; got -1"),
-        ({"items": []}, ValueError, "items must hold at least one item"),
-        ({"encode": None}, TypeError, "encode must be callable; got NoneType"),
-    ],
-)
-def test_measure_throughput_errors(kwargs, error, match):
-    args = {"encode": len, "items": ["a"], **kwargs}
-    with pytest.raises(error, match=match):
-        measure_throughput(**args)
 
 
 def test_init_std_sets_the_table_scale_and_is_validated():

@@ -49,7 +49,9 @@ def trained_teacher():
 
 def r_at_1(trunk, embedder=None):
     tester = testers.GlobalEmbeddingSpaceTester(
-        accuracy_calculator=AccuracyCalculator(include=("precision_at_1", "mean_average_precision_at_r"), k="max_bin_count"),
+        accuracy_calculator=AccuracyCalculator(
+            include=("precision_at_1", "mean_average_precision_at_r"), k="max_bin_count"
+        ),
         dataloader_num_workers=0,
         data_device=CPU,
     )
@@ -178,7 +180,8 @@ def test_metric_loss_combined_with_weights_and_miner_with_pml_pair_loss(trained_
 
 def test_transfer_loss_without_teacher_needs_teacher_miner(trained_teacher):
     with pytest.raises(ValueError, match="takes no teacher_emb, so it needs a teacher-based tuple_miner"):
-        make_trainer(trained_teacher, mlp(8), torch.nn.Identity(), loss_funcs={"transfer_loss": losses.ContrastiveLoss()})
+        make_trainer(trained_teacher, mlp(8), torch.nn.Identity(),
+                     loss_funcs={"transfer_loss": losses.ContrastiveLoss()})
 
 
 def test_teacher_is_required():

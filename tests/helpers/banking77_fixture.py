@@ -15,6 +15,7 @@ def make_banking77(folder: Path, train_intents: int = 4) -> Path:
     for i in range(train_intents):
         rows += [f'"where is my {words[i % 4]} {i}, please {k}",{intents[i]}' for k in range(6)]
     (root / "train.csv").write_text("\n".join(rows) + "\n")
-    rows = ["text,category"] + [f"how do I get my {words[4 + i]} {k}?,{intents[40 + i]}" for i in range(3) for k in range(4)]
+    rows = ["text,category"]
+    rows += [f"how do I get my {words[4 + i]} {k}?,{intents[40 + i]}" for i in range(3) for k in range(4)]
     (root / "test.csv").write_text("\n".join(rows) + "\n")
     return root

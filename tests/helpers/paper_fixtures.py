@@ -39,7 +39,7 @@ def make_cars(root: Path, files: Dict[str, List[int]]) -> None:
     for half, classes in files.items():
         rows = []
         for c in classes:
-            for k in range(IMAGES_PER_CLASS):
+            for _ in range(IMAGES_PER_CLASS):
                 count += 1
                 name = f"{count:05d}.jpg"
                 _image(root / "car_data" / "car_data" / half / names[c - 1].replace("/", "-") / name, count)

@@ -1,0 +1,196 @@
+"""The benchmark's settings as one typed object: :class:`BenchConfig`, its command line and back.
+
+The dataclass is the single description of every option: :func:`get_args_parser` is built from its
+fields (type, default, help), :meth:`BenchConfig.from_args` parses a command line into it, and
+:meth:`BenchConfig.to_argv` writes the command line that gives it back (``--workers`` runs each job as
+``pml-relaxed bench`` with such a command line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .methods import DEFAULT_METHODS
+
+#: the datasets ``--dataset`` accepts (the registry in :mod:`pml_relaxed.bench.registry` builds them)
+DATASET_NAMES = ("digits", "omniglot", "banking77", "cub", "cars", "sop")
+
+
+def _option(default: Any, help: str, **argparse_options: Any) -> Any:
+    """A field with its command-line help (and any other ``add_argument`` option, e.g. ``choices``)."""
+    return field(default=default, metadata={"help": help, **argparse_options})
+
+
+@dataclass
+class BenchConfig:
+    """Everything one ``pml-relaxed bench`` call is given; the command-line option of a field is
+    ``--`` + its name with ``-`` for ``_`` (booleans also take ``--no-...``)."""
+
+    dataset: str = _option("digits", f"one of {list(DATASET_NAMES)}")
+    data_root: Optional[str] = _option(
+        None,
+        "folder holding the dataset (default: the dataset's own variable, e.g. $PML_RELAXED_OMNIGLOT, else "
+        "$PML_RELAXED_DATA/<dataset>, else ~/.cache/pml_relaxed/<dataset>)",
+    )
+    quick: bool = _option(False, "a few-minute run: fewer methods, 2 seeds, half the epochs")
+    settings: Optional[List[str]] = _option(None, "self_transfer, dim_reduction, compression (default: all)")
+    methods: Optional[List[str]] = _option(None, f"default: all of {list(DEFAULT_METHODS)}")
+    seeds: int = _option(3, "number of student seeds")
+    seed: int = _option(0, "first student seed")
+    teacher_loss: str = _option("ProxyAnchorLoss", "PML loss class that trains the teacher")
+    teacher_epochs: Optional[int] = _option(None, "teacher epochs (default: per dataset)")
+    teacher_lr: Optional[float] = _option(
+        None, "teacher learning rate (default: per dataset; --lr sets the students' only)"
+    )
+    teacher_seed: int = _option(0, "seed of the teacher's initialisation and batches")
+    teacher_dir: Optional[str] = _option(None, "where trained teachers are cached (default: --output-dir)")
+    teacher_checkpoint: Optional[str] = _option(
+        None, "load the teacher's state_dict from this file instead of training one"
+    )
+    epochs: Optional[int] = _option(None, "student epochs (default: per dataset)")
+    batch_size: Optional[int] = _option(None, "items per batch before views")
+    m: Optional[int] = _option(None, "items per class in a batch (MPerClassSampler)")
+    lr: Optional[float] = _option(None, "students' learning rate (default: per dataset)")
+    views: int = _option(2, "augmented views of each item in a batch")
+    sigma: float = _option(1.0, "relaxed-label bandwidth")
+    delta: float = _option(1.0, "relaxed-contrastive margin")
+    normalize_student: bool = _option(
+        False, "relaxed losses measure the student's distances on L2-normalised embeddings"
+    )
+    label_weight: float = _option(
+        0.5, "relaxed_contrastive+labels: weight of same-class labels in the relaxed labels"
+    )
+    rkd_angle_weight: float = _option(
+        2.0, "rkd: weight of the angle-wise term (distance-wise weight 1; Park et al.: 2)"
+    )
+    pos_topk: int = _option(1, "TeacherSimilarityMiner positives per anchor")
+    val_classes: int = _option(
+        0, "hold out this many training classes and evaluate on them (model selection)"
+    )
+    val_alphabets: int = _option(
+        0, "omniglot: hold out this many whole training alphabets instead (split 'val-alphabets')"
+    )
+    split_seed: int = _option(0, "seed of the validation-class draw")
+    eval_normalize: bool = _option(True, "L2-normalise embeddings before retrieval")
+    text_hidden_dim: Optional[int] = _option(
+        None, "banking77 student: width of the hashed n-gram embeddings (default 64)"
+    )
+    text_mlp: Optional[List[int]] = _option(
+        None, "banking77 student: hidden widths of the MLP head (default 256; none: linear head)", nargs="*"
+    )
+    text_init_std: Optional[float] = _option(
+        None, "banking77 student: std of the n-gram embeddings' initialisation (default 0.1)"
+    )
+    text_ngram_dropout: float = _option(
+        0.0,
+        "banking77: drop each hashed n-gram id of a training view with this probability, so a text's two "
+        "views differ (NgramDropout; the cached teacher sees the whole text)",
+    )
+    backbone: str = _option(
+        "resnet50",
+        "cub/cars/sop: torchvision ImageNet ResNets (paper) or a from-scratch Conv-4",
+        choices=("resnet50", "conv4"),
+    )
+    image_size: int = _option(224, "cub/cars/sop input size")
+    download: bool = _option(False, "cub/cars/sop: let PML download the data")
+    device: str = _option("cpu", "torch device of the training, e.g. cuda")
+    output_dir: Optional[str] = _option(None, "default: results/<dataset>[_val]")
+    progress: bool = _option(True, "tqdm progress bars")
+    workers: int = _option(
+        1, "train the (setting, method) jobs in this many parallel processes (a GPU or many cores)"
+    )
+    throughput: bool = _option(
+        True,
+        "measure single-thread inference items/s of the teacher and the students; --no-throughput records "
+        "none (model selection: a sentence-transformers teacher's measurement alone takes over a minute on a "
+        "CPU)",
+    )
+    report_only: bool = _option(
+        False, "train nothing: write the report of the runs already in --output-dir/runs.jsonl"
+    )
+    report: bool = _option(
+        True, "write the report; --no-report only trains and appends to runs.jsonl (a later call reports)"
+    )
+
+    @classmethod
+    def from_args(cls, argv: Optional[Sequence[str]] = None) -> "BenchConfig":
+        """Parses a ``pml-relaxed bench`` command line (without the ``bench``); None: ``sys.argv[1:]``.
+
+        Example:
+            >>> BenchConfig.from_args(["--dataset", "omniglot", "--methods", "pkt", "rkd", "--no-progress"]).methods
+            ['pkt', 'rkd']
+        """
+        return cls(**vars(get_args_parser().parse_args(argv)))
+
+    def to_argv(self) -> List[str]:
+        """The command line that :meth:`from_args` turns back into this config (its non-default options).
+
+        Example:
+            >>> BenchConfig(dataset="omniglot", seeds=2, eval_normalize=False, text_mlp=[]).to_argv()
+            ['--dataset', 'omniglot', '--seeds', '2', '--no-eval-normalize', '--text-mlp']
+        """
+        argv: List[str] = []
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if value == spec.default:
+                continue
+            flag = _flag(spec.name)
+            if isinstance(value, bool):
+                argv.append(flag if value else f"--no-{flag[2:]}")
+            elif isinstance(value, (list, tuple)):
+                argv += [flag, *map(str, value)]
+            else:
+                argv += [flag, str(value)]
+        return argv
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _value_type(annotation: Any) -> Tuple[type, bool]:
+    """``(element type, is a list)`` of a field annotation: ``Optional[List[int]]`` -> ``(int, True)``."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is typing.Union:  # Optional[X]
+        annotation, args = args[0], list(typing.get_args(args[0]))
+    if typing.get_origin(annotation) is list:
+        return args[0], True
+    return annotation, False
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """The ``pml-relaxed bench`` parser, one option per :class:`BenchConfig` field."""
+    parser = argparse.ArgumentParser(
+        prog="pml-relaxed bench",
+        description="Embedding transfer against PML's label losses and other transfer methods, on unseen classes.",
+        add_help=add_help,
+    )
+    hints = typing.get_type_hints(BenchConfig)
+    for spec in dataclasses.fields(BenchConfig):
+        options: Dict[str, Any] = dict(spec.metadata)
+        value_type, is_list = _value_type(hints[spec.name])
+        if value_type is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        else:
+            options["type"] = value_type
+            if is_list:
+                options.setdefault("nargs", "+")
+        parser.add_argument(_flag(spec.name), default=spec.default, **options)
+    return parser
+
+
+def held_out_args(val_classes: int, val_alphabets: int) -> List[str]:
+    """The bench options that pick the validation classes, for scripts that call the bench: whole alphabets
+    if ``val_alphabets`` is set, else ``val_classes`` classes.
+
+    Example:
+        >>> held_out_args(30, 0), held_out_args(30, 2)
+        (['--val-classes', '30'], ['--val-alphabets', '2'])
+    """
+    if val_alphabets:
+        return ["--val-alphabets", str(val_alphabets)]
+    return ["--val-classes", str(val_classes)]

@@ -1,0 +1,25 @@
+"""The benchmark's packed text rows [index, ids...] and the student that reads them."""
+import torch
+
+from pml_relaxed.bench.indexed_text_student import IndexedTextStudent, pack_text_rows
+from pml_relaxed.models import CachedTeacher, HashedNgramEmbedder
+
+TEXTS = ["where is my card?", "top up", "my card has not arrived yet"]
+
+
+def test_rows_hold_the_index_then_the_padded_ids():
+    student = HashedNgramEmbedder(embedding_dim=4, num_buckets=2**10)
+    ids = student.encode_batch(TEXTS)
+    rows = pack_text_rows(student, TEXTS, first_index=5, width=ids.shape[1] + 3)
+    assert rows.dtype == torch.long and rows.shape == (3, 1 + ids.shape[1] + 3)
+    assert rows[:, 0].tolist() == [5, 6, 7]
+    assert torch.equal(rows[:, 1 : 1 + ids.shape[1]], ids) and not rows[:, 1 + ids.shape[1] :].any()
+    assert pack_text_rows(student, TEXTS).shape == (3, 1 + ids.shape[1]), "width 0: no extra padding"
+
+
+def test_student_reads_the_ids_and_the_teacher_the_index():
+    student = HashedNgramEmbedder(embedding_dim=4, num_buckets=2**10)
+    rows = pack_text_rows(student, TEXTS, first_index=1)
+    assert torch.equal(IndexedTextStudent(student)(rows), student(student.encode_batch(TEXTS)))
+    table = torch.randn(4, 6)
+    assert torch.equal(CachedTeacher(table)(rows), table[1:4])
