@@ -19,6 +19,8 @@ CORE = [
     "pml_relaxed.evaluation",
     "pml_relaxed.models",
     "pml_relaxed.datasets",
+    "pml_relaxed.distributed",
+    "pml_relaxed.samplers",
 ]
 #: optional dependencies: plots and images (the bench extra), the text teacher (the text extra)
 HEAVY = ["matplotlib", "PIL", "sentence_transformers", "transformers"]
@@ -167,7 +169,7 @@ def test_no_import_cycle():
 
 
 @pytest.mark.parametrize("core", ["pml_relaxed.functional", "pml_relaxed.similarities", "pml_relaxed.losses",
-                                  "pml_relaxed.miners"])
+                                  "pml_relaxed.miners", "pml_relaxed.distributed"])
 def test_core_never_reaches_trainers_datasets_or_the_benchmark(core):
     graph = _graph()
     reached = {core} | _reachable(graph, core)

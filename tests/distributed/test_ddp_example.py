@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dist_harness import HOST, free_port
+from tests.distributed.dist_harness import HOST, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "ddp_transfer.py"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from dist_harness import run_world
+from tests.distributed.dist_harness import run_world
 from pytorch_metric_learning.losses import (
     ContrastiveLoss,
     CrossBatchMemory,

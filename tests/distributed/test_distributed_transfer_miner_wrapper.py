@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from dist_harness import run_world
+from tests.distributed.dist_harness import run_world
 from pytorch_metric_learning.miners import MultiSimilarityMiner, TripletMarginMiner
 
 from pml_relaxed.distributed import DistributedTransferMinerWrapper

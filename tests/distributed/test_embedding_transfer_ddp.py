@@ -11,7 +11,7 @@ import logging
 
 import pytest
 import torch
-from dist_harness import run_world
+from tests.distributed.dist_harness import run_world
 from pytorch_metric_learning.losses import ContrastiveLoss, MultiSimilarityLoss
 from pytorch_metric_learning.utils import distributed as pml_distributed
 from torch.utils.data import TensorDataset
