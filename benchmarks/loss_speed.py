@@ -10,12 +10,13 @@ Methods, each measured in its own fresh process (so that the peak memory of one 
 - ``pml_contrastive``: PML's ``ContrastiveLoss`` on all pairs of the batch (random labels, 8 per class),
   a familiar reference.
 
-Time is the median of ``--repeats`` forward+backward calls after one warm-up call; peak memory is the
+Time is the median of ``--repeats`` forward+backward calls after one warm-up call (fewer once the timed calls
+pass a minute, at least one); peak memory is the
 process's peak resident memory during the warm-up call minus its resident memory just before it (CPU),
 or ``torch.cuda.max_memory_allocated`` minus the memory allocated before it (CUDA). A dense method is
 skipped where its (n, n) matrices would exceed ``--max-dense-gib``.
 
-    python benchmarks/loss_speed.py                       # the full grid (about 20 minutes on 2 CPU cores)
+    python benchmarks/loss_speed.py                       # the full grid (about 25 minutes on 2 CPU cores)
     python benchmarks/loss_speed.py --sizes 256 1024 --dims 16 --repeats 1 --output-dir /tmp/ls
 
 Writes ``loss_speed.json`` and ``loss_speed.md`` in ``--output-dir``.
@@ -158,6 +159,8 @@ def measure(method: str, n: int, dim: int, teacher_dim: int, repeats: int, devic
         start = time.perf_counter()
         value = step()
         times.append(time.perf_counter() - start)
+        if sum(times) > 60:  # about a minute of timing per point at most: large batches are timed fewer times
+            break
     return {"seconds": statistics.median(times), "peak_bytes": peak, "loss": value}
 
 
