@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.distributed.dist_harness import run_world
 from pytorch_metric_learning.losses import (
     ContrastiveLoss,
     CrossBatchMemory,
@@ -28,6 +27,7 @@ from pml_relaxed.losses import (
     RKDLoss,
 )
 from pml_relaxed.miners import TeacherSimilarityMiner
+from tests.distributed.dist_harness import run_world
 
 IN_DIM, EMB_DIM, TEACHER_DIM, NUM_CLASSES = 5, 4, 6, 3
 WORLD = 2

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.distributed.dist_harness import run_world
 from pytorch_metric_learning.miners import MultiSimilarityMiner, TripletMarginMiner
 
 from pml_relaxed.distributed import DistributedTransferMinerWrapper
 from pml_relaxed.miners import TeacherSimilarityMiner
+from tests.distributed.dist_harness import run_world
 
 WORLD = 2
 

@@ -11,7 +11,6 @@ import logging
 
 import pytest
 import torch
-from tests.distributed.dist_harness import run_world
 from pytorch_metric_learning.losses import ContrastiveLoss, MultiSimilarityLoss
 from pytorch_metric_learning.utils import distributed as pml_distributed
 from torch.utils.data import TensorDataset
@@ -25,6 +24,7 @@ from pml_relaxed.miners import TeacherSimilarityMiner
 from pml_relaxed.samplers import DistributedMPerClassSampler
 from pml_relaxed.trainers import EmbeddingTransfer
 from pml_relaxed.trainers.embedding_transfer import takes_teacher
+from tests.distributed.dist_harness import run_world
 
 WORLD, LOCAL_BATCH, STEPS, M = 2, 6, 3, 3
 
