@@ -1,7 +1,12 @@
 """Teacher kernels: teacher embeddings (query, reference) -> relaxed labels in [0, 1]."""
 from .base_similarity import BaseSimilarity
+from .contextual_similarity import ContextualSimilarity
 from .gaussian_kernel import GaussianKernel
 from .label_similarity import LabelSimilarity
 from .mixed_similarity import MixedSimilarity
+from .precomputed_similarity import PrecomputedSimilarity
 
-__all__ = ["BaseSimilarity", "GaussianKernel", "LabelSimilarity", "MixedSimilarity"]
+__all__ = [
+    "BaseSimilarity", "ContextualSimilarity", "GaussianKernel", "LabelSimilarity", "MixedSimilarity",
+    "PrecomputedSimilarity",
+]
