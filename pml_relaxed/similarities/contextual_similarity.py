@@ -149,6 +149,8 @@ class ContextualSimilarity(BaseSimilarity):
         labels: Optional[torch.Tensor],
         ref_labels: Optional[torch.Tensor],
     ) -> torch.Tensor:
+        if teacher_ref_emb is not None:  # reached through compute_mat directly, e.g. from MixedSimilarity
+            self.check_inputs(teacher_emb, teacher_ref_emb, labels, ref_labels)
         n = teacher_emb.shape[0]
         dist = self.squared_distances(teacher_emb)
         if n == 0:

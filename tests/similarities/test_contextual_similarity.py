@@ -3,7 +3,7 @@ import torch
 from contextual_reference import loop_contextual_similarity
 
 from pml_relaxed.losses import RelaxedContrastiveLoss
-from pml_relaxed.similarities import ContextualSimilarity, GaussianKernel, PrecomputedSimilarity
+from pml_relaxed.similarities import ContextualSimilarity, GaussianKernel, MixedSimilarity, PrecomputedSimilarity
 
 
 def as_tensor(rows):
@@ -113,6 +113,9 @@ def test_errors():
         ContextualSimilarity(labels_mark_views=1)
     with pytest.raises(ValueError, match="teacher_ref_emb=None"):
         ContextualSimilarity()(torch.randn(4, 2), torch.randn(3, 2))
+    mixed = MixedSimilarity(ContextualSimilarity(), GaussianKernel())
+    with pytest.raises(ValueError, match="teacher_ref_emb=None"):
+        mixed(torch.randn(4, 2), torch.randn(3, 2))
     with pytest.raises(ValueError, match="supports_blocks=False"):
         RelaxedContrastiveLoss(similarity=ContextualSimilarity(), block_size=4)
 
