@@ -39,7 +39,9 @@ def get_task_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per batch (before views)")
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--temperatures", type=float, nargs="+", default=defaults.temperatures,
-                   help="NTXent temperatures (ssl teacher and baseline; self-taught baseline): a grid")
+                   help="NTXent temperatures of the baselines (and of the ssl teacher by default): a grid")
+    p.add_argument("--teacher-temperatures", type=float, nargs="+", default=None,
+                   help="ssl: NTXent temperatures of the teachers (default: --temperatures)")
     p.add_argument("--sigmas", type=float, nargs="+", default=defaults.sigmas, help="relaxed-label bandwidths")
     p.add_argument("--delta", type=float, default=defaults.delta)
     p.add_argument("--ks", type=int, nargs="+", default=defaults.ks, help="self-taught: ContextualSimilarity k")
@@ -70,9 +72,13 @@ def run_task(cfg: TaskConfig, command: Optional[str] = None) -> List[Path]:
         raise ValueError(f"seeds must be >= 1; got {cfg.seeds}")
     out = Path(cfg.output_dir or Path("results") / f"task_{cfg.task}")
     log = RunLog(out)
+    now = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}"
+    with (out / "commands.txt").open("a") as f:  # every call that wrote to runs.jsonl, in order
+        f.write(f"{now}  {command or repr(cfg)}\n")
     records = RUNNERS[cfg.task](cfg, log)
-    header = (f"# {cfg.task}\n\nCommand: `{command or 'run_task(...)'}`  \nMachine: {machine()}  \nVersions: "
-              f"{versions()}  \nWritten: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
+    calls = (out / "commands.txt").read_text().strip().splitlines()
+    header = (f"# {cfg.task}\n\nCommands (commands.txt):\n\n" + "\n".join(f"    {c}" for c in calls)
+              + f"\n\nMachine: {machine()}  \nVersions: {versions()}  \nWritten: {now}")
     return write_results(records, out, header, METRICS[cfg.task])
 
 

@@ -32,11 +32,12 @@ class TaskConfig:
     seeds: int = 3
     seed: int = 0
     teacher_seed: int = 0
-    epochs: int = 40
-    teacher_epochs: int = 40
+    epochs: int = 30
+    teacher_epochs: int = 30
     batch_size: int = 64  # items per batch (two views each in ssl / self-taught)
     lr: float = 3e-3
-    temperatures: List[float] = field(default_factory=lambda: [0.1])  # NTXent (teacher and baseline)
+    temperatures: List[float] = field(default_factory=lambda: [0.1])  # NTXent (baseline; ssl teacher by default)
+    teacher_temperatures: Optional[List[float]] = None  # ssl: NTXent teachers (None: temperatures)
     sigmas: List[float] = field(default_factory=lambda: [1.0])  # relaxed-label bandwidth
     delta: float = 1.0
     ks: List[int] = field(default_factory=lambda: [4])  # self-taught: ContextualSimilarity k

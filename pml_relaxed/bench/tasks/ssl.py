@@ -63,7 +63,7 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
     train_images, eval_images, eval_labels = digits_unseen_classes(cfg.split)
     methods = cfg.methods or list(METHODS)
     teachers: Dict[float, torch.nn.Module] = {}
-    for temperature in cfg.temperatures:
+    for temperature in (cfg.teacher_temperatures or cfg.temperatures) if "relaxed_contrastive" in methods else []:
         options = {"temperature": temperature}
         teacher, seconds = train_ntxent(TEACHER[1], TEACHER[2], train_images, cfg, temperature, cfg.teacher_seed,
                                         cfg.teacher_epochs)
@@ -84,7 +84,7 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
                     log.add(record(cfg, setting, "ntxent", seed, options,
                                    retrieval_scores(model, eval_images, eval_labels, cfg.device), seconds, cfg.epochs))
             if "relaxed_contrastive" in methods:
-                for options in grid(teacher_temperature=cfg.temperatures, sigma=cfg.sigmas):
+                for options in grid(teacher_temperature=list(teachers), sigma=cfg.sigmas):
                     if log.done(cfg.split, setting, "relaxed_contrastive", seed, options):
                         continue
                     model, seconds = train_transfer(teachers[options["teacher_temperature"]], hidden, dim,
