@@ -7,7 +7,13 @@ import torch
 from pml_relaxed import cli
 from pml_relaxed.bench.tasks import TaskConfig, run_task
 from pml_relaxed.bench.tasks.classification import HintonKDLoss
-from pml_relaxed.bench.tasks.common import TwoViewCollate, knn_accuracy, verdict, within_class_split
+from pml_relaxed.bench.tasks.common import (
+    TwoViewCollate,
+    choose_on_validation,
+    knn_accuracy,
+    verdict,
+    within_class_split,
+)
 
 TINY = dict(seeds=1, epochs=1, teacher_epochs=1, batch_size=32)
 
@@ -87,3 +93,17 @@ def test_two_views_and_within_class_split():
     assert set(tr_y.tolist()) == set(val_y.tolist()) == set(te_y.tolist()) == set(range(10))
     flat = lambda x: {tuple(r.flatten().tolist()) for r in x}  # noqa: E731
     assert not flat(val_x) & flat(te_x) and len(tr_x) + len(val_x) + len(te_x) == 1797
+
+
+def test_choose_on_validation_takes_the_best_mean_and_the_first_on_equal_means():
+    def run(method, options, seed, value, split="val"):
+        return {"split": split, "setting": "s", "method": method, "seed": seed, "options": options,
+                "metrics": {"m": value}}
+
+    records = [run("a", {"x": 1}, 0, 0.25), run("a", {"x": 1}, 1, 0.75), run("a", {"x": 2}, 0, 0.5),
+               run("a", {"x": 2}, 1, 0.5), run("a", {"x": 3}, 0, 0.9), run("a", {"x": 9}, 0, 1.0, split="test"),
+               run("a", {"x": 9}, 1, 1.0, split="test")]
+    # equal means: the first; x=3 has one seed only; test runs never count
+    assert choose_on_validation(records, "m", seeds=2) == {("s", "a"): {"x": 1}}
+    records[2]["metrics"]["m"] = 0.625
+    assert choose_on_validation(records, "m", seeds=2) == {("s", "a"): {"x": 2}}

@@ -223,6 +223,23 @@ def summarise(records: Iterable[dict]) -> List[dict]:
     return rows
 
 
+def choose_on_validation(records: Iterable[dict], metric: str, seeds: int = 3) -> Dict[Tuple[str, str], dict]:
+    """The protocol's choice: per (setting, method), the validation options with the best mean ``metric`` over
+    ``seeds`` seeds (groups with fewer seeds are ignored; on equal means the first in run order wins)."""
+    groups: Dict[Tuple[str, str, str], List[dict]] = {}
+    for r in records:
+        if r["split"] == "val":
+            groups.setdefault((r["setting"], r["method"], option_string(r["options"])), []).append(r)
+    best: Dict[Tuple[str, str], Tuple[float, dict]] = {}
+    for (setting, method, _), runs in groups.items():
+        if len(runs) < seeds:
+            continue
+        mean = sum(run["metrics"][metric] for run in runs) / len(runs)
+        if (setting, method) not in best or mean > best[(setting, method)][0]:
+            best[(setting, method)] = (mean, runs[0]["options"])
+    return {key: options for key, (_, options) in best.items()}
+
+
 def verdict(a_mean: float, a_std: float, b_mean: float, b_std: float) -> str:
     """'win' / 'loss' for a against b, 'tie' when the difference is within one std (the larger of the two)."""
     if abs(a_mean - b_mean) <= max(a_std, b_std):
