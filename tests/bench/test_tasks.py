@@ -22,18 +22,17 @@ def read_runs(folder):
     return [json.loads(line) for line in (folder / "runs.jsonl").read_text().splitlines()]
 
 
-def test_ssl_task_runs_end_to_end_without_reading_labels(tmp_path, monkeypatch):
-    from pml_relaxed.bench.tasks import ssl
-
-    monkeypatch.setattr(ssl, "SETTINGS", {"compression": ("mlp64", 64, 16)})
-    paths = run_task(TaskConfig(task="ssl", output_dir=str(tmp_path), sigmas=[0.5, 1.0], **TINY))
+def test_ssl_task_runs_end_to_end_and_resumes(tmp_path):
+    paths = run_task(TaskConfig(task="ssl", output_dir=str(tmp_path), sigmas=[0.5, 1.0], settings=["compression"],
+                                **TINY))
     runs = read_runs(tmp_path)
     assert sorted((r["setting"], r["method"]) for r in runs) == [
         ("compression", "ntxent"), ("compression", "relaxed_contrastive"), ("compression", "relaxed_contrastive"),
         ("teacher", "ntxent")]
     assert all(set(r["metrics"]) == {"recall_at_1", "mean_average_precision_at_r", "knn5_accuracy"} for r in runs)
     assert "| val | compression | relaxed_contrastive | sigma=0.5 teacher_temperature=0.1 | 1 |" in paths[1].read_text()
-    run_task(TaskConfig(task="ssl", output_dir=str(tmp_path), sigmas=[0.5, 1.0], **TINY))  # resumes: nothing new
+    run_task(TaskConfig(task="ssl", output_dir=str(tmp_path), sigmas=[0.5, 1.0], settings=["compression"],
+                        **TINY))  # resumes: nothing new
     assert len(read_runs(tmp_path)) == 4
 
 
@@ -61,6 +60,8 @@ def test_task_metric_is_the_metric_learning_benchmark(tmp_path):
 def test_bad_task_options():
     with pytest.raises(ValueError, match="methods has unknown name\\(s\\) \\['kd'\\] for task ssl"):
         run_task(TaskConfig(task="ssl", methods=["kd"]))
+    with pytest.raises(ValueError, match="settings must be some of \\['self_transfer', 'compression'\\]"):
+        run_task(TaskConfig(task="ssl", settings=["tiny"]))
     with pytest.raises(ValueError, match="task must be one of"):
         run_task(TaskConfig(task="nope"))
 

@@ -52,6 +52,7 @@ def get_task_parser() -> argparse.ArgumentParser:
     p.add_argument("--kd-temperatures", type=float, nargs="+", default=defaults.kd_temperatures,
                    help="classification: Hinton KD temperatures")
     p.add_argument("--methods", nargs="+", default=None, help="default: all of the task's methods")
+    p.add_argument("--settings", nargs="+", default=None, help="ssl: student settings (default: all)")
     p.add_argument("--output-dir", default=None, help="default: results/task_<task>")
     p.add_argument("--device", default=defaults.device)
     return p
@@ -68,6 +69,9 @@ def run_task(cfg: TaskConfig, command: Optional[str] = None) -> List[Path]:
     if unknown:
         raise ValueError(f"methods has unknown name(s) {unknown} for task {cfg.task}; expected some of "
                          f"{list(known[cfg.task])}")
+    if cfg.settings is not None and (cfg.task != "ssl" or any(s not in ssl.SETTINGS for s in cfg.settings)):
+        raise ValueError(f"settings must be some of {list(ssl.SETTINGS)} (task ssl only); got {cfg.settings} for "
+                         f"task {cfg.task}")
     if cfg.seeds < 1:
         raise ValueError(f"seeds must be >= 1; got {cfg.seeds}")
     out = Path(cfg.output_dir or Path("results") / f"task_{cfg.task}")

@@ -45,6 +45,7 @@ class TaskConfig:
     weights: List[float] = field(default_factory=lambda: [1.0])  # classification: weight of the extra loss
     kd_temperatures: List[float] = field(default_factory=lambda: [4.0])  # classification: Hinton KD
     methods: Optional[List[str]] = None  # default: every method of the task
+    settings: Optional[List[str]] = None  # ssl: student settings (default: all)
     output_dir: Optional[str] = None
     device: str = "cpu"
 

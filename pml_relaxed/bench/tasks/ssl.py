@@ -75,6 +75,8 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
                            cfg.teacher_epochs))
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         for setting, (_, hidden, dim) in SETTINGS.items():
+            if cfg.settings is not None and setting not in cfg.settings:
+                continue
             if "ntxent" in methods:
                 for temperature in cfg.temperatures:
                     options = {"temperature": temperature}
