@@ -31,9 +31,13 @@ def test_ssl_task_runs_end_to_end_and_resumes(tmp_path):
         ("teacher", "ntxent")]
     assert all(set(r["metrics"]) == {"recall_at_1", "mean_average_precision_at_r", "knn5_accuracy"} for r in runs)
     assert "| val | compression | relaxed_contrastive | sigma=0.5 teacher_temperature=0.1 | 1 |" in paths[1].read_text()
+    teacher_file = tmp_path / "teacher_ssl_val_t0.1_e1_s0.pt"
+    assert teacher_file.exists()
+    saved = torch.load(teacher_file)
     run_task(TaskConfig(task="ssl", output_dir=str(tmp_path), sigmas=[0.5, 1.0], settings=["compression"],
-                        **TINY))  # resumes: nothing new
+                        **TINY))  # resumes: nothing new, the cached teacher is loaded, not retrained
     assert len(read_runs(tmp_path)) == 4
+    assert all(torch.equal(saved[k], v) for k, v in torch.load(teacher_file).items())
 
 
 def test_self_taught_task_from_the_cli(tmp_path):
@@ -49,6 +53,7 @@ def test_classification_task_runs_every_method(tmp_path):
     run_task(TaskConfig(task="classification", output_dir=str(tmp_path), weights=[0.5], **TINY))
     runs = read_runs(tmp_path)
     assert [r["method"] for r in runs] == ["ce", "ce", "ce+relaxed_contrastive", "ce+kd", "ce+rkd"]
+    assert (tmp_path / "teacher_classification_e1_s0.pt").exists()
     assert all(0 <= r["metrics"]["top1_accuracy"] <= 1 for r in runs)
 
 

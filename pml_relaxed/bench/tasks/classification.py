@@ -3,6 +3,7 @@ loss from a trained teacher classifier next to it: RelaxedContrastiveLoss or RKD
 embeddings, or Hinton KD on the logits; top-1 accuracy on a within-class split of digits."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Optional
 
 import torch
@@ -51,12 +52,21 @@ class AugmentCollate:
         return self.augment(images), torch.stack([torch.as_tensor(item[1]) for item in batch])
 
 
-def train_teacher(images, labels, cfg: TaskConfig):
+def train_teacher(images, labels, cfg: TaskConfig, cache: Optional[Path] = None):
+    """The teacher classifier (trunk, head, seconds), loaded from ``cache`` when that file exists (the teacher
+    trains on the train items for both splits), else trained and saved there."""
     seed_everything(cfg.teacher_seed)
     trunk, head = mlp(TEACHER[1], TEACHER[2]).to(cfg.device), torch.nn.Linear(TEACHER[2], NUM_CLASSES).to(cfg.device)
-    seconds = fit(trainers.TrainWithClassifier, {"trunk": trunk, "classifier": head},
-                  {"classifier_loss": torch.nn.CrossEntropyLoss()}, torch.utils.data.TensorDataset(images, labels), cfg,
-                  cfg.teacher_epochs, collate_fn=AugmentCollate())
+    teacher = torch.nn.Sequential(trunk, head)
+    if cache is not None and cache.exists():
+        teacher.load_state_dict(torch.load(cache, map_location=cfg.device))
+        seconds = 0.0
+    else:
+        seconds = fit(trainers.TrainWithClassifier, {"trunk": trunk, "classifier": head},
+                      {"classifier_loss": torch.nn.CrossEntropyLoss()}, torch.utils.data.TensorDataset(images, labels),
+                      cfg, cfg.teacher_epochs, collate_fn=AugmentCollate())
+        if cache is not None:
+            torch.save(teacher.state_dict(), cache)
     trunk.eval(), head.eval()
     return trunk, head, seconds
 
@@ -96,7 +106,8 @@ def method_options(method: str, cfg: TaskConfig) -> List[dict]:
 
 def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
     train_images, train_labels, eval_images, eval_labels = within_class_split(cfg.split)
-    teacher_trunk, teacher_head, seconds = train_teacher(train_images, train_labels, cfg)
+    cache = log.path.parent / f"teacher_classification_e{cfg.teacher_epochs}_s{cfg.teacher_seed}.pt"
+    teacher_trunk, teacher_head, seconds = train_teacher(train_images, train_labels, cfg, cache)
     setting = f"{TEACHER[0]}->{STUDENT[0]}"
     if not log.done(cfg.split, "teacher", "ce", cfg.teacher_seed, {}):
         log.add(record(cfg, "teacher", "ce", cfg.teacher_seed, {},

@@ -65,8 +65,15 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
     teachers: Dict[float, torch.nn.Module] = {}
     for temperature in (cfg.teacher_temperatures or cfg.temperatures) if "relaxed_contrastive" in methods else []:
         options = {"temperature": temperature}
-        teacher, seconds = train_ntxent(TEACHER[1], TEACHER[2], train_images, cfg, temperature, cfg.teacher_seed,
-                                        cfg.teacher_epochs)
+        cache = log.path.parent / (f"teacher_ssl_{cfg.split}_t{temperature:g}_e{cfg.teacher_epochs}_"
+                                   f"s{cfg.teacher_seed}.pt")  # a teacher of another split or budget never loads
+        if cache.exists():
+            teacher, seconds = mlp(TEACHER[1], TEACHER[2]).to(cfg.device), 0.0
+            teacher.load_state_dict(torch.load(cache, map_location=cfg.device))
+        else:
+            teacher, seconds = train_ntxent(TEACHER[1], TEACHER[2], train_images, cfg, temperature,
+                                            cfg.teacher_seed, cfg.teacher_epochs)
+            torch.save(teacher.state_dict(), cache)
         teacher.eval()
         teachers[temperature] = teacher
         if not log.done(cfg.split, "teacher", "ntxent", cfg.teacher_seed, options):
