@@ -18,12 +18,7 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _check_relaxed_labels(name: str, mat: object, shape: Optional[tuple], check_values: bool) -> torch.Tensor:
-    if not isinstance(mat, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of relaxed labels; got {type(mat).__name__}")
-    if not mat.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor; got dtype {mat.dtype}")
-    if mat.ndim != 2:
-        raise ValueError(f"{name} must be a 2D tensor (num_queries, num_refs); got shape {tuple(mat.shape)}")
+    v.check_embeddings(name, mat, "(num_queries, num_refs)")  # a 2D floating-point tensor
     if shape is not None and tuple(mat.shape) != shape:
         raise ValueError(f"{name} must have shape {shape} (queries, references); got {tuple(mat.shape)}")
     if check_values:
