@@ -173,16 +173,16 @@ class ContrastiveRows:
 
     def losses_(self, d: torch.Tensor, w: torch.Tensor, mask: Optional[torch.Tensor],
                 diag_offset: Optional[int]) -> torch.Tensor:
-        """:meth:`losses` without autograd; overwrites ``w``. ``mask`` None: every pair but the diagonal."""
+        """:meth:`losses` without autograd (``w`` is only read). ``mask`` None: every pair but the diagonal."""
         push = (self.delta - d).clamp_min_(0).square_()
-        per_pair = w.mul_(d.square().sub_(push)).add_(push)
+        per_pair = d.square().sub_(push).mul_(w).add_(push)
         return _masked_row_sum_(per_pair, mask, diag_offset)
 
     def derivative_(self, d: torch.Tensor, w: torch.Tensor, mask: Optional[torch.Tensor],
                     diag_offset: Optional[int]) -> torch.Tensor:
-        """``phi = d loss / d d = 2 [w d - (1 - w) relu(delta - d)]`` on the pairs, 0 elsewhere; overwrites w."""
+        """``phi = d loss / d d = 2 [w d - (1 - w) relu(delta - d)]`` on the pairs, 0 elsewhere (w only read)."""
         push = (self.delta - d).clamp_min_(0)
-        phi = w.mul_(push + d).sub_(push).mul_(2)
+        phi = (push + d).mul_(w).sub_(push).mul_(2)
         return _mask_(phi, mask, diag_offset)
 
 

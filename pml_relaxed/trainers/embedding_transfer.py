@@ -1,6 +1,7 @@
 """A PML trainer that trains a student from a frozen teacher (the only module tied to PML 2.x's trainers)."""
 from __future__ import annotations
 
+import copy
 from typing import Any, Optional, Tuple, Union
 
 import torch
@@ -21,6 +22,29 @@ def _check_teacher_dtype(value: object) -> Optional[torch.dtype]:
         raise TypeError(f"teacher_dtype must be a floating-point torch.dtype (e.g. torch.float64, torch.bfloat16) "
                         f"or None; got {value!r}")
     return value
+
+
+def _check_ema_momentum(value: object) -> Optional[float]:
+    if value is None:
+        return None
+    return v.check_in_unit_interval("ema_momentum", value)
+
+
+@torch.no_grad()
+def ema_update_(teacher: torch.nn.Module, student: torch.nn.Module, momentum: float) -> None:
+    """``theta_teacher <- momentum * theta_teacher + (1 - momentum) * theta_student``, in place.
+
+    Runs over the parameters and the floating-point buffers (e.g. BatchNorm running statistics), paired in
+    registration order (the teacher is a deep copy of the student); other buffers (BatchNorm's
+    ``num_batches_tracked``) are copied. Student values are cast to the teacher's dtype and device.
+    """
+    pairs = list(zip(teacher.parameters(), student.parameters())) + list(zip(teacher.buffers(), student.buffers()))
+    for teacher_tensor, student_tensor in pairs:
+        source = student_tensor.detach().to(device=teacher_tensor.device, dtype=teacher_tensor.dtype)
+        if teacher_tensor.is_floating_point():
+            teacher_tensor.mul_(momentum).add_(source, alpha=1 - momentum)
+        else:
+            teacher_tensor.copy_(source)
 
 
 def _first_tensor(module: torch.nn.Module, floating: bool) -> Optional[torch.Tensor]:
@@ -61,6 +85,16 @@ class EmbeddingTransfer(MetricLossOnly):
     floating-point parameter (else buffer; else the trainer's ``dtype`` / ``data_device``). Its
     embeddings are cast to the student embeddings' dtype and device before mining and the losses.
 
+    EMA teacher (``ema_momentum`` set; STML, Kim et al. CVPR 2022): no ``teacher`` is given; the trainer
+    builds it at construction as a deep copy of the student, ``torch.nn.Sequential(trunk, embedder)``, and
+    after every optimizer step updates it as ``theta_t <- m theta_t + (1 - m) theta_s`` (parameters and
+    floating-point buffers; see :func:`ema_update_`). It is otherwise the frozen teacher above (eval mode,
+    no_grad, no optimizer, ``trainer.teacher``). With ``ema_momentum=None`` (default) the teacher is frozen.
+
+    Classifier head (PML's TrainWithClassifier pattern): ``models["classifier"]`` maps the student
+    embeddings to logits and ``loss_funcs["classifier_loss"]`` (e.g. ``torch.nn.CrossEntropyLoss()``) scores
+    them against the labels; both or neither must be given. Its optimizer is ``classifier_optimizer``.
+
     Everything else (samplers, lr schedulers, hooks, logging presets, testers) is PML's.
     Under torchrun with DistributedDataParallel: wrap the student (trunk, embedder) in DDP and not the
     teacher, wrap the losses and the miner in :mod:`pml_relaxed.distributed`'s wrappers (looked through
@@ -75,15 +109,18 @@ class EmbeddingTransfer(MetricLossOnly):
             its loading reads) ``teacher_*.pth`` with the student; default False.
         teacher_dtype: floating-point dtype to run the teacher in, or None (its own).
         teacher_device: device to run the teacher on, or None (its own).
+        ema_momentum: momentum m in [0, 1] of an EMA teacher built from the student (then no
+            ``models["teacher"]``), or None for the given frozen teacher. STML uses values near 0.999.
         **kwargs: PML ``BaseTrainer`` keyword arguments.
 
     Raises:
         ValueError: a transfer_loss that takes no teacher_emb without a teacher-based tuple_miner; a
             bad ``teacher_device`` string; a teacher-fed loss or miner inside PML's DistributedLossWrapper /
-            DistributedMinerWrapper; at training time, a batch without labels reaching a
-            ``metric_loss`` or a ``subset_batch_miner`` that needs them.
+            DistributedMinerWrapper; ``ema_momentum`` outside [0, 1] or given with a ``models["teacher"]``; a
+            classifier without a classifier_loss or the reverse; at training time, a batch without labels
+            reaching a ``metric_loss``, a ``classifier_loss`` or a ``subset_batch_miner`` that needs them.
         TypeError: a non-bool ``save_teacher``, a ``teacher_dtype`` that is not a floating-point
-            torch.dtype, a ``teacher_device`` that is not a device.
+            torch.dtype, a ``teacher_device`` that is not a device, a non-number ``ema_momentum``.
 
     Example:
         >>> import torch
@@ -107,14 +144,33 @@ class EmbeddingTransfer(MetricLossOnly):
         save_teacher: bool = False,
         teacher_dtype: Optional[torch.dtype] = None,
         teacher_device: Optional[Union[str, torch.device]] = None,
+        ema_momentum: Optional[float] = None,
         **kwargs: Any,
     ) -> None:
         self.save_teacher = v.check_bool("save_teacher", save_teacher)
+        self.ema_momentum = _check_ema_momentum(ema_momentum)
         self.teacher_dtype = _check_teacher_dtype(teacher_dtype)
         self.teacher_device = v.check_optional_device("teacher_device", teacher_device)
         super().__init__(*args, **kwargs)
 
     def custom_setup(self) -> None:
+        if self.ema_momentum is not None:
+            self.models = dict(self.models)  # the caller's dict stays as it was
+            if "teacher" in self.models:
+                raise ValueError(
+                    "ema_momentum builds the teacher as a momentum copy of the student, so models must not hold a "
+                    f"'teacher'; got models['teacher'] = {type(self.models['teacher']).__name__} (drop it, or pass "
+                    "ema_momentum=None for a frozen teacher)"
+                )
+            student = torch.nn.Sequential(self.models["trunk"], self.models.get("embedder", torch.nn.Identity()))
+            self.models["teacher"] = copy.deepcopy(student)
+        has_classifier, has_loss = "classifier" in self.models, "classifier_loss" in self.loss_funcs
+        if has_classifier != has_loss:
+            given, missing = "models['classifier']", "loss_funcs['classifier_loss']"
+            if not has_classifier:
+                given, missing = missing, given
+            raise ValueError(f"a classifier head needs both models['classifier'] and loss_funcs['classifier_loss']; "
+                             f"got {given} without {missing}")
         if "teacher" not in self.freeze_these:
             self.freeze_these = tuple(self.freeze_these) + ("teacher",)
         transfer_loss = self.loss_funcs.get("transfer_loss")
@@ -140,7 +196,9 @@ class EmbeddingTransfer(MetricLossOnly):
     def modify_schema(self) -> None:
         self.schema["models"].keys += ["teacher"]
         self.schema["models"].essential += ["teacher"]
-        self.schema["loss_funcs"].keys += ["transfer_loss"]
+        self.schema["models"].keys += ["classifier"]
+        self.schema["models"].important = ["embedder"]  # the classifier head is optional: no warning without it
+        self.schema["loss_funcs"].keys += ["transfer_loss", "classifier_loss"]
         self.schema["loss_funcs"].essential = ["transfer_loss"]
         # metric_loss is optional here: PML's default "important" keys (keys minus essential) would warn
         # 'loss_funcs is missing "metric_loss"' on every construction without one.
@@ -210,6 +268,31 @@ class EmbeddingTransfer(MetricLossOnly):
         self.losses["transfer_loss"] = self.get_transfer_loss(embeddings, labels, indices_tuple, teacher_emb)
         if "metric_loss" in self.loss_funcs:
             self.losses["metric_loss"] = self.maybe_get_metric_loss(embeddings, labels, None)
+        if "classifier_loss" in self.loss_funcs:
+            self.losses["classifier_loss"] = self.maybe_get_classifier_loss(embeddings, labels)
+
+    def maybe_get_classifier_loss(self, embeddings: torch.Tensor, labels: Optional[torch.Tensor]):
+        """``classifier_loss(classifier(embeddings), labels)``, or 0 at weight 0."""
+        if self.loss_weights.get("classifier_loss", 0) == 0:
+            return 0
+        if labels is None:
+            raise ValueError(
+                f"classifier_loss {type(self.loss_funcs['classifier_loss']).__name__} needs labels, but "
+                "data_and_label_getter returned labels None (an unlabeled batch); return labels or drop the classifier"
+            )
+        logits = self.models["classifier"](embeddings)
+        return self.loss_funcs["classifier_loss"](logits, c_f.to_device(labels, logits))
+
+    def step_optimizers(self) -> None:
+        super().step_optimizers()
+        if self.ema_momentum is not None:
+            self.update_teacher()
+
+    def update_teacher(self) -> None:
+        """The EMA step of an ``ema_momentum`` teacher (after every optimizer step)."""
+        student = (self.models["trunk"], self.models["embedder"])
+        for teacher_part, student_part in zip(self.teacher, student):
+            ema_update_(teacher_part, student_part, self.ema_momentum)
 
     def maybe_get_metric_loss(self, embeddings, labels, indices_tuple):
         if labels is not None or self.loss_weights.get("metric_loss", 0) <= 0:

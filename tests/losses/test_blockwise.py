@@ -498,3 +498,28 @@ def test_a_similarity_without_blocks_is_refused_not_densified():
         torch.randn(5, 2), teacher_emb=torch.randn(5, 3)
     )
     assert torch.isfinite(loss)
+
+
+class _ViewSimilarity(BaseSimilarity):
+    """Returns views of one stored matrix from rows(): the engine must only read them."""
+
+    def __init__(self, matrix):
+        super().__init__()
+        self.matrix = matrix
+
+    def compute_mat(self, teacher_emb, teacher_ref_emb, labels, ref_labels):
+        return self.matrix
+
+    def rows(self, teacher_emb, teacher_ref_emb=None, labels=None, ref_labels=None):
+        return lambda start, end: self.matrix[start:end]
+
+
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
+def test_relaxed_labels_returned_as_views_are_never_written(loss_name):
+    student, teacher, _ = _inputs(20, seed=22)
+    matrix = fn.gaussian_kernel(teacher, sigma=0.7)
+    kept = matrix.clone()
+    cls = RelaxedContrastiveLoss if loss_name == "contrastive" else RelaxedMultiSimilarityLoss
+    blockwise = _value_and_grads(cls(delta=1.3, similarity=_ViewSimilarity(matrix), block_size=6), student, teacher)
+    assert torch.equal(matrix, kept)
+    assert_same(blockwise, _value_and_grads(cls(sigma=0.7, delta=1.3, block_size=0), student, teacher))

@@ -1,0 +1,295 @@
+"""What the three tasks beyond labelled metric learning share: digits splits, two-view batches, PML training,
+evaluation (retrieval, k-NN and top-1 accuracy) and the results files (runs.jsonl, results.csv, results.md)."""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import torch
+from pytorch_metric_learning import losses as pml_losses
+
+from ...datasets import Digits
+from ...datasets.transforms import Compose, GaussianNoise, RandomAffine
+from ...evaluation import compute_embeddings, evaluate_embeddings
+from ...models.mlp import MLP
+from ..runner import quiet_pml, seed_everything
+
+RETRIEVAL_METRICS = ("recall_at_1", "mean_average_precision_at_r")
+KNN_K = 5
+
+
+@dataclass
+class TaskConfig:
+    """One call of ``pml-relaxed bench --task ...``; list-valued fields are grids (every combination runs)."""
+
+    task: str
+    split: str = "val"  # "val": held-out training classes (or items), model selection; "test": the report
+    seeds: int = 3
+    seed: int = 0
+    teacher_seed: int = 0
+    epochs: int = 30
+    teacher_epochs: int = 30
+    batch_size: int = 64  # items per batch (two views each in ssl / self-taught)
+    lr: float = 3e-3
+    temperatures: List[float] = field(default_factory=lambda: [0.1])  # NTXent (baseline; ssl teacher by default)
+    teacher_temperatures: Optional[List[float]] = None  # ssl: NTXent teachers (None: temperatures)
+    sigmas: List[float] = field(default_factory=lambda: [1.0])  # relaxed-label bandwidth
+    delta: float = 1.0
+    ks: List[int] = field(default_factory=lambda: [4])  # self-taught: ContextualSimilarity k
+    ema_momenta: List[float] = field(default_factory=lambda: [0.99])  # self-taught: EMA momentum
+    weights: List[float] = field(default_factory=lambda: [1.0])  # classification: weight of the extra loss
+    kd_temperatures: List[float] = field(default_factory=lambda: [4.0])  # classification: Hinton KD
+    methods: Optional[List[str]] = None  # default: every method of the task
+    settings: Optional[List[str]] = None  # ssl: student settings (default: all)
+    output_dir: Optional[str] = None
+    device: str = "cpu"
+
+
+def grid(**options: Sequence) -> List[dict]:
+    """Every combination of the option lists, as dicts."""
+    names = list(options)
+    return [dict(zip(names, values)) for values in itertools.product(*(options[n] for n in names))]
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def digits_augment() -> Callable[[torch.Tensor], torch.Tensor]:
+    """The two-view augmentation of the label-free tasks (batched: one affine draw per image)."""
+    return Compose([RandomAffine(degrees=15, translate=0.15, scale=(0.8, 1.2)), GaussianNoise(0.1)])
+
+
+def digits_unseen_classes(split: str) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train images, evaluation images, evaluation labels), class-disjoint.
+
+    ``test``: train on the images of digits 0-4, evaluate on digits 5-9. ``val``: train on digits 0, 1, 2,
+    evaluate on 3, 4 (both within the training classes; the test digits are never looked at).
+    """
+    train = Digits("train")
+    if split == "test":
+        test = Digits("test")
+        return train.images, test.images, test.labels
+    keep = train.labels <= 2
+    return train.images[keep], train.images[~keep], train.labels[~keep]
+
+
+def within_class_split(split: str, split_seed: int = 0):
+    """All ten digits, each class's items split 60/20/20 into train / val / test (seeded): returns
+    (train images, train labels, evaluation images, evaluation labels) with evaluation = ``split``."""
+    data = Digits("all")
+    generator = torch.Generator().manual_seed(split_seed)
+    parts: Dict[str, List[torch.Tensor]] = {"train": [], "val": [], "test": []}
+    for c in range(10):
+        idx = torch.nonzero(data.labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=generator)]
+        n_train, n_val = int(0.6 * len(idx)), int(0.2 * len(idx))
+        parts["train"].append(idx[:n_train])
+        parts["val"].append(idx[n_train:n_train + n_val])
+        parts["test"].append(idx[n_train + n_val:])
+    train, evaluation = torch.cat(parts["train"]), torch.cat(parts[split])
+    return data.images[train], data.labels[train], data.images[evaluation], data.labels[evaluation]
+
+
+class Images(torch.utils.data.Dataset):
+    """Images without labels (the label-free tasks never see the class labels)."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+
+class TwoViewCollate:
+    """B images -> (2B views, 2B instance ids): rows 2b and 2b + 1 are two augmented views of image b, and both
+    carry the id b (an instance id within the batch, not a class label)."""
+
+    def __init__(self, augment: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.augment = augment
+
+    def __call__(self, batch: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        images = torch.stack(batch)
+        views = torch.stack([self.augment(images), self.augment(images)], dim=1)
+        ids = torch.arange(len(batch)).repeat_interleave(2)
+        return views.reshape(2 * len(batch), *images.shape[1:]), ids
+
+
+class TwoViewLoss(torch.nn.Module):
+    """A PML trainer's ``metric_loss`` for two-view batches (rows 2b, 2b + 1 the views of item b):
+    ``SelfSupervisedLoss(loss)(embeddings[0::2], embeddings[1::2])``; the batch labels are ignored."""
+
+    def __init__(self, loss: torch.nn.Module) -> None:
+        super().__init__()
+        self.loss = pml_losses.SelfSupervisedLoss(loss, symmetric=True)
+
+    def forward(self, embeddings: torch.Tensor, labels=None, indices_tuple=None) -> torch.Tensor:
+        return self.loss(embeddings[0::2], embeddings[1::2])
+
+
+def mlp(hidden: int, dim: int) -> torch.nn.Module:
+    """The digits networks of the benchmark: flatten, one hidden layer with BatchNorm, linear output."""
+    return torch.nn.Sequential(torch.nn.Flatten(), MLP(64, [hidden], dim, batch_norm=True))
+
+
+# -------------------------------------------------------------------------------------------- training
+
+
+def fit(trainer_cls, models: dict, loss_funcs: dict, dataset, cfg: TaskConfig, epochs: int, *,
+        collate_fn=None, loss_weights: Optional[dict] = None, **trainer_kwargs) -> float:
+    """Trains with a PML trainer (AdamW over every trained model, cosine schedule); returns the seconds."""
+    trained = [m for name, m in models.items() if name != "teacher"]
+    params = [p for m in trained for p in m.parameters() if p.requires_grad]
+    iterations = max(len(dataset) // cfg.batch_size, 1)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=iterations * epochs)
+    trainer = trainer_cls(
+        models=models, optimizers={"trunk_optimizer": optimizer}, batch_size=cfg.batch_size, loss_funcs=loss_funcs,
+        loss_weights=loss_weights, dataset=dataset, collate_fn=collate_fn, iterations_per_epoch=iterations,
+        lr_schedulers={"trunk_scheduler_by_iteration": scheduler}, dataloader_num_workers=0,
+        data_device=torch.device(cfg.device), **trainer_kwargs)
+    start = time.perf_counter()
+    with quiet_pml():
+        trainer.train(num_epochs=epochs)
+    return time.perf_counter() - start
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+
+
+def knn_accuracy(embeddings: torch.Tensor, labels: torch.Tensor, k: int = KNN_K) -> float:
+    """Leave-one-out k-NN classification accuracy (cosine): the majority label of the k nearest others, a tie
+    going to the class of the nearer neighbours (each vote weighs 1 + 1e-3 (k - rank))."""
+    emb = torch.nn.functional.normalize(embeddings.double(), dim=1)
+    sim = emb @ emb.T
+    sim.fill_diagonal_(-math.inf)
+    k = min(k, len(labels) - 1)
+    nearest = sim.topk(k, dim=1).indices
+    votes = torch.zeros(len(labels), int(labels.max()) + 1, dtype=torch.float64)
+    weight = 1 + 1e-3 * (k - torch.arange(k, dtype=torch.float64))
+    votes.scatter_add_(1, labels[nearest], weight.expand(len(labels), k).contiguous())
+    return float((votes.argmax(dim=1) == labels).double().mean())
+
+
+def retrieval_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, device: str) -> dict:
+    """R@1 and MAP@R (leave-one-out retrieval, L2-normalised) and k-NN accuracy on the evaluation classes."""
+    dataset = torch.utils.data.TensorDataset(images, labels)
+    embeddings, _ = compute_embeddings(model, dataset, batch_size=512, device=device, show_progress=False)
+    scores = evaluate_embeddings(embeddings, labels, RETRIEVAL_METRICS, normalize=True, device="cpu")
+    scores[f"knn{KNN_K}_accuracy"] = knn_accuracy(embeddings.cpu(), labels.cpu())
+    return scores
+
+
+def top1_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, device: str) -> dict:
+    model.eval()
+    with torch.no_grad():
+        logits = model(images.to(device))
+    return {"top1_accuracy": float((logits.argmax(dim=1).cpu() == labels).double().mean())}
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+def record(cfg: TaskConfig, setting: str, method: str, seed: int, options: dict, metrics: dict,
+           seconds: float, epochs: int) -> dict:
+    return {"task": cfg.task, "split": cfg.split, "setting": setting, "method": method, "seed": seed,
+            "options": options, "metrics": metrics, "train_seconds": round(seconds, 2), "epochs": epochs,
+            "config": {k: v for k, v in asdict(cfg).items() if k not in ("output_dir",)}}
+
+
+def option_string(options: dict) -> str:
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(options.items())) or "-"
+
+
+def summarise(records: Iterable[dict]) -> List[dict]:
+    """Mean and sample std (ddof=1) over seeds of every (split, setting, method, options) and metric."""
+    groups: Dict[tuple, List[dict]] = {}
+    for r in records:
+        groups.setdefault((r["split"], r["setting"], r["method"], option_string(r["options"])), []).append(r)
+    rows = []
+    for (split, setting, method, options), runs in groups.items():
+        row = {"split": split, "setting": setting, "method": method, "options": options, "seeds": len(runs)}
+        for metric in runs[0]["metrics"]:
+            values = torch.tensor([run["metrics"][metric] for run in runs], dtype=torch.float64)
+            row[metric] = float(values.mean())
+            row[f"{metric}_std"] = float(values.std()) if len(runs) > 1 else 0.0
+        rows.append(row)
+    return rows
+
+
+def choose_on_validation(records: Iterable[dict], metric: str, seeds: int = 3) -> Dict[Tuple[str, str], dict]:
+    """The protocol's choice: per (setting, method), the validation options with the best mean ``metric`` over
+    ``seeds`` seeds (groups with fewer seeds are ignored; on equal means the first in run order wins)."""
+    groups: Dict[Tuple[str, str, str], List[dict]] = {}
+    for r in records:
+        if r["split"] == "val":
+            groups.setdefault((r["setting"], r["method"], option_string(r["options"])), []).append(r)
+    best: Dict[Tuple[str, str], Tuple[float, dict]] = {}
+    for (setting, method, _), runs in groups.items():
+        if len(runs) < seeds:
+            continue
+        mean = sum(run["metrics"][metric] for run in runs) / len(runs)
+        if (setting, method) not in best or mean > best[(setting, method)][0]:
+            best[(setting, method)] = (mean, runs[0]["options"])
+    return {key: options for key, (_, options) in best.items()}
+
+
+def verdict(a_mean: float, a_std: float, b_mean: float, b_std: float) -> str:
+    """'win' / 'loss' for a against b, 'tie' when the difference is within one std (the larger of the two)."""
+    if abs(a_mean - b_mean) <= max(a_std, b_std):
+        return "tie"
+    return "win" if a_mean > b_mean else "loss"
+
+
+def write_results(records: List[dict], out: Path, header: str, metrics: Sequence[str]) -> List[Path]:
+    """results.csv (one row per group) and results.md (mean ± std tables) from every record in runs.jsonl."""
+    rows = summarise(records)
+    columns = ["split", "setting", "method", "options", "seeds"] + [c for m in metrics for c in (m, f"{m}_std")]
+    csv_lines = [",".join(columns)] + [",".join(_csv(row.get(c, "")) for c in columns) for row in rows]
+    (out / "results.csv").write_text("\n".join(csv_lines) + "\n")
+    md = [header, "", "| split | setting | method | options | seeds | " + " | ".join(metrics) + " |",
+          "|" + "---|" * (5 + len(metrics))]
+    for row in sorted(rows, key=lambda r: (r["split"], r["setting"], r["method"], r["options"])):
+        cells = [f"{100 * row[m]:.2f} ± {100 * row[m + '_std']:.2f}" if m in row else "" for m in metrics]
+        md.append(f"| {row['split']} | {row['setting']} | {row['method']} | {row['options']} | {row['seeds']} | "
+                  + " | ".join(cells) + " |")
+    (out / "results.md").write_text("\n".join(md) + "\n")
+    return [out / "results.csv", out / "results.md"]
+
+
+def _csv(value) -> str:
+    return f"{value:.6f}" if isinstance(value, float) else str(value)
+
+
+class RunLog:
+    """runs.jsonl in the output folder: appended run by run, and the runs already there are skipped."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / "runs.jsonl"
+        out.mkdir(parents=True, exist_ok=True)
+        self.records = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()] \
+            if self.path.exists() else []
+
+    @staticmethod
+    def key(split: str, setting: str, method: str, seed: int, options: dict) -> tuple:
+        return split, setting, method, seed, option_string(options)
+
+    def done(self, split, setting, method, seed, options) -> bool:
+        wanted = self.key(split, setting, method, seed, options)
+        return any(self.key(r["split"], r["setting"], r["method"], r["seed"], r["options"]) == wanted
+                   for r in self.records)
+
+    def add(self, rec: dict) -> None:
+        self.records.append(rec)
+        with self.path.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+
+__all__ = ["TaskConfig", "seed_everything"]
