@@ -1,6 +1,7 @@
 """Encoders for teachers and students: images (Conv4), vectors (MLP) and texts.
 
-``SentenceTransformerTeacher`` imports sentence-transformers lazily, when it is instantiated.
+``SentenceTransformerTeacher`` imports sentence-transformers lazily, when it is instantiated, and
+``HashedNgramSentenceModule`` (a sentence-transformers module) when it is first accessed.
 """
 from .cached_teacher import CachedTeacher
 from .conv4 import Conv4
@@ -27,3 +28,12 @@ __all__ = [
     "IndexedTextStudent",
     "pack_text_rows",
 ]
+
+
+def __getattr__(name: str):
+    # HashedNgramSentenceModule subclasses a sentence-transformers class: import it (and them) on first use.
+    if name == "HashedNgramSentenceModule":
+        from .hashed_ngram_sentence_module import HashedNgramSentenceModule
+
+        return HashedNgramSentenceModule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
