@@ -14,6 +14,7 @@ hashes the others with the per-text Python code.
 """
 from __future__ import annotations
 
+from itertools import chain
 from typing import List, Sequence, Tuple
 
 import numpy as np
@@ -110,16 +111,14 @@ def hash_token_lists(
     word_seed, bigram_seed, char_seed = seeds
     use_unigrams, use_bigrams = word_ngram_range[0] == 1, word_ngram_range[1] == 2
     low, high = char_ngram_range
-    if use_unigrams:
+    if use_unigrams and token_lists and max(map(len, token_lists)) > max_features:
         # Each token gives at least its unigram, so tokens past max_features cannot contribute.
         token_lists = [tokens[:max_features] for tokens in token_lists]
     tokens_per_text = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
-    flat = [token for tokens in token_lists for token in tokens]
-    vocabulary: dict = {}
-    occurrence_uid = np.fromiter(
-        (vocabulary.setdefault(token, len(vocabulary)) for token in flat), dtype=np.int64, count=len(flat)
-    )
-    unique = list(vocabulary)
+    flat = list(chain.from_iterable(token_lists))
+    unique = list(dict.fromkeys(flat))  # in order of first appearance
+    uid_of = dict(zip(unique, range(len(unique))))
+    occurrence_uid = np.fromiter(map(uid_of.__getitem__, flat), dtype=np.int64, count=len(flat))
     unique_lengths = np.fromiter(map(len, unique), dtype=np.int64, count=len(unique))
 
     # Features of each unique token, in text_ids order: [unigram] + char n-grams.

@@ -8,8 +8,15 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from ._model_folder import PathLike, check_folder_path, load_weights, read_json, save_weights, write_json
-from ._model_folder import write_sentence_transformers_metadata
+from ._model_folder import (
+    PathLike,
+    check_folder_path,
+    load_weights,
+    read_json,
+    save_weights,
+    write_json,
+    write_sentence_transformers_metadata,
+)
 from .mlp import MLP
 from .ngram_hasher import NgramHasher, check_texts
 
@@ -199,15 +206,23 @@ class HashedNgramEmbedder(nn.Module):
         Returns:
             ``(B, hidden_dim)``; texts without ids are zero.
         """
-        weights = self.idf[ids]
         if offsets is None:
+            weights = self.idf[ids]
             weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
             return self.bag(ids, per_sample_weights=weights)
         lengths = torch.diff(offsets, append=offsets.new_tensor([ids.numel()]))
-        text_of_id = torch.repeat_interleave(torch.arange(len(offsets), device=ids.device), lengths)
-        totals = weights.new_zeros(len(offsets)).index_add_(0, text_of_id, weights)
-        weights = weights / totals.clamp_min(1e-12)[text_of_id]
-        return self.bag(ids, offsets, per_sample_weights=weights)
+        if bool((self.idf[1:] == 1).all()):  # plain mean: the weights are 1 / length, no gather
+            weights = (1.0 / lengths.clamp_min(1).to(self.idf.dtype)).repeat_interleave(lengths)
+        else:
+            weights = self.idf[ids]
+            text_of_id = torch.repeat_interleave(torch.arange(len(offsets), device=ids.device), lengths)
+            totals = weights.new_zeros(len(offsets)).index_add_(0, text_of_id, weights)
+            weights = weights / totals.clamp_min(1e-12)[text_of_id]
+        # Flat ids hold no padding, so no padding_idx: that lets PyTorch use its fast (fbgemm) kernel, about
+        # 3x faster; it sums in another rounding order than the padded path (float32 rounding apart).
+        return nn.functional.embedding_bag(
+            ids, self.bag.weight, offsets, mode="sum", per_sample_weights=weights, sparse=self.bag.sparse
+        )
 
     def embed(self, ids: torch.Tensor, offsets: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Embeds hashed ids: :meth:`pool`, ``LayerNorm``, MLP head.
