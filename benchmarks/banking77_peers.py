@@ -34,15 +34,12 @@ from pml_relaxed.bench.cli import machine, versions
 from pml_relaxed.bench.methods import METHODS
 from pml_relaxed.bench.report import aggregate, metric_mean, write_results
 from pml_relaxed.bench.runner import get_teacher, load_done, run_student
+from pml_relaxed.bench.static_text_data import static_student_data
 from pml_relaxed.bench.text_data import banking77_data, sentences_per_second
-from pml_relaxed.bench.text_peers import (
-    model2vec_peers,
-    pca_peers,
-    peer_records,
-    peer_setting,
-)
+from pml_relaxed.bench.text_peers import distilled_model2vec, model2vec_peers, pca_peers, peer_records, peer_setting
 from pml_relaxed.datasets import Banking77
 from pml_relaxed.models import SentenceTransformerTeacher
+from pml_relaxed.models.sentence_transformer_teacher import default_model_path
 
 #: bench options of each method's point chosen on validation intents (docs/text_distillation.md, third round)
 TUNED: Dict[str, List[str]] = {
@@ -59,6 +56,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--model2vec-dims", type=int, nargs="*", default=[32, 64, 256])
     parser.add_argument("--pca-dims", type=int, nargs="*", default=[16, 32, 64])
+    parser.add_argument("--static-methods", nargs="*", default=["relaxed_contrastive+proxy_anchor"],
+                        help="methods that refine a StaticEmbedder initialised from Model2Vec (issue 20, item 3)")
+    parser.add_argument("--static-dims", type=int, nargs="*", default=[32, 64])
+    parser.add_argument("--static-lrs", type=float, nargs="+", default=[1e-3, 1e-2],
+                        help="learning rates tried on 8 validation intents (32-d, seed 0); the best is tested")
+    parser.add_argument("--model2vec-cache", default="results/model2vec", help="where distilled models are kept")
     parser.add_argument("--speed-repeats", type=int, default=5)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--output-dir", default="results/b77_peers")
@@ -121,6 +124,60 @@ def peers_table(records: List[dict], speeds: Dict[str, float]) -> List[str]:
     return lines
 
 
+def _score(record: dict) -> float:
+    return (record["metrics"]["recall_at_1"] + record["metrics"]["mean_average_precision_at_r"]) / 2
+
+
+def static_students(args, method: str, data, train_texts, test_texts, done, keep) -> Dict[str, Callable]:
+    """Model2Vec-initialised static students refined with ``method``: lr chosen on validation, then tested.
+
+    Returns the raw-string encoders of the tested students (for the speed table).
+    """
+    teacher_path = default_model_path()
+    by_dim = {dim: distilled_model2vec(teacher_path, dim, Path(args.model2vec_cache)) for dim in args.static_dims}
+    name = f"model2vec+{method}"
+    # Validation: 8 of the 39 training intents held out (split seed 0), 32-d (or the first dim), seed 0.
+    val_args = bench_parser().parse_args(
+        ["--dataset", "banking77", "--output-dir", str(Path(args.output_dir) / "static_val"), "--no-progress",
+         "--val-classes", "8", "--methods", method, *TUNED.get(method, [])]
+        + (["--data-root", args.data_root] if args.data_root else []))
+    roots = (args.data_root,) if args.data_root else ()
+    val_train = list(Banking77(*roots, split="train", num_val_classes=8, seed=0).texts)
+    val_eval = list(Banking77(*roots, split="val", num_val_classes=8, seed=0).texts)
+    val_dim = 32 if 32 in by_dim else next(iter(by_dim))
+    val_path = Path(args.output_dir) / "static_val.jsonl"
+    val_records = load_done(val_path)
+    val_data = None
+    for lr in args.static_lrs:
+        if any(r["hparams"]["lr"] == lr and r["method"] == name for r in val_records):
+            continue
+        if val_data is None:
+            val_data = static_student_data(banking77_data(val_args), {val_dim: by_dim[val_dim]}, val_train, val_eval)
+        lr_args = argparse.Namespace(**{**vars(val_args), "lr": lr})
+        record = run_student(val_data, lr_args, f"static{val_dim}", method, 0, val_data.teacher)
+        record["method"] = name
+        val_records.append(record)
+        with val_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(json.dumps({"validation": name, "lr": lr, "score": _score(record)}), flush=True)
+    chosen = max((r for r in val_records if r["method"] == name and r["hparams"]["lr"] in args.static_lrs),
+                 key=_score)["hparams"]["lr"]
+    # Test: the chosen lr, every dim, every seed, in the table of the hashed students of that dim.
+    test_args = argparse.Namespace(**{**vars(bench_args(args, method)), "lr": chosen})
+    test_data = static_student_data(data, by_dim, train_texts, test_texts)
+    for seed in range(args.seeds):
+        for dim in sorted(by_dim):
+            setting = peer_setting(data, test_args, dim)
+            if (setting, name, TUNED_KIND.get(method), dim, seed) in done:
+                continue
+            record = run_student(test_data, test_args, f"static{dim}", method, seed, test_data.teacher)
+            record.update(method=name, setting=setting)
+            keep([record])
+            print(json.dumps({k: record[k] for k in ("setting", "method", "seed", "train_seconds", "throughput")}),
+                  flush=True)
+    return {f"{name} ({dim}-d)": test_data.make_model("static", dim).model.eval().encode for dim in sorted(by_dim)}
+
+
 def main(args: argparse.Namespace, argv: List[str]) -> dict:
     # One thread everywhere: torch, and the Rust tokenizers (before their thread pool starts).
     torch.set_num_threads(1)
@@ -154,7 +211,7 @@ def main(args: argparse.Namespace, argv: List[str]) -> dict:
     test_texts = list(Banking77(*roots, split="test").texts)
     timed_texts = test_texts[:1024]  # the texts the bench times the students on
     teacher = SentenceTransformerTeacher()
-    peers = model2vec_peers(args.model2vec_dims, train_texts + test_texts, out / "model2vec")
+    peers = model2vec_peers(args.model2vec_dims, train_texts + test_texts, Path(args.model2vec_cache))
     peers += pca_peers(args.pca_dims, data.teacher.embeddings, len(train_texts), teacher)
 
     def peer_speed(peer) -> float:  # PCA rows cost a teacher pass (about 20 s): one pass, not three
@@ -178,6 +235,9 @@ def main(args: argparse.Namespace, argv: List[str]) -> dict:
         for setting in args.settings:
             student = method_data.make_model(*method_data.settings[setting]).model.eval()
             students[f"{method} ({student.embedding_dim}-d)"] = student.encode
+
+    for method in args.static_methods:
+        students.update(static_students(args, method, data, train_texts, test_texts, done, keep))
 
     # Every model of this run timed again on the same texts, interleaved (weights do not change a student's speed).
     encoders: Dict[str, Callable] = {f"teacher:all-MiniLM-L6-v2 ({teacher.embedding_dim}-d)": teacher}

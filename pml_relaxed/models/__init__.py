@@ -11,6 +11,7 @@ from .mlp import MLP
 from .ngram_dropout import NgramDropout
 from .ngram_hasher import NgramHasher, stable_hash
 from .sentence_transformer_teacher import SentenceTransformerTeacher
+from .static_embedder import StaticEmbedder
 from .text_collator import TextCollator
 from .throughput import measure_throughput
 
@@ -27,6 +28,7 @@ __all__ = [
     "CachedTeacher",
     "IndexedTextStudent",
     "pack_text_rows",
+    "StaticEmbedder",
 ]
 
 
