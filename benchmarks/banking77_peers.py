@@ -62,6 +62,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--static-lrs", type=float, nargs="+", default=[1e-3, 1e-2],
                         help="learning rates tried on 8 validation intents (32-d, seed 0); the best is tested")
     parser.add_argument("--model2vec-cache", default="results/model2vec", help="where distilled models are kept")
+    parser.add_argument("--model2vec-dtype", default="float32", choices=["float32", "float16"],
+                        help="Model2Vec peers' vectors (float16 is model2vec's default, slower on a CPU)")
     parser.add_argument("--speed-repeats", type=int, default=5)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--output-dir", default="results/b77_peers")
@@ -211,7 +213,8 @@ def main(args: argparse.Namespace, argv: List[str]) -> dict:
     test_texts = list(Banking77(*roots, split="test").texts)
     timed_texts = test_texts[:1024]  # the texts the bench times the students on
     teacher = SentenceTransformerTeacher()
-    peers = model2vec_peers(args.model2vec_dims, train_texts + test_texts, Path(args.model2vec_cache))
+    peers = model2vec_peers(args.model2vec_dims, train_texts + test_texts, Path(args.model2vec_cache),
+                            args.model2vec_dtype)
     peers += pca_peers(args.pca_dims, data.teacher.embeddings, len(train_texts), teacher)
 
     def peer_speed(peer) -> float:  # PCA rows cost a teacher pass (about 20 s): one pass, not three

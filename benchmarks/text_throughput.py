@@ -40,6 +40,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dims", type=int, nargs="+", default=[16, 32, 64], help="student dimensions")
     parser.add_argument("--model2vec-dims", type=int, nargs="*", default=[32, 64, 256],
                         help="Model2Vec dimensions (none: no Model2Vec rows)")
+    parser.add_argument("--model2vec-dtypes", nargs="+", default=["float32", "float16"],
+                        help="vector dtypes of the Model2Vec rows (float16 is model2vec's default)")
     parser.add_argument("--model2vec-cache", default="results/model2vec", help="where distilled models are kept")
     parser.add_argument("--no-teacher", action="store_true", help="no teacher row (it takes a minute per round)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
@@ -75,11 +77,11 @@ def student_encoder(dim: int, batch_size: int) -> Callable:
     return lambda batch: student.encode(batch, batch_size=batch_size)
 
 
-def model2vec_encoder(dim: int, cache: Path, batch_size: int) -> Callable:
+def model2vec_encoder(dim: int, dtype: str, cache: Path, batch_size: int) -> Callable:
     from pml_relaxed.bench.text_peers import distilled_model2vec
     from pml_relaxed.models.sentence_transformer_teacher import default_model_path
 
-    model = distilled_model2vec(default_model_path(), dim, cache)
+    model = distilled_model2vec(default_model_path(), dim, cache, dtype)
     return lambda batch: model.encode(batch, batch_size=batch_size, use_multiprocessing=False)
 
 
@@ -91,7 +93,9 @@ def main(args: argparse.Namespace) -> list:
     for dim in args.dims:
         encoders[f"HashedNgramEmbedder ({dim}-d)"] = student_encoder(dim, args.batch_size)
     for dim in args.model2vec_dims:
-        encoders[f"Model2Vec ({dim}-d)"] = model2vec_encoder(dim, Path(args.model2vec_cache), args.batch_size)
+        for dtype in args.model2vec_dtypes:
+            encoders[f"Model2Vec ({dim}-d, {dtype})"] = model2vec_encoder(dim, dtype, Path(args.model2vec_cache),
+                                                                         args.batch_size)
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)

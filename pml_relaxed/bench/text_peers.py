@@ -44,20 +44,32 @@ def _import_model2vec():
     return StaticModel, distill
 
 
-def distilled_model2vec(teacher_path: Path, dim: int, cache_dir: Path):
-    """``model2vec.distill(teacher_path, pca_dims=dim)``, saved in ``cache_dir/model2vec_<dim>`` and reused."""
+def distilled_model2vec(teacher_path: Path, dim: int, cache_dir: Path, dtype: str = "float32"):
+    """``model2vec.distill(teacher_path, pca_dims=dim)`` with float32 vectors, kept in ``cache_dir`` and reused.
+
+    ``dtype="float16"`` (model2vec's own default) returns the same model with its vectors cast to float16,
+    as ``distill(..., quantize_to="float16")`` does; its NumPy mean is slower than in float32.
+    """
     static_model_cls, distill = _import_model2vec()
     folder = Path(cache_dir) / f"model2vec_{dim}"
     if (folder / "config.json").is_file():
-        return static_model_cls.from_pretrained(str(folder))
-    model = distill(model_name=str(teacher_path), pca_dims=dim, device="cpu")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(folder))
+        model = static_model_cls.from_pretrained(str(folder))
+    else:
+        model = distill(model_name=str(teacher_path), pca_dims=dim, device="cpu", quantize_to="float32")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(str(folder))
+    if dtype != "float32":
+        model = static_model_cls(
+            vectors=model.embedding.astype(dtype), tokenizer=model.tokenizer, config=model.config,
+            normalize=model.normalize, base_model_name=model.base_model_name, weights=model.weights,
+            token_mapping=model.token_mapping,
+        )
     return model
 
 
-def model2vec_peers(dims: Sequence[int], all_texts: List[str], cache_dir: Path) -> List[Peer]:
-    """Model2Vec distillations of the packaged all-MiniLM-L6-v2 at each of ``dims`` (cached in ``cache_dir``).
+def model2vec_peers(dims: Sequence[int], all_texts: List[str], cache_dir: Path, dtype: str = "float32") -> List[Peer]:
+    """Model2Vec distillations of the packaged all-MiniLM-L6-v2 at each of ``dims`` (cached in ``cache_dir``),
+    with ``dtype`` vectors (see :func:`distilled_model2vec`).
 
     Raises:
         ImportError: model2vec (with its distill extra) or the packaged teacher is missing.
@@ -67,7 +79,7 @@ def model2vec_peers(dims: Sequence[int], all_texts: List[str], cache_dir: Path) 
     teacher_path = default_model_path()
     peers = []
     for dim in dims:
-        model = distilled_model2vec(teacher_path, dim, cache_dir)
+        model = distilled_model2vec(teacher_path, dim, cache_dir, dtype)
 
         def encode(texts, model=model):
             return model.encode(list(texts), batch_size=256, use_multiprocessing=False)
