@@ -47,7 +47,8 @@ class HashedNgramEmbedder(nn.Module):
     :meth:`encode_batch` / :class:`~pml_relaxed.models.TextCollator`. The latter is a single
     ``LongTensor`` and therefore survives PML's ``c_f.to_device(data, device=..., dtype=...)``;
     if a trainer casts it to a float dtype it is converted back (exact for ids < 2**24 in
-    float32). Hashed ids of each text are cached, so later epochs skip tokenisation.
+    float32). A list is hashed batch-wise (:meth:`NgramHasher.encode_flat`) and pooled from flat
+    ids with offsets; :meth:`encode` embeds a whole corpus of raw strings for serving.
 
     Args:
         embedding_dim: output dimension (e.g. 16, 32 or 64).
@@ -62,7 +63,7 @@ class HashedNgramEmbedder(nn.Module):
         sparse: use sparse gradients for the embedding table (then use an optimizer that
             supports them, e.g. ``torch.optim.SparseAdam`` for ``self.bag`` parameters);
             dense gradients touch all ``num_buckets * hidden_dim`` entries at every step.
-        cache_size: maximum number of texts whose ids are cached.
+        cache_size: maximum number of texts (and words) whose ids :meth:`NgramHasher.text_ids` caches.
         init_std: standard deviation of the normal initialisation of the bucket embeddings.
             The pooled vector is layer-normalised, so a small scale makes each optimizer step
             relatively larger: on Banking77 distillation, 0.1 beat PyTorch's default 1.0 by about
