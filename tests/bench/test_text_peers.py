@@ -2,6 +2,7 @@
 import argparse
 
 import numpy as np
+import pytest
 import torch
 
 from pml_relaxed.bench.text_peers import pca_peers, peer_setting
@@ -37,3 +38,24 @@ def test_peer_setting_is_the_setting_of_the_same_dimension():
     assert peer_setting(data, args, 32) == "dim32"
     assert peer_setting(data, args, 64) == "peers"  # not among the settings run
     assert peer_setting(data, args, 256) == "peers"
+
+
+def test_distilled_model2vec_reuses_the_cached_folder_and_casts_to_float16(tmp_path):
+    model2vec = pytest.importorskip("model2vec")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from pml_relaxed.bench.text_peers import distilled_model2vec, model2vec_peers
+
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "card": 1, "lost": 2}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    vectors = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    model2vec.StaticModel(vectors=vectors, tokenizer=tokenizer).save_pretrained(str(tmp_path / "model2vec_8"))
+    # A cached folder is loaded, never distilled again (there is no teacher at this path).
+    model = distilled_model2vec(tmp_path / "no-teacher", 8, tmp_path)
+    np.testing.assert_array_equal(model.embedding, vectors)
+    half = distilled_model2vec(tmp_path / "no-teacher", 8, tmp_path, dtype="float16")
+    assert half.embedding.dtype == np.float16
+    np.testing.assert_array_equal(half.embedding, vectors.astype(np.float16))
+    (peer,) = model2vec_peers([8], ["lost card", "card"], tmp_path)
+    assert peer.method == "peer:model2vec" and peer.dim == 8 and peer.embeddings.shape == (2, 8)
+    torch.testing.assert_close(torch.from_numpy(peer.encode(["card"])), peer.embeddings[1:])
