@@ -1,6 +1,7 @@
 """Encoders for teachers and students: images (Conv4), vectors (MLP) and texts.
 
-``SentenceTransformerTeacher`` imports sentence-transformers lazily, when it is instantiated.
+``SentenceTransformerTeacher`` imports sentence-transformers lazily, when it is instantiated, and
+``HashedNgramSentenceModule`` (a sentence-transformers module) when it is first accessed.
 """
 from .cached_teacher import CachedTeacher
 from .conv4 import Conv4
@@ -9,6 +10,7 @@ from .mlp import MLP
 from .ngram_dropout import NgramDropout
 from .ngram_hasher import NgramHasher
 from .sentence_transformer_teacher import SentenceTransformerTeacher
+from .static_embedder import StaticEmbedder
 from .text_collator import TextCollator
 
 __all__ = [
@@ -20,4 +22,14 @@ __all__ = [
     "TextCollator",
     "SentenceTransformerTeacher",
     "CachedTeacher",
+    "StaticEmbedder",
 ]
+
+
+def __getattr__(name: str):
+    # HashedNgramSentenceModule subclasses a sentence-transformers class: import it (and them) on first use.
+    if name == "HashedNgramSentenceModule":
+        from .hashed_ngram_sentence_module import HashedNgramSentenceModule
+
+        return HashedNgramSentenceModule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

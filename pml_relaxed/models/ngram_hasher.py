@@ -5,10 +5,11 @@ import re
 import zlib
 from typing import Dict, List, Sequence, Tuple
 
+import numpy as np
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
 from .. import _validation as v
+from ._batch_hashing import concatenated_ranges, exclusive_cumsum, hash_token_lists
 
 #: Words, or single punctuation marks ("?" is informative for intent-like texts).
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
@@ -72,8 +73,10 @@ class NgramHasher:
     ``"<" + token + ">"`` for n in ``char_ngram_range``. Each feature is hashed with a stable
     crc32 hash (per-family seed) into ``[1, num_buckets)``; id 0 is reserved for padding.
 
-    Ids are cached per word and per text (bounded, first-in-first-out), so hashing a corpus a
-    second time, e.g. in the next training epoch, is a dictionary lookup.
+    Batches (:meth:`encode_batch`, :meth:`encode_flat`) are hashed at once with NumPy for ASCII
+    texts (the same ids, several times faster than text by text). :meth:`text_ids`, one text at a
+    time, caches ids per word and per text (bounded, first-in-first-out), so hashing a text a second
+    time is a dictionary lookup; the batch path neither reads nor fills these caches.
 
     Args:
         num_buckets: number of hash buckets including the padding id 0; >= 2.
@@ -199,6 +202,54 @@ class NgramHasher:
             self._text_cache[text] = result
         return result
 
+    def _hash_batch(self, texts: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+        """``(ids, lengths)`` of a batch: ASCII texts hashed at once (NumPy), others by :meth:`text_ids`."""
+        texts = check_texts("texts", texts)
+        token_lists: List[List[str]] = []
+        others: List[int] = []
+        for i, text in enumerate(texts):
+            text = text.lower() if self.lowercase else text
+            if text.isascii():
+                token_lists.append(_TOKEN_RE.findall(text))
+            else:
+                others.append(i)
+                token_lists.append([])
+        ids, lengths = hash_token_lists(
+            token_lists, self.num_buckets, self.char_ngram_range, self.word_ngram_range, self.max_features,
+            (_WORD_SEED, _BIGRAM_SEED, _CHAR_SEED),
+        )
+        if others:
+            other_ids = [self.text_ids(texts[i]).numpy() for i in others]
+            all_lengths = lengths.copy()
+            all_lengths[others] = [len(row) for row in other_ids]
+            starts = exclusive_cumsum(all_lengths)
+            merged = np.empty(int(all_lengths.sum()), dtype=np.int64)
+            merged[concatenated_ranges(starts, lengths)] = ids
+            for i, row in zip(others, other_ids):
+                merged[starts[i] : starts[i] + len(row)] = row
+            ids, lengths = merged, all_lengths
+        return ids, lengths
+
+    def encode_flat(self, texts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Hashes a batch of texts into concatenated ids and per-text offsets (``nn.EmbeddingBag``'s input).
+
+        The ids of each text are those of :meth:`text_ids`; ASCII texts are hashed for the whole batch at
+        once with NumPy (bit-identical crc32), which is several times faster than one text at a time.
+        This path does not read or fill the per-text cache.
+
+        Args:
+            texts: list of B strings.
+
+        Returns:
+            ``(ids, offsets)``: 1D int64 ids of all texts in order, and ``(B,)`` int64 start of each text's
+            ids in ``ids`` (a text without tokens has none).
+
+        Raises:
+            TypeError: ``texts`` is not a list/tuple of str.
+        """
+        ids, lengths = self._hash_batch(texts)
+        return torch.from_numpy(ids), torch.from_numpy(exclusive_cumsum(lengths))
+
     def encode_batch(self, texts: Sequence[str]) -> torch.Tensor:
         """Hashes a batch of texts into one padded id matrix.
 
@@ -207,16 +258,15 @@ class NgramHasher:
 
         Returns:
             ``(B, L)`` int64 tensor, ``L >= 1`` the longest feature count in the batch; row i
-            holds the ids of ``texts[i]`` followed by 0 (padding).
+            holds the ids of ``texts[i]`` (as :meth:`text_ids`) followed by 0 (padding).
 
         Raises:
             TypeError: ``texts`` is not a list/tuple of str.
         """
-        texts = check_texts("texts", texts)
-        if len(texts) == 0:
-            return torch.zeros(0, 1, dtype=torch.long)
-        rows = [self.text_ids(text) for text in texts]
-        ids = pad_sequence(rows, batch_first=True, padding_value=0)
-        if ids.shape[1] == 0:
-            ids = torch.zeros(len(texts), 1, dtype=torch.long)
-        return ids
+        ids, lengths = self._hash_batch(texts)
+        width = max(int(lengths.max()), 1) if len(lengths) else 1
+        padded = np.zeros((len(lengths), width), dtype=np.int64)
+        rows = np.repeat(np.arange(len(lengths)), lengths)
+        columns = np.arange(len(ids)) - np.repeat(exclusive_cumsum(lengths), lengths)
+        padded[rows, columns] = ids
+        return torch.from_numpy(padded)

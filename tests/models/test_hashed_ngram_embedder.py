@@ -253,3 +253,29 @@ def test_init_std_sets_the_table_scale_and_is_validated():
         HashedNgramEmbedder(init_std=0)
     with pytest.raises(TypeError, match="init_std must be a float > 0; got str"):
         HashedNgramEmbedder(init_std="0.1")
+
+
+# ----------------------------------------------------------------------------- flat ids with offsets
+
+
+def test_texts_are_pooled_from_flat_ids_as_from_the_padded_matrix():
+    model = HashedNgramEmbedder(**SMALL)
+    texts = ["lost card", "where is my new card?", "", "café", "exchange rate " * 40]
+    ids, offsets = model.hasher.encode_flat(texts)
+    padded = model.encode_batch(texts)
+    # The flat path sums with PyTorch's fast kernel (no padding_idx): equal up to float32 rounding.
+    close = {"rtol": 1e-5, "atol": 1e-7}
+    torch.testing.assert_close(model.pool(ids, offsets), model.pool(padded), **close)
+    out = model(texts)
+    torch.testing.assert_close(out, model(padded), rtol=1e-5, atol=1e-6)
+    grads = torch.autograd.grad(out.square().sum(), model.bag.weight)[0]
+    reference = torch.autograd.grad(model(padded).square().sum(), model.bag.weight)[0]
+    torch.testing.assert_close(grads, reference, rtol=1e-4, atol=1e-7)
+    assert not model.pool(ids, offsets)[2].any()  # the empty text
+    # Any constant IDF is a plain mean too (computed through the weighted branch).
+    plain = model.pool(ids, offsets)
+    model.idf[1:] = 2.0
+    torch.testing.assert_close(model.pool(ids, offsets), plain, **close)
+    # Fitted IDF weights.
+    model.fit_idf(["lost card", "card arrived", "my card"])
+    torch.testing.assert_close(model.pool(ids, offsets), model.pool(padded), **close)

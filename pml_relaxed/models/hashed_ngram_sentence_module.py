@@ -1,0 +1,156 @@
+"""A :class:`HashedNgramEmbedder` as a sentence-transformers input module, so ``SentenceTransformer`` serves it.
+
+This module imports sentence-transformers (``pip install pml-relaxed[text]``); ``pml_relaxed.models``
+imports it only when ``HashedNgramSentenceModule`` is first used.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+
+try:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules.input_module import InputModule
+except ImportError as err:  # pragma: no cover - exercised only without the text extra
+    raise ImportError(
+        "HashedNgramSentenceModule needs sentence-transformers >= 6: install the text extras with "
+        "`pip install pml-relaxed[text]`"
+    ) from err
+
+from .hashed_ngram_embedder import HashedNgramEmbedder
+from .ngram_hasher import check_texts
+
+
+class HashedNgramSentenceModule(InputModule):
+    """Runs a :class:`HashedNgramEmbedder` inside ``sentence_transformers.SentenceTransformer``.
+
+    ``preprocess`` hashes the texts of a batch into ``{"input_ids", "offsets"}`` (the 1D ids and
+    per-text offsets of :meth:`NgramHasher.encode_flat`); ``forward`` adds ``"sentence_embedding"``,
+    the embedder's ``(B, embedding_dim)`` output, so ``SentenceTransformer.encode`` returns exactly
+    :meth:`HashedNgramEmbedder.encode`'s vectors (un-normalised unless ``normalize_embeddings=True``).
+    :meth:`save` writes the files of :meth:`HashedNgramEmbedder.save_files`; :meth:`load` reads them
+    from a local folder or, through sentence-transformers, from the Hugging Face hub.
+
+    A folder written by :meth:`HashedNgramEmbedder.save_pretrained` (or by ``SentenceTransformer.save``
+    of a model holding this module) loads with ``SentenceTransformer(path, trust_remote_code=True)``:
+    sentence-transformers >= 6 asks for the flag before importing any class from outside its own
+    package; the class is imported from the installed pml-relaxed, the folder holds no code. Without
+    the flag, build the model from the module: ``SentenceTransformer(modules=[HashedNgramSentenceModule.load(path)])``.
+
+    Args:
+        embedder: the trained :class:`HashedNgramEmbedder`; its weights are shared, not copied.
+
+    Raises:
+        TypeError: ``embedder`` is not a :class:`HashedNgramEmbedder`.
+
+    Example:
+        >>> embedder = HashedNgramEmbedder(embedding_dim=16, num_buckets=2**12)
+        >>> model = HashedNgramSentenceModule(embedder).to_sentence_transformer()
+        >>> model.encode(["lost my card", "exchange rate"]).shape
+        (2, 16)
+    """
+
+    def __init__(self, embedder: HashedNgramEmbedder) -> None:
+        super().__init__()
+        if not isinstance(embedder, HashedNgramEmbedder):
+            raise TypeError(f"embedder must be a HashedNgramEmbedder; got {type(embedder).__name__}")
+        self.embedder = embedder
+
+    def preprocess(self, inputs: List[str], prompt: Optional[str] = None, **kwargs: Any) -> Dict[str, torch.Tensor]:
+        """Hashes a batch of texts (``prompt`` prepended to each when given).
+
+        Args:
+            inputs: B strings.
+            prompt: text put before each input (sentence-transformers' prompts), or ``None``.
+            **kwargs: sentence-transformers' per-call preprocessing options (e.g. ``task``); hashing has
+                none, so they are ignored.
+
+        Returns:
+            ``{"input_ids": (total,) int64, "offsets": (B,) int64}``.
+
+        Raises:
+            TypeError: an input is not a str.
+        """
+        texts = check_texts("inputs", inputs)
+        if prompt:
+            texts = self._prepend_prompt(texts, prompt)
+        ids, offsets = self.embedder.hasher.encode_flat(texts)
+        return {"input_ids": ids, "offsets": offsets}
+
+    def forward(self, features: Dict[str, Any], **kwargs: Any) -> Dict[str, Any]:
+        """Adds ``features["sentence_embedding"]``, ``(B, embedding_dim)``; ``kwargs`` (encode options) are unused."""
+        features["sentence_embedding"] = self.embedder.embed(features["input_ids"], features["offsets"])
+        return features
+
+    def get_embedding_dimension(self) -> int:
+        """The embedder's ``embedding_dim``."""
+        return self.embedder.embedding_dim
+
+    @property
+    def max_seq_length(self) -> float:
+        """No limit on the text length (only the first ``max_features`` hashed features are used)."""
+        return math.inf
+
+    def get_config_dict(self) -> Dict[str, Any]:
+        """The embedder's constructor arguments (shown in ``repr``)."""
+        return self.embedder.get_config()
+
+    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
+        """Writes the embedder's configuration and safetensors weights into ``output_path``.
+
+        ``safe_serialization`` must stay True (weights are always safetensors); other arguments of
+        sentence-transformers' ``save`` are not used.
+
+        Raises:
+            ValueError: ``safe_serialization`` is False.
+        """
+        if not safe_serialization:
+            raise ValueError("safe_serialization must be True: HashedNgramSentenceModule saves only safetensors")
+        self.embedder.save_files(Path(output_path))
+
+    @classmethod
+    def load(
+        cls,
+        model_name_or_path: str,
+        subfolder: str = "",
+        token: Optional[Union[bool, str]] = None,
+        cache_folder: Optional[str] = None,
+        revision: Optional[str] = None,
+        local_files_only: bool = False,
+        **kwargs: Any,
+    ) -> "HashedNgramSentenceModule":
+        """Loads the module from a saved folder or a hub repository (sentence-transformers' loading options).
+
+        Args:
+            model_name_or_path: a folder written by :meth:`HashedNgramEmbedder.save_pretrained` or by
+                ``SentenceTransformer.save``, or a hub repository id.
+            subfolder: the module's folder inside it ("" for the root).
+            token, cache_folder, revision, local_files_only: hub options, as in sentence-transformers.
+            **kwargs: the options sentence-transformers passes to every module (``trust_remote_code``,
+                ``model_kwargs``, ``backend``, ...); this module has no transformers model, so they are unused.
+
+        Returns:
+            The module, its embedder on CPU in eval mode.
+        """
+        folder = cls.load_dir_path(
+            model_name_or_path,
+            subfolder=subfolder,
+            token=token,
+            cache_folder=cache_folder,
+            revision=revision,
+            local_files_only=local_files_only,
+        )
+        if folder is None:
+            raise FileNotFoundError(
+                f"model_name_or_path {model_name_or_path!r} (subfolder {subfolder!r}) is neither a folder nor a "
+                "hub repository"
+            )
+        return cls(HashedNgramEmbedder.from_pretrained(folder))
+
+    def to_sentence_transformer(self) -> SentenceTransformer:
+        """A ``SentenceTransformer`` whose only module is this one (on the embedder's device)."""
+        device = str(self.embedder.bag.weight.device)
+        return SentenceTransformer(modules=[self], device=device)
