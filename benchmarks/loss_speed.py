@@ -55,6 +55,7 @@ class LossSpeedConfig:
     repeats: int = 3
     device: str = "cpu"
     max_dense_gib: float = 4.0
+    threads: int = 0
     output_dir: str = "results/loss_speed"
 
     @classmethod
@@ -80,6 +81,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--max-dense-gib", type=float, default=4.0, help="skip a dense method above this estimate")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads per measurement (0: torch's default); 1 is robust to a shared machine, "
+                             "where a descheduled OpenMP thread stalls every parallel region")
     parser.add_argument("--output-dir", default="results/loss_speed")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser
@@ -131,8 +135,11 @@ def _peak_resident_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def measure(method: str, n: int, dim: int, teacher_dim: int, repeats: int, device: str) -> Dict[str, float]:
+def measure(method: str, n: int, dim: int, teacher_dim: int, repeats: int, device: str,
+            threads: int = 0) -> Dict[str, float]:
     """Median forward+backward seconds and peak extra memory (bytes) of one method at one size."""
+    if threads > 0:
+        torch.set_num_threads(threads)
     dev = torch.device(device)
     student, loss_of = _build(method, n, dim, teacher_dim, dev)
 
@@ -166,7 +173,7 @@ def measure(method: str, n: int, dim: int, teacher_dim: int, repeats: int, devic
 
 def _measure_in_subprocess(method: str, n: int, dim: int, config: LossSpeedConfig) -> Optional[Dict[str, float]]:
     job = json.dumps({"method": method, "n": n, "dim": dim, "teacher_dim": config.teacher_dim,
-                      "repeats": config.repeats, "device": config.device})
+                      "repeats": config.repeats, "device": config.device, "threads": config.threads})
     proc = subprocess.run([sys.executable, __file__, "--worker", job], capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"  {method} n={n} d={dim} failed: {proc.stderr.strip().splitlines()[-1:]}", flush=True)
@@ -177,14 +184,14 @@ def _measure_in_subprocess(method: str, n: int, dim: int, config: LossSpeedConfi
 # ----------------------------------------------------------------------------------------- the grid
 
 
-def machine_description(device: str) -> str:
+def machine_description(device: str, threads: int = 0) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads or torch.get_num_threads()} threads"
     if device.startswith("cuda") and torch.cuda.is_available():
         text += f", GPU {torch.cuda.get_device_name(0)}"
     return text
@@ -248,7 +255,8 @@ def main(args: argparse.Namespace) -> List[dict]:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/loss_speed.py " + " ".join(config.to_argv())
-    meta = {"command": command, "machine": machine_description(config.device), "config": dataclasses.asdict(config)}
+    meta = {"command": command, "machine": machine_description(config.device, config.threads),
+            "config": dataclasses.asdict(config)}
     (out / "loss_speed.json").write_text(json.dumps({"metadata": meta, "rows": rows}, indent=1))
     header = f"Command: `{command}`\n\nMachine: {meta['machine']}\n\n"
     (out / "loss_speed.md").write_text(header + markdown_table(rows))

@@ -24,8 +24,8 @@ from typing import Callable, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-BLOCK_ELEMENTS = 1 << 20
-"""Auto mode: a block holds about this many (query, reference) pairs (4 MiB per float32 temporary)."""
+BLOCK_ELEMENTS = 1 << 19
+"""Auto mode: a block holds about this many (query, reference) pairs (2 MiB per float32 temporary)."""
 
 MIN_AUTO_BLOCK_ROWS = 64
 """Auto mode: at least this many rows per block (skinny blocks make slow matrix products)."""
