@@ -110,7 +110,9 @@ class TeacherSimilarityMiner(BaseMiner):
             else:
                 teacher_ref_emb = c_f.to_device(teacher_ref_emb.detach(), embeddings)
                 weights = self.similarity(teacher_emb, teacher_ref_emb, labels, ref_labels)
-            mining_output = self.mine_from_weights(weights, self_reference=ref_emb is None, query_offset=query_offset)
+            # query_offset only when given: subclasses written for mine_from_weights(weights, self_reference) work
+            offset = {} if query_offset is None else {"query_offset": query_offset}
+            mining_output = self.mine_from_weights(weights, self_reference=ref_emb is None, **offset)
         self.output_assertion(mining_output)
         return mining_output
 
