@@ -227,3 +227,22 @@ def check_optional_device(name: str, value: object) -> Optional[torch.device]:
         return torch.device(value)
     except RuntimeError as err:
         raise ValueError(f"{name} must name a device such as 'cpu' or 'cuda:0'; got {value!r}") from err
+
+
+def check_indices_tuple(indices_tuple: object) -> None:
+    """Checks PML pairs ``(a1, p, a2, n)`` or triplets ``(a, p, n)``: 3 or 4 one-dimensional integer tensors.
+
+    Raises:
+        TypeError: anything else; the message says which entry and what it got.
+    """
+    if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) not in (3, 4):
+        got = type(indices_tuple).__name__
+        if isinstance(indices_tuple, (tuple, list)):
+            got = f"a {got} of length {len(indices_tuple)}"
+        raise TypeError(
+            f"indices_tuple must be PML pairs (a1, p, a2, n) or triplets (a, p, n) of index tensors; got {got}"
+        )
+    for position, indices in enumerate(indices_tuple):
+        if not isinstance(indices, torch.Tensor) or indices.ndim != 1 or indices.is_floating_point():
+            got = _describe(indices) if isinstance(indices, torch.Tensor) else type(indices).__name__
+            raise TypeError(f"indices_tuple[{position}] must be a 1D integer tensor; got {got}")

@@ -220,14 +220,7 @@ def pair_mask_rows(
 
 def _pair_keys(indices_tuple: Sequence[torch.Tensor], num_refs: int, device) -> torch.Tensor:
     """Sorted unique flat keys ``anchor * m + other`` of the union of a PML tuple's pairs."""
-    if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) not in (3, 4):
-        got = type(indices_tuple).__name__
-        if isinstance(indices_tuple, (tuple, list)):
-            got = f"a {got} of length {len(indices_tuple)}"
-        raise TypeError(
-            "indices_tuple must be PML pairs (a1, p, a2, n) or triplets (a, p, n) of index tensors; "
-            f"got {got}"
-        )
+    v.check_indices_tuple(indices_tuple)
     if len(indices_tuple) == 3:
         a, p, n = indices_tuple
         pairs = ((a, p), (a, n))

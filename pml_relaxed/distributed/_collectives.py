@@ -238,20 +238,6 @@ def teacher_kwargs(module: Any, teacher_emb: torch.Tensor | None, teacher_ref_em
     return kwargs
 
 
-def check_indices_tuple(indices_tuple: object) -> None:
-    """Raises TypeError unless ``indices_tuple`` is PML pairs ``(a1, p, a2, n)`` or triplets ``(a, p, n)``."""
-    if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) not in (3, 4):
-        got = type(indices_tuple).__name__
-        if isinstance(indices_tuple, (tuple, list)):
-            got = f"a {got} of length {len(indices_tuple)}"
-        raise TypeError(
-            f"indices_tuple must be PML pairs (a1, p, a2, n) or triplets (a, p, n) of index tensors; got {got}"
-        )
-    for k, t in enumerate(indices_tuple):
-        if not isinstance(t, torch.Tensor) or t.ndim != 1:
-            raise TypeError(f"indices_tuple[{k}] must be a 1D tensor of indices; got {type(t).__name__}")
-
-
 def shift_anchors(indices_tuple: Sequence[torch.Tensor], shift: int) -> tuple[torch.Tensor, ...]:
     """Adds ``shift`` to the anchor tensors (a of triplets; a1 and a2 of pairs)."""
     if len(indices_tuple) == 3:

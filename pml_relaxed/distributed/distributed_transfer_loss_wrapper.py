@@ -14,7 +14,6 @@ from ._collectives import (
     accepts_keyword,
     all_gather_rows,
     all_gather_rows_with_grad,
-    check_indices_tuple,
     check_same_on_every_rank,
     drop_self_pairs,
     gather_batch,
@@ -192,7 +191,7 @@ class DistributedTransferLossWrapper(torch.nn.Module):
                 f"enqueue_mask is for cross-batch memories; {type(self.loss).__name__} takes none; got a tensor"
             )
         if indices_tuple is not None:
-            check_indices_tuple(indices_tuple)
+            v.check_indices_tuple(indices_tuple)
         if not self.loss_takes_teacher:
             teacher_emb = teacher_ref_emb = None
         if not is_distributed():

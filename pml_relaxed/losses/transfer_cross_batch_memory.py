@@ -40,19 +40,6 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
-def _check_indices_tuple(indices_tuple: object) -> None:
-    if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) not in (3, 4):
-        got = type(indices_tuple).__name__
-        if isinstance(indices_tuple, (tuple, list)):
-            got = f"a {got} of length {len(indices_tuple)}"
-        raise TypeError(
-            f"indices_tuple must be PML pairs (a1, p, a2, n) or triplets (a, p, n) of index tensors; got {got}"
-        )
-    for position, indices in enumerate(indices_tuple):
-        if not isinstance(indices, torch.Tensor) or indices.ndim != 1 or indices.is_floating_point():
-            raise TypeError(f"indices_tuple[{position}] must be a 1D integer tensor; got {_describe(indices)}")
-
-
 class TransferCrossBatchMemory(ModuleWithRecords):
     r"""Cross-batch memory for embedding transfer: queues of past student and teacher embeddings as the reference set.
 
@@ -303,7 +290,7 @@ class TransferCrossBatchMemory(ModuleWithRecords):
                 raise ValueError(
                     "indices_tuple and enqueue_mask are mutually exclusive (as in PML's CrossBatchMemory); got both"
                 )
-            _check_indices_tuple(indices_tuple)
+            v.check_indices_tuple(indices_tuple)
         if enqueue_mask is None:
             num_enqueued = num_rows
         else:
