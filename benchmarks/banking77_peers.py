@@ -15,6 +15,7 @@ parallelism off; the final speed table times every model again in interleaved ro
 Writes ``runs.jsonl`` (resumable), the bench report (``results.{json,csv,md}``, plots) and
 ``peers.md`` / ``peers.json`` (one table: quality and speed of every row of this run).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,14 +59,27 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--model2vec-dims", type=int, nargs="*", default=[32, 64, 256])
     parser.add_argument("--pca-dims", type=int, nargs="*", default=[16, 32, 64])
-    parser.add_argument("--static-methods", nargs="*", default=["relaxed_contrastive+proxy_anchor"],
-                        help="methods that refine a StaticEmbedder initialised from Model2Vec (issue 20, item 3)")
+    parser.add_argument(
+        "--static-methods",
+        nargs="*",
+        default=["relaxed_contrastive+proxy_anchor"],
+        help="methods that refine a StaticEmbedder initialised from Model2Vec (issue 20, item 3)",
+    )
     parser.add_argument("--static-dims", type=int, nargs="*", default=[32, 64])
-    parser.add_argument("--static-lrs", type=float, nargs="+", default=[1e-3, 1e-2],
-                        help="learning rates tried on 8 validation intents (32-d, seed 0); the best is tested")
+    parser.add_argument(
+        "--static-lrs",
+        type=float,
+        nargs="+",
+        default=[1e-3, 1e-2],
+        help="learning rates tried on 8 validation intents (32-d, seed 0); the best is tested",
+    )
     parser.add_argument("--model2vec-cache", default="results/model2vec", help="where distilled models are kept")
-    parser.add_argument("--model2vec-dtype", default="float32", choices=["float32", "float16"],
-                        help="Model2Vec peers' vectors (float16 is model2vec's default, slower on a CPU)")
+    parser.add_argument(
+        "--model2vec-dtype",
+        default="float32",
+        choices=["float32", "float16"],
+        help="Model2Vec peers' vectors (float16 is model2vec's default, slower on a CPU)",
+    )
     parser.add_argument("--speed-repeats", type=int, default=5)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--output-dir", default="results/b77_peers")
@@ -73,8 +87,20 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def bench_args(args: argparse.Namespace, method: str) -> BenchConfig:
-    argv = ["--dataset", "banking77", "--output-dir", args.output_dir, "--no-progress", "--seeds", str(args.seeds),
-            "--settings", *args.settings, "--methods", method, *TUNED.get(method, [])]
+    argv = [
+        "--dataset",
+        "banking77",
+        "--output-dir",
+        args.output_dir,
+        "--no-progress",
+        "--seeds",
+        str(args.seeds),
+        "--settings",
+        *args.settings,
+        "--methods",
+        method,
+        *TUNED.get(method, []),
+    ]
     if args.data_root:
         argv += ["--data-root", args.data_root]
     return BenchConfig.from_args(argv)
@@ -116,15 +142,19 @@ def peers_table(records: List[dict], speeds: Dict[str, float]) -> List[str]:
     """One Markdown table over every row of the run, by dimension then R@1."""
     rows = aggregate(records)
     rows.sort(key=lambda r: (r["kind"] != "teacher", r["student_dim"], -(metric_mean(r, "recall_at_1") or 0)))
-    lines = ["| model | kind | dim | R@1 | MAP@R | seeds | sentences/s (timed together) | sentences/s (after run) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| model | kind | dim | R@1 | MAP@R | seeds | sentences/s (timed together) | sentences/s (after run) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         name = f"{r['method']} ({r['student_dim']}-d)"
         timed = speeds.get(name)
-        lines.append(f"| {r['method']} | {r['kind']} | {r['student_dim']} | {_cell(r, 'recall_at_1')} | "
-                     f"{_cell(r, 'mean_average_precision_at_r')} | {r['n_seeds']} | "
-                     f"{'–' if timed is None else format(timed, ',.0f')} | "
-                     f"{'–' if r['throughput_mean'] is None else format(r['throughput_mean'], ',.0f')} |")
+        lines.append(
+            f"| {r['method']} | {r['kind']} | {r['student_dim']} | {_cell(r, 'recall_at_1')} | "
+            f"{_cell(r, 'mean_average_precision_at_r')} | {r['n_seeds']} | "
+            f"{'–' if timed is None else format(timed, ',.0f')} | "
+            f"{'–' if r['throughput_mean'] is None else format(r['throughput_mean'], ',.0f')} |"
+        )
     return lines
 
 
@@ -142,9 +172,20 @@ def static_students(args, method: str, data, train_texts, test_texts, done, keep
     name = f"model2vec+{method}"
     # Validation: 8 of the 39 training intents held out (split seed 0), 32-d (or the first dim), seed 0.
     val_args = BenchConfig.from_args(
-        ["--dataset", "banking77", "--output-dir", str(Path(args.output_dir) / "static_val"), "--no-progress",
-         "--val-classes", "8", "--methods", method, *TUNED.get(method, [])]
-        + (["--data-root", args.data_root] if args.data_root else []))
+        [
+            "--dataset",
+            "banking77",
+            "--output-dir",
+            str(Path(args.output_dir) / "static_val"),
+            "--no-progress",
+            "--val-classes",
+            "8",
+            "--methods",
+            method,
+            *TUNED.get(method, []),
+        ]
+        + (["--data-root", args.data_root] if args.data_root else [])
+    )
     roots = (args.data_root,) if args.data_root else ()
     val_train = list(Banking77(*roots, split="train", num_val_classes=8, seed=0).texts)
     val_eval = list(Banking77(*roots, split="val", num_val_classes=8, seed=0).texts)
@@ -164,8 +205,9 @@ def static_students(args, method: str, data, train_texts, test_texts, done, keep
         with val_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps({"validation": name, "lr": lr, "score": _score(record)}), flush=True)
-    chosen = max((r for r in val_records if r["method"] == name and r["hparams"]["lr"] in args.static_lrs),
-                 key=_score)["hparams"]["lr"]
+    chosen = max((r for r in val_records if r["method"] == name and r["hparams"]["lr"] in args.static_lrs), key=_score)[
+        "hparams"
+    ]["lr"]
     # Test: the chosen lr, every dim, every seed, in the table of the hashed students of that dim.
     test_args = dataclasses.replace(bench_args(args, method), lr=chosen)
     test_data = static_student_data(data, by_dim, train_texts, test_texts)
@@ -177,8 +219,10 @@ def static_students(args, method: str, data, train_texts, test_texts, done, keep
             record = run_student(test_data, test_args, f"static{dim}", method, seed, test_data.teacher)
             record.update(method=name, setting=setting)
             keep([record])
-            print(json.dumps({k: record[k] for k in ("setting", "method", "seed", "train_seconds", "throughput")}),
-                  flush=True)
+            print(
+                json.dumps({k: record[k] for k in ("setting", "method", "seed", "train_seconds", "throughput")}),
+                flush=True,
+            )
     return {f"{name} ({dim}-d)": test_data.make_model("static", dim).model.eval().encode for dim in sorted(by_dim)}
 
 
@@ -215,8 +259,9 @@ def main(args: argparse.Namespace, argv: List[str]) -> dict:
     test_texts = list(Banking77(*roots, split="test").texts)
     timed_texts = test_texts[:1024]  # the texts the bench times the students on
     teacher = SentenceTransformerTeacher()
-    peers = model2vec_peers(args.model2vec_dims, train_texts + test_texts, Path(args.model2vec_cache),
-                            args.model2vec_dtype)
+    peers = model2vec_peers(
+        args.model2vec_dims, train_texts + test_texts, Path(args.model2vec_cache), args.model2vec_dtype
+    )
     peers += pca_peers(args.pca_dims, data.teacher.embeddings, len(train_texts), teacher)
 
     def peer_speed(peer) -> float:  # PCA rows cost a teacher pass (about 20 s): one pass, not three
@@ -235,8 +280,12 @@ def main(args: argparse.Namespace, argv: List[str]) -> dict:
                 if (setting, method, TUNED_KIND.get(method), dim, seed) not in done:
                     record = run_student(method_data, method_args, setting, method, seed, method_data.teacher)
                     keep([record])
-                    print(json.dumps({k: record[k] for k in ("setting", "method", "seed", "train_seconds",
-                                                             "throughput")}), flush=True)
+                    print(
+                        json.dumps(
+                            {k: record[k] for k in ("setting", "method", "seed", "train_seconds", "throughput")}
+                        ),
+                        flush=True,
+                    )
         for setting in args.settings:
             student = method_data.make_model(*method_data.settings[setting]).model.eval()
             students[f"{method} ({student.embedding_dim}-d)"] = student.encode
@@ -262,8 +311,9 @@ def main(args: argparse.Namespace, argv: List[str]) -> dict:
     write_results(records, out, metadata)
     lines = [f"- **{k}:** {v}" for k, v in metadata.items() if k != "speeds"] + [""] + peers_table(records, speeds)
     (out / "peers.md").write_text("\n".join(lines) + "\n")
-    (out / "peers.json").write_text(json.dumps({"metadata": metadata, "summary": aggregate(records)}, indent=1,
-                                               default=str))
+    (out / "peers.json").write_text(
+        json.dumps({"metadata": metadata, "summary": aggregate(records)}, indent=1, default=str)
+    )
     print("\n".join(lines))
     return {"records": records, "speeds": speeds}
 

@@ -21,6 +21,7 @@ skipped where its (n, n) matrices would exceed ``--max-dense-gib``.
 
 Writes ``loss_speed.json`` and ``loss_speed.md`` in ``--output-dir``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,9 +82,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--max-dense-gib", type=float, default=4.0, help="skip a dense method above this estimate")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads per measurement (0: torch's default); 1 is robust to a shared machine, "
-                             "where a descheduled OpenMP thread stalls every parallel region")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads per measurement (0: torch's default); 1 is robust to a shared machine, "
+        "where a descheduled OpenMP thread stalls every parallel region",
+    )
     parser.add_argument("--output-dir", default="results/loss_speed")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser
@@ -135,8 +140,9 @@ def _peak_resident_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def measure(method: str, n: int, dim: int, teacher_dim: int, repeats: int, device: str,
-            threads: int = 0) -> Dict[str, float]:
+def measure(
+    method: str, n: int, dim: int, teacher_dim: int, repeats: int, device: str, threads: int = 0
+) -> Dict[str, float]:
     """Median forward+backward seconds and peak extra memory (bytes) of one method at one size."""
     if threads > 0:
         torch.set_num_threads(threads)
@@ -172,8 +178,17 @@ def measure(method: str, n: int, dim: int, teacher_dim: int, repeats: int, devic
 
 
 def _measure_in_subprocess(method: str, n: int, dim: int, config: LossSpeedConfig) -> Optional[Dict[str, float]]:
-    job = json.dumps({"method": method, "n": n, "dim": dim, "teacher_dim": config.teacher_dim,
-                      "repeats": config.repeats, "device": config.device, "threads": config.threads})
+    job = json.dumps(
+        {
+            "method": method,
+            "n": n,
+            "dim": dim,
+            "teacher_dim": config.teacher_dim,
+            "repeats": config.repeats,
+            "device": config.device,
+            "threads": config.threads,
+        }
+    )
     proc = subprocess.run([sys.executable, __file__, "--worker", job], capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"  {method} n={n} d={dim} failed: {proc.stderr.strip().splitlines()[-1:]}", flush=True)
@@ -249,14 +264,20 @@ def main(args: argparse.Namespace) -> List[dict]:
     rows = run_grid(config)
     for r in rows:
         if "speedup_vs_dense_cdist" in r and r["method"] != BASELINE:
-            print(f"n={r['n']:>6} d={r['dim']:>4} {r['method']:>15}: {r['seconds']:.3f} s, "
-                  f"{r['speedup_vs_dense_cdist']:.2f}x faster, {r['memory_vs_dense_cdist']:.3f}x the memory "
-                  f"of dense_cdist", flush=True)
+            print(
+                f"n={r['n']:>6} d={r['dim']:>4} {r['method']:>15}: {r['seconds']:.3f} s, "
+                f"{r['speedup_vs_dense_cdist']:.2f}x faster, {r['memory_vs_dense_cdist']:.3f}x the memory "
+                f"of dense_cdist",
+                flush=True,
+            )
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/loss_speed.py " + " ".join(config.to_argv())
-    meta = {"command": command, "machine": machine_description(config.device, config.threads),
-            "config": dataclasses.asdict(config)}
+    meta = {
+        "command": command,
+        "machine": machine_description(config.device, config.threads),
+        "config": dataclasses.asdict(config),
+    }
     (out / "loss_speed.json").write_text(json.dumps({"metadata": meta, "rows": rows}, indent=1))
     header = f"Command: `{command}`\n\nMachine: {meta['machine']}\n\n"
     (out / "loss_speed.md").write_text(header + markdown_table(rows))

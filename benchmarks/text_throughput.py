@@ -14,6 +14,7 @@ dimension, into ``--model2vec-cache``; its Rust tokenizer runs on as many thread
 
 Writes ``text_throughput.json`` and ``text_throughput.md`` in ``--output-dir``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,16 +35,27 @@ from pml_relaxed.models import HashedNgramEmbedder, SentenceTransformerTeacher
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default=None,
-                        help="Banking77 folder (default: $PML_RELAXED_BANKING77, $PML_RELAXED_DATA/banking77 "
-                             "or the cache)")
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        help="Banking77 folder (default: $PML_RELAXED_BANKING77, $PML_RELAXED_DATA/banking77 or the cache)",
+    )
     parser.add_argument("--texts", type=int, default=1024, help="number of test texts to embed")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--dims", type=int, nargs="+", default=[16, 32, 64], help="student dimensions")
-    parser.add_argument("--model2vec-dims", type=int, nargs="*", default=[32, 64, 256],
-                        help="Model2Vec dimensions (none: no Model2Vec rows)")
-    parser.add_argument("--model2vec-dtypes", nargs="+", default=["float32", "float16"],
-                        help="vector dtypes of the Model2Vec rows (float16 is model2vec's default)")
+    parser.add_argument(
+        "--model2vec-dims",
+        type=int,
+        nargs="*",
+        default=[32, 64, 256],
+        help="Model2Vec dimensions (none: no Model2Vec rows)",
+    )
+    parser.add_argument(
+        "--model2vec-dtypes",
+        nargs="+",
+        default=["float32", "float16"],
+        help="vector dtypes of the Model2Vec rows (float16 is model2vec's default)",
+    )
     parser.add_argument("--model2vec-cache", default="results/model2vec", help="where distilled models are kept")
     parser.add_argument("--no-teacher", action="store_true", help="no teacher row (it takes a minute per round)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
@@ -96,8 +108,9 @@ def main(args: argparse.Namespace) -> list:
         encoders[f"HashedNgramEmbedder ({dim}-d)"] = student_encoder(dim, args.batch_size)
     for dim in args.model2vec_dims:
         for dtype in args.model2vec_dtypes:
-            encoders[f"Model2Vec ({dim}-d, {dtype})"] = model2vec_encoder(dim, dtype, Path(args.model2vec_cache),
-                                                                         args.batch_size)
+            encoders[f"Model2Vec ({dim}-d, {dtype})"] = model2vec_encoder(
+                dim, dtype, Path(args.model2vec_cache), args.batch_size
+            )
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -105,17 +118,29 @@ def main(args: argparse.Namespace) -> list:
         speeds = interleaved_speeds(encoders, texts, args.batch_size, args.repeats)
         reference = speeds.get("all-MiniLM-L6-v2 (384-d)")
         for name, speed in speeds.items():
-            rows.append({"model": name, "threads": threads, "sentences_per_s": speed,
-                         "ratio": None if reference is None else speed / reference})
+            rows.append(
+                {
+                    "model": name,
+                    "threads": threads,
+                    "sentences_per_s": speed,
+                    "ratio": None if reference is None else speed / reference,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"command": "python benchmarks/text_throughput.py " + shlex.join(sys.argv[1:]),
-            "machine": machine(), "versions": versions()}
+    meta = {
+        "command": "python benchmarks/text_throughput.py " + shlex.join(sys.argv[1:]),
+        "machine": machine(),
+        "versions": versions(),
+    }
     (out / "text_throughput.json").write_text(json.dumps({"metadata": meta, "rows": rows}, indent=1))
     lines = ["| model | threads | sentences/s | vs teacher |", "|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['threads']} | {r['sentences_per_s']:,.0f} | "
-              f"{'–' if r['ratio'] is None else format(r['ratio'], '.0f') + 'x'} |" for r in rows]
+    lines += [
+        f"| {r['model']} | {r['threads']} | {r['sentences_per_s']:,.0f} | "
+        f"{'–' if r['ratio'] is None else format(r['ratio'], '.0f') + 'x'} |"
+        for r in rows
+    ]
     (out / "text_throughput.md").write_text("\n".join(lines) + "\n")
     return rows
 

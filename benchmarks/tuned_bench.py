@@ -31,6 +31,7 @@ bench call (e.g. ``-- --device cuda --data-root DIR``).
 Writes ``selection.md`` / ``selection.json`` (every validation point, the chosen one per method)
 beside ``val/`` (one bench folder per point) and ``test/`` (the report).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,33 +68,72 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", default="omniglot")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     parser.add_argument("--val-classes", type=int, default=30)
-    parser.add_argument("--val-alphabets", type=int, default=0,
-                        help="omniglot: hold out this many whole alphabets instead of --val-classes characters")
-    parser.add_argument("--val-settings", nargs="+", default=None,
-                        help="the settings a point is scored on (default: dim_reduction compression)")
+    parser.add_argument(
+        "--val-alphabets",
+        type=int,
+        default=0,
+        help="omniglot: hold out this many whole alphabets instead of --val-classes characters",
+    )
+    parser.add_argument(
+        "--val-settings",
+        nargs="+",
+        default=None,
+        help="the settings a point is scored on (default: dim_reduction compression)",
+    )
     parser.add_argument("--val-seeds", type=int, default=2)
-    parser.add_argument("--budgets", nargs="+", default=["10:1e-3", "20:1e-3", "20:3e-3"],
-                        help="training budgets epochs:lr tried for every method")
-    parser.add_argument("--deltas", nargs="*", default=["0.5", "2", "3"],
-                        help="extra delta values tried for --delta-methods (delta 1 is in every budget)")
+    parser.add_argument(
+        "--budgets",
+        nargs="+",
+        default=["10:1e-3", "20:1e-3", "20:3e-3"],
+        help="training budgets epochs:lr tried for every method",
+    )
+    parser.add_argument(
+        "--deltas",
+        nargs="*",
+        default=["0.5", "2", "3"],
+        help="extra delta values tried for --delta-methods (delta 1 is in every budget)",
+    )
     parser.add_argument("--delta-methods", nargs="*", default=["relaxed_contrastive", "relaxed_contrastive+labels"])
-    parser.add_argument("--delta-budget", nargs="+", default=["20:3e-3"],
-                        help="the budget(s) of the extra delta and label-weight points")
-    parser.add_argument("--sigmas", nargs="*", default=[],
-                        help="extra relaxed-label bandwidths tried for --sigma-methods, each with delta 1 and with "
-                             "every --deltas value (sigma 1 is in every budget)")
+    parser.add_argument(
+        "--delta-budget",
+        nargs="+",
+        default=["20:3e-3"],
+        help="the budget(s) of the extra delta and label-weight points",
+    )
+    parser.add_argument(
+        "--sigmas",
+        nargs="*",
+        default=[],
+        help="extra relaxed-label bandwidths tried for --sigma-methods, each with delta 1 and with "
+        "every --deltas value (sigma 1 is in every budget)",
+    )
     parser.add_argument("--sigma-methods", nargs="*", default=list(SIGMA_METHODS))
-    parser.add_argument("--label-weights", nargs="*", default=[],
-                        help="extra label_weight values tried for relaxed_contrastive+labels (0.5 is in every budget)")
-    parser.add_argument("--rkd-angle-weights", nargs="*", default=[],
-                        help="extra angle-wise weights tried for rkd at every --delta-budget (2, the paper's, is in "
-                             "every budget)")
-    parser.add_argument("--refine", nargs="*", default=[], metavar="NAME=OPTIONS",
-                        help="second stage: bench options tried on top of each method's chosen point, "
-                             "e.g. 'h128=--text-hidden-dim 128' 'std0.3=--text-init-std 0.3'")
+    parser.add_argument(
+        "--label-weights",
+        nargs="*",
+        default=[],
+        help="extra label_weight values tried for relaxed_contrastive+labels (0.5 is in every budget)",
+    )
+    parser.add_argument(
+        "--rkd-angle-weights",
+        nargs="*",
+        default=[],
+        help="extra angle-wise weights tried for rkd at every --delta-budget (2, the paper's, is in every budget)",
+    )
+    parser.add_argument(
+        "--refine",
+        nargs="*",
+        default=[],
+        metavar="NAME=OPTIONS",
+        help="second stage: bench options tried on top of each method's chosen point, "
+        "e.g. 'h128=--text-hidden-dim 128' 'std0.3=--text-init-std 0.3'",
+    )
     parser.add_argument("--settings", nargs="+", default=None, help="test settings (default: the dataset's all)")
-    parser.add_argument("--per-setting", action="store_true",
-                        help="choose each of --settings' points on validation at that setting alone")
+    parser.add_argument(
+        "--per-setting",
+        action="store_true",
+        help="choose each of --settings' points on validation at that setting alone",
+    )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--output-dir", default="results/tuned")
@@ -124,12 +164,16 @@ def validation_points(args: argparse.Namespace) -> List[Point]:
     rkd_methods = [m for m in RKD_METHODS if m in args.methods]
     for budget in args.delta_budget:
         epochs, lr = parse_budget(budget)
-        for flag, tag, values, methods in [("--delta", "delta", args.deltas, delta_methods),
-                                           ("--label-weight", "lw", args.label_weights, weight_methods),
-                                           ("--rkd-angle-weight", "angle", args.rkd_angle_weights, rkd_methods)]:
+        for flag, tag, values, methods in [
+            ("--delta", "delta", args.deltas, delta_methods),
+            ("--label-weight", "lw", args.label_weights, weight_methods),
+            ("--rkd-angle-weight", "angle", args.rkd_angle_weights, rkd_methods),
+        ]:
             if methods:
-                points.extend((f"e{epochs}_lr{lr}_{tag}{value}", ["--epochs", str(epochs), "--lr", lr, flag, value],
-                               methods) for value in values)
+                points.extend(
+                    (f"e{epochs}_lr{lr}_{tag}{value}", ["--epochs", str(epochs), "--lr", lr, flag, value], methods)
+                    for value in values
+                )
         points.extend(_sigma_points(args, epochs, lr, delta_methods))
     return points
 
@@ -144,8 +188,10 @@ def _sigma_points(args: argparse.Namespace, epochs: int, lr: str, delta_methods:
     for sigma in args.sigmas if methods else []:
         points.append((f"e{epochs}_lr{lr}_sigma{sigma}", [*budget, "--sigma", sigma], methods))
         if both:
-            points.extend((f"e{epochs}_lr{lr}_sigma{sigma}_delta{delta}",
-                           [*budget, "--sigma", sigma, "--delta", delta], both) for delta in args.deltas)
+            points.extend(
+                (f"e{epochs}_lr{lr}_sigma{sigma}_delta{delta}", [*budget, "--sigma", sigma, "--delta", delta], both)
+                for delta in args.deltas
+            )
     return points
 
 
@@ -154,8 +200,9 @@ def parse_refinement(text: str) -> Tuple[str, List[str]]:
     name, sep, options = text.partition("=")
     argv = shlex.split(options)
     if not sep or not re.fullmatch(r"[\w.+-]+", name) or not argv or not argv[0].startswith("--"):
-        raise ValueError(f"a refinement must look like NAME=--option value (e.g. 'h128=--text-hidden-dim 128'); "
-                         f"got {text!r}")
+        raise ValueError(
+            f"a refinement must look like NAME=--option value (e.g. 'h128=--text-hidden-dim 128'); got {text!r}"
+        )
     return name, argv
 
 
@@ -164,8 +211,11 @@ def refinement_points(chosen: Dict[str, dict], refinements: Sequence[Tuple[str, 
     by_point: Dict[str, Tuple[List[str], List[str]]] = {}
     for method, row in chosen.items():
         by_point.setdefault(row["point"], (row["args"], []))[1].append(method)
-    return [(f"{point}_{name}", [*point_args, *options], methods)
-            for point, (point_args, methods) in by_point.items() for name, options in refinements]
+    return [
+        (f"{point}_{name}", [*point_args, *options], methods)
+        for point, (point_args, methods) in by_point.items()
+        for name, options in refinements
+    ]
 
 
 def every_refinement(points: Sequence[Point], refinements: Sequence[Tuple[str, List[str]]]) -> List[Point]:
@@ -175,8 +225,11 @@ def every_refinement(points: Sequence[Point], refinements: Sequence[Tuple[str, L
     call trained on its own choices, so a grid that grows never lowers the chosen validation score.
     ``select`` counts only points with finished runs.
     """
-    return [(f"{name}_{ref}", [*point_args, *options], methods)
-            for name, point_args, methods in points for ref, options in refinements]
+    return [
+        (f"{name}_{ref}", [*point_args, *options], methods)
+        for name, point_args, methods in points
+        for ref, options in refinements
+    ]
 
 
 def drop_stale(runs_path: Path, chosen: Dict[str, dict], dataset: str, extra: Sequence[str]) -> int:
@@ -190,15 +243,17 @@ def drop_stale(runs_path: Path, chosen: Dict[str, dict], dataset: str, extra: Se
     if not runs_path.exists():
         return 0
     defaults = BenchConfig()
-    wanted = {method: BenchConfig.from_args(["--dataset", dataset, *extra, *row["args"]])
-              for method, row in chosen.items()}
+    wanted = {
+        method: BenchConfig.from_args(["--dataset", dataset, *extra, *row["args"]]) for method, row in chosen.items()
+    }
     keep, stale = [], []
     for line in runs_path.read_text().splitlines():
         record = json.loads(line)
         point = wanted.get(record["method"])
-        same = point is None or (all(_same(record["hparams"].get(name, getattr(defaults, name)), getattr(point, name))
-                                     for name in HPARAMS)
-                                 and _same_student(record["hparams"], dataset, point))
+        same = point is None or (
+            all(_same(record["hparams"].get(name, getattr(defaults, name)), getattr(point, name)) for name in HPARAMS)
+            and _same_student(record["hparams"], dataset, point)
+        )
         (keep if same else stale).append(line + "\n")
     if stale:
         with runs_path.with_name("runs.stale.jsonl").open("a") as f:
@@ -229,8 +284,9 @@ def _bench(argv: Sequence[str]) -> None:
     bench_main(BenchConfig.from_args(list(argv)), list(argv))
 
 
-def select(val_dir: Path, points: Sequence[Point], settings: Sequence[str],
-           num_seeds: int) -> Tuple[List[dict], Dict[str, dict]]:
+def select(
+    val_dir: Path, points: Sequence[Point], settings: Sequence[str], num_seeds: int
+) -> Tuple[List[dict], Dict[str, dict]]:
     """Scores every (method, point) on validation; returns the table and the chosen point per method.
 
     Only the runs of the point's methods, of ``settings`` and of seeds ``0 .. num_seeds - 1`` count (a
@@ -244,14 +300,20 @@ def select(val_dir: Path, points: Sequence[Point], settings: Sequence[str],
         if path.exists():
             for line in path.read_text().splitlines():
                 record = json.loads(line)
-                if (record["method"] in point_methods and record["setting"] in settings
-                        and record["seed"] < num_seeds):
+                if record["method"] in point_methods and record["setting"] in settings and record["seed"] < num_seeds:
                     runs[record["method"]].append(record["metrics"])
         for method, metrics in sorted(runs.items()):
             r1 = sum(m["recall_at_1"] for m in metrics) / len(metrics)
             mapr = sum(m["mean_average_precision_at_r"] for m in metrics) / len(metrics)
-            row = {"method": method, "point": name, "runs": len(metrics), "R@1": r1, "MAP@R": mapr,
-                   "score": (r1 + mapr) / 2, "args": list(point_args)}
+            row = {
+                "method": method,
+                "point": name,
+                "runs": len(metrics),
+                "R@1": r1,
+                "MAP@R": mapr,
+                "score": (r1 + mapr) / 2,
+                "args": list(point_args),
+            }
             table.append(row)
             complete = len(metrics) == num_runs
             if complete and (method not in chosen or row["score"] > chosen[method]["score"]):
@@ -260,13 +322,19 @@ def select(val_dir: Path, points: Sequence[Point], settings: Sequence[str],
 
 
 def write_selection(out: Path, table: List[dict], chosen: Dict[str, dict], command: str) -> None:
-    lines = [f"Validation points (mean over settings and seeds; the chosen point has the best mean of R@1 and "
-             f"MAP@R). Command: `{command}`", "", "| method | point | R@1 | MAP@R | mean | runs | chosen |",
-             "|---|---|---:|---:|---:|---:|---|"]
+    lines = [
+        f"Validation points (mean over settings and seeds; the chosen point has the best mean of R@1 and "
+        f"MAP@R). Command: `{command}`",
+        "",
+        "| method | point | R@1 | MAP@R | mean | runs | chosen |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
     for row in sorted(table, key=lambda r: (r["method"], -r["score"])):
         mark = "**yes**" if chosen.get(row["method"]) is row else ""
-        lines.append(f"| {row['method']} | {row['point']} | {100 * row['R@1']:.1f} | {100 * row['MAP@R']:.1f} | "
-                     f"{100 * row['score']:.1f} | {row['runs']} | {mark} |")
+        lines.append(
+            f"| {row['method']} | {row['point']} | {100 * row['R@1']:.1f} | {100 * row['MAP@R']:.1f} | "
+            f"{100 * row['score']:.1f} | {row['runs']} | {mark} |"
+        )
     (out / "selection.md").write_text("\n".join(lines) + "\n")
     (out / "selection.json").write_text(json.dumps({"table": table, "chosen": chosen}, indent=1))
 
@@ -277,13 +345,22 @@ def main(args: argparse.Namespace) -> Dict[str, dict]:
         args.val_settings = args.val_settings or list(DEFAULT_VAL_SETTINGS)
         return tune(args)
     if not args.settings or args.val_settings:
-        raise ValueError(f"--per-setting validates each of --settings on itself: it needs --settings and no "
-                         f"--val-settings; got --settings {args.settings} and --val-settings {args.val_settings}")
+        raise ValueError(
+            f"--per-setting validates each of --settings on itself: it needs --settings and no "
+            f"--val-settings; got --settings {args.settings} and --val-settings {args.val_settings}"
+        )
     out, command = Path(args.output_dir), command_line(args)
     chosen = {}
     for setting in args.settings:
-        one = argparse.Namespace(**{**vars(args), "per_setting": False, "val_settings": [setting],
-                                    "settings": [setting], "output_dir": str(out / setting)})
+        one = argparse.Namespace(
+            **{
+                **vars(args),
+                "per_setting": False,
+                "val_settings": [setting],
+                "settings": [setting],
+                "output_dir": str(out / setting),
+            }
+        )
         chosen.update({f"{setting}/{method}": row for method, row in tune(one).items()})
     merge_per_setting(out, args, command)
     return chosen
@@ -304,8 +381,20 @@ def merge_per_setting(out: Path, args: argparse.Namespace, command: str) -> None
         selections.append(f"## {setting}\n\n" + (out / setting / "selection.md").read_text())
     (test_dir / "runs.jsonl").write_text("".join(lines))
     (out / "selection.md").write_text("\n".join(selections))
-    _bench(["--dataset", args.dataset, *bench_extra(args), "--settings", *args.settings, "--seeds", str(args.seeds),
-            "--output-dir", str(test_dir), "--report-only"])
+    _bench(
+        [
+            "--dataset",
+            args.dataset,
+            *bench_extra(args),
+            "--settings",
+            *args.settings,
+            "--seeds",
+            str(args.seeds),
+            "--output-dir",
+            str(test_dir),
+            "--report-only",
+        ]
+    )
     _add_tuned_by(test_dir / "results.md", command, out / "selection.md")
 
 
@@ -332,10 +421,25 @@ def tune(args: argparse.Namespace) -> Dict[str, dict]:
         for name, point_args, methods in stage:
             if finished(val_dir / name / "runs.jsonl", methods, args.val_settings, val_seeds):
                 continue
-            _bench(common + point_args + [*held_out, "--settings", *args.val_settings,
-                                          "--methods", *methods, "--seeds", str(args.val_seeds),
-                                          "--teacher-dir", str(val_dir / "teachers"),
-                                          "--output-dir", str(val_dir / name), "--no-report", "--no-throughput"])
+            _bench(
+                common
+                + point_args
+                + [
+                    *held_out,
+                    "--settings",
+                    *args.val_settings,
+                    "--methods",
+                    *methods,
+                    "--seeds",
+                    str(args.val_seeds),
+                    "--teacher-dir",
+                    str(val_dir / "teachers"),
+                    "--output-dir",
+                    str(val_dir / name),
+                    "--no-report",
+                    "--no-throughput",
+                ]
+            )
         table, chosen = select(val_dir, candidates, args.val_settings, args.val_seeds)
         write_selection(out, table, chosen, command)
         missing = [m for m in args.methods if m not in chosen]
@@ -358,28 +462,62 @@ def tune(args: argparse.Namespace) -> Dict[str, dict]:
     for methods in by_point.values():
         if args.settings and finished(test_dir / "runs.jsonl", methods, args.settings, test_seeds):
             continue
-        _bench(common + chosen[methods[0]]["args"] + settings + ["--methods", *methods, "--seeds", str(args.seeds),
-                                                                 "--output-dir", str(test_dir), "--no-report"])
-    _bench(["--dataset", args.dataset, *extra, *settings, "--seeds", str(args.seeds), "--output-dir", str(test_dir),
-            "--report-only"])
+        _bench(
+            common
+            + chosen[methods[0]]["args"]
+            + settings
+            + ["--methods", *methods, "--seeds", str(args.seeds), "--output-dir", str(test_dir), "--no-report"]
+        )
+    _bench(
+        [
+            "--dataset",
+            args.dataset,
+            *extra,
+            *settings,
+            "--seeds",
+            str(args.seeds),
+            "--output-dir",
+            str(test_dir),
+            "--report-only",
+        ]
+    )
     _add_tuned_by(test_dir / "results.md", command, out / "selection.md")
     print((out / "selection.md").read_text())
     return chosen
 
 
 def command_line(args: argparse.Namespace) -> str:
-    parts = ["python benchmarks/tuned_bench.py", "--dataset", args.dataset, "--methods", *args.methods,
-             *held_out_args(args.val_classes, args.val_alphabets),
-             *(["--val-settings", *args.val_settings] if args.val_settings else []),
-             "--val-seeds", str(args.val_seeds), "--budgets", *args.budgets, "--deltas", *args.deltas,
-             "--delta-methods", *args.delta_methods, "--delta-budget", *args.delta_budget,
-             *(["--sigmas", *args.sigmas, "--sigma-methods", *args.sigma_methods] if args.sigmas else []),
-             *(["--label-weights", *args.label_weights] if args.label_weights else []),
-             *(["--rkd-angle-weights", *args.rkd_angle_weights] if args.rkd_angle_weights else []),
-             *(["--refine", *map(shlex.quote, args.refine)] if args.refine else []),
-             *(["--settings", *args.settings] if args.settings else []),
-             *(["--per-setting"] if args.per_setting else []), "--seeds", str(args.seeds),
-             "--workers", str(args.workers), "--output-dir", args.output_dir]
+    parts = [
+        "python benchmarks/tuned_bench.py",
+        "--dataset",
+        args.dataset,
+        "--methods",
+        *args.methods,
+        *held_out_args(args.val_classes, args.val_alphabets),
+        *(["--val-settings", *args.val_settings] if args.val_settings else []),
+        "--val-seeds",
+        str(args.val_seeds),
+        "--budgets",
+        *args.budgets,
+        "--deltas",
+        *args.deltas,
+        "--delta-methods",
+        *args.delta_methods,
+        "--delta-budget",
+        *args.delta_budget,
+        *(["--sigmas", *args.sigmas, "--sigma-methods", *args.sigma_methods] if args.sigmas else []),
+        *(["--label-weights", *args.label_weights] if args.label_weights else []),
+        *(["--rkd-angle-weights", *args.rkd_angle_weights] if args.rkd_angle_weights else []),
+        *(["--refine", *map(shlex.quote, args.refine)] if args.refine else []),
+        *(["--settings", *args.settings] if args.settings else []),
+        *(["--per-setting"] if args.per_setting else []),
+        "--seeds",
+        str(args.seeds),
+        "--workers",
+        str(args.workers),
+        "--output-dir",
+        args.output_dir,
+    ]
     extra = bench_extra(args)
     return " ".join(parts + (["--", *extra] if extra else []))
 

@@ -11,6 +11,7 @@ on those held-out classes, never on the test classes. One teacher (cached under
 Prints one line per (point, setting, method) and writes ``sweep.md`` / ``sweep.json`` (R@1 and MAP@R
 averaged over the seeds).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,14 +31,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="omniglot")
     parser.add_argument("--val-classes", type=int, default=30)
-    parser.add_argument("--val-alphabets", type=int, default=0,
-                        help="omniglot: hold out this many whole alphabets instead of --val-classes characters")
+    parser.add_argument(
+        "--val-alphabets",
+        type=int,
+        default=0,
+        help="omniglot: hold out this many whole alphabets instead of --val-classes characters",
+    )
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--settings", nargs="+", default=["dim_reduction"])
     parser.add_argument("--methods", nargs="+", default=["relaxed_contrastive"])
-    parser.add_argument("--grid", nargs="+", default=["sigma=0.25,0.5,1,2"],
-                        help="bench options and their values, e.g. delta=0.5,1,2 lr=1e-3,3e-3 "
-                             "eval-normalize=true,false")
+    parser.add_argument(
+        "--grid",
+        nargs="+",
+        default=["sigma=0.25,0.5,1,2"],
+        help="bench options and their values, e.g. delta=0.5,1,2 lr=1e-3,3e-3 eval-normalize=true,false",
+    )
     parser.add_argument("--fixed", nargs="*", default=[], help="bench options for every point, e.g. epochs=20")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--output-dir", default="results/sweep")
@@ -81,9 +89,24 @@ def main(args: argparse.Namespace) -> List[dict]:
     for values in itertools.product(*(vals for _, vals in grid)):
         point = dict(zip((key for key, _ in grid), values))
         bench_args = BenchConfig.from_args(
-            ["--dataset", args.dataset, *held_out, "--split-seed", str(args.split_seed),
-             "--settings", *args.settings, "--methods", *args.methods, "--seeds", str(args.seeds),
-             "--output-dir", str(out / point_name(point)), "--teacher-dir", str(out / "teachers"), "--no-progress"]
+            [
+                "--dataset",
+                args.dataset,
+                *held_out,
+                "--split-seed",
+                str(args.split_seed),
+                "--settings",
+                *args.settings,
+                "--methods",
+                *args.methods,
+                "--seeds",
+                str(args.seeds),
+                "--output-dir",
+                str(out / point_name(point)),
+                "--teacher-dir",
+                str(out / "teachers"),
+                "--no-progress",
+            ]
             + option_args({**fixed, **point})
         )
         data = DATASETS[args.dataset](bench_args)  # per point: an option may shape the data or its models
@@ -93,16 +116,30 @@ def main(args: argparse.Namespace) -> List[dict]:
                 runs = [r for r in records if r["setting"] == setting and r["method"] == method]
                 if not runs:
                     continue
-                row = {**point, "setting": setting, "method": method, "seeds": len(runs),
-                       "R@1": sum(r["metrics"]["recall_at_1"] for r in runs) / len(runs),
-                       "MAP@R": sum(r["metrics"]["mean_average_precision_at_r"] for r in runs) / len(runs)}
+                row = {
+                    **point,
+                    "setting": setting,
+                    "method": method,
+                    "seeds": len(runs),
+                    "R@1": sum(r["metrics"]["recall_at_1"] for r in runs) / len(runs),
+                    "MAP@R": sum(r["metrics"]["mean_average_precision_at_r"] for r in runs) / len(runs),
+                }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     keys = [key for key, _ in grid]
-    lines = ["| " + " | ".join(keys + ["setting", "method", "R@1", "MAP@R", "seeds"]) + " |",
-             "|" + "---|" * (len(keys) + 5)]
-    lines += ["| " + " | ".join([r[k] for k in keys] + [r["setting"], r["method"], f"{100 * r['R@1']:.1f}",
-                                  f"{100 * r['MAP@R']:.1f}", str(r["seeds"])]) + " |" for r in rows]
+    lines = [
+        "| " + " | ".join(keys + ["setting", "method", "R@1", "MAP@R", "seeds"]) + " |",
+        "|" + "---|" * (len(keys) + 5),
+    ]
+    lines += [
+        "| "
+        + " | ".join(
+            [r[k] for k in keys]
+            + [r["setting"], r["method"], f"{100 * r['R@1']:.1f}", f"{100 * r['MAP@R']:.1f}", str(r["seeds"])]
+        )
+        + " |"
+        for r in rows
+    ]
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.md").write_text("\n".join(lines) + "\n")
     (out / "sweep.json").write_text(json.dumps(rows, indent=1))

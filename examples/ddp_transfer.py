@@ -12,6 +12,7 @@ Run:
     torchrun --nproc_per_node=2 examples/ddp_transfer.py --steps 3   # gloo on CPU, nccl on GPUs
     python examples/ddp_transfer.py --steps 3                        # one process, no process group
 """
+
 from __future__ import annotations
 
 import argparse
@@ -146,16 +147,22 @@ def main(args: argparse.Namespace) -> dict:
     )
     if rank == 0:
         backend = dist.get_backend() if dist.is_initialized() else "none (one process)"
-        print(f"{world_size} rank(s), backend {backend}, global batch {args.batch_size * world_size}, "
-              f"{'efficient' if args.efficient else 'full'} mode", flush=True)
+        print(
+            f"{world_size} rank(s), backend {backend}, global batch {args.batch_size * world_size}, "
+            f"{'efficient' if args.efficient else 'full'} mode",
+            flush=True,
+        )
     with contextlib.redirect_stderr(io.StringIO()):  # PML's per-iteration progress bar
         trainer.train(num_epochs=1)
     results = {"losses": losses, "world_size": world_size}
     if rank == 0:
         results["teacher R@1"] = recall_at_1(teacher, device)
         results["student R@1"] = recall_at_1(student, device)
-        print(f"digits 5-9 (unseen classes): R@1 teacher {results['teacher R@1']:.3f}, "
-              f"student {results['student R@1']:.3f}", flush=True)
+        print(
+            f"digits 5-9 (unseen classes): R@1 teacher {results['teacher R@1']:.3f}, "
+            f"student {results['student R@1']:.3f}",
+            flush=True,
+        )
     if dist.is_initialized():
         dist.destroy_process_group()
     return results

@@ -11,6 +11,7 @@ of the three models is saved to --plot-path.
 Run:  python examples/digits_transfer.py            (about a minute on a 2-core CPU)
       python examples/digits_transfer.py --plot-path results/recall.png
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sigma", type=float, default=1.0)
     parser.add_argument("--delta", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--plot-path", type=Path, default=Path("digits_recall_at_k.png"),
-                        help="where to save the Recall@K plot (PNG; default: the current directory)")
+    parser.add_argument(
+        "--plot-path",
+        type=Path,
+        default=Path("digits_recall_at_k.png"),
+        help="where to save the Recall@K plot (PNG; default: the current directory)",
+    )
     return parser
 
 
@@ -151,8 +156,13 @@ def save_recall_plot(results: dict, path: Path) -> Path:
     figure = Figure(figsize=(6.4, 4.0), layout="tight")
     ax = figure.subplots()
     for name, scores in results.items():
-        ax.plot(KS, [100 * scores["recall_at_k"][k] for k in KS], marker="o", label=name,
-                linestyle="--" if name.startswith("teacher") else "-")
+        ax.plot(
+            KS,
+            [100 * scores["recall_at_k"][k] for k in KS],
+            marker="o",
+            label=name,
+            linestyle="--" if name.startswith("teacher") else "-",
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(KS, [str(k) for k in KS])
     ax.set_xlabel("K")

@@ -17,6 +17,7 @@ autograd, one block at a time.
 
 Not public API: use :mod:`pml_relaxed.functional` or the loss classes.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional, Tuple
@@ -84,8 +85,9 @@ class EuclideanDistance:
         root = safe.sqrt() if self.power == 1.0 else safe.pow(self.power / 2)
         return torch.where(zero, torch.zeros_like(sq), root)
 
-    def matrix_(self, queries: torch.Tensor, refs: torch.Tensor, diag_offset: Optional[int],
-                ref_sq_norms: torch.Tensor) -> torch.Tensor:
+    def matrix_(
+        self, queries: torch.Tensor, refs: torch.Tensor, diag_offset: Optional[int], ref_sq_norms: torch.Tensor
+    ) -> torch.Tensor:
         """:meth:`matrix` without autograd, in place (``ref_sq_norms``: the (1, m) squared norms of refs)."""
         query_sq = (queries * queries).sum(1, keepdim=True)
         dist = torch.addmm(ref_sq_norms, queries, refs.t(), alpha=-2.0).add_(query_sq)
@@ -106,8 +108,9 @@ class EuclideanDistance:
         eps = torch.finfo(query_sq.dtype).eps
         return (query_sq + ref_sq.amax(dim=1, keepdim=True)) * (32 * eps)
 
-    def pullback_(self, queries: torch.Tensor, refs: torch.Tensor, dist: torch.Tensor,
-                  grad_dist: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def pullback_(
+        self, queries: torch.Tensor, refs: torch.Tensor, dist: torch.Tensor, grad_dist: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Gradients w.r.t. (queries, refs) of ``sum(grad_dist * D)``; overwrites ``grad_dist``.
 
         ``dD/dg_i = power * D / sq * (g_i - r_j)``, 0 where D = 0 (the subgradient at a zero distance).
@@ -134,7 +137,7 @@ class ModuleDistance:
     def matrix(self, queries: torch.Tensor, refs: torch.Tensor, diag_offset: Optional[int]) -> torch.Tensor:
         mat = self.distance.compute_mat(queries, refs)
         if self.distance.power != 1:
-            mat = mat ** self.distance.power
+            mat = mat**self.distance.power
         if diag_offset is not None:
             mat = _zero_diagonal(mat, diag_offset)
         return mat
@@ -171,15 +174,17 @@ class ContrastiveRows:
         per_pair = push + w * (d.pow(2) - push)
         return torch.where(mask, per_pair, torch.zeros_like(per_pair)).sum(1)
 
-    def losses_(self, d: torch.Tensor, w: torch.Tensor, mask: Optional[torch.Tensor],
-                diag_offset: Optional[int]) -> torch.Tensor:
+    def losses_(
+        self, d: torch.Tensor, w: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]
+    ) -> torch.Tensor:
         """:meth:`losses` without autograd (``w`` is only read). ``mask`` None: every pair but the diagonal."""
         push = (self.delta - d).clamp_min_(0).square_()
         per_pair = d.square().sub_(push).mul_(w).add_(push)
         return _masked_row_sum_(per_pair, mask, diag_offset)
 
-    def derivative_(self, d: torch.Tensor, w: torch.Tensor, mask: Optional[torch.Tensor],
-                    diag_offset: Optional[int]) -> torch.Tensor:
+    def derivative_(
+        self, d: torch.Tensor, w: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]
+    ) -> torch.Tensor:
         """``phi = d loss / d d = 2 [w d - (1 - w) relu(delta - d)]`` on the pairs, 0 elsewhere (w only read)."""
         push = (self.delta - d).clamp_min_(0)
         phi = (push + d).mul_(w).sub_(push).mul_(2)
@@ -277,8 +282,15 @@ class RelaxedProblem:
         stats: a dict to fill with ``num_pairs``, ``sum_relaxed_label`` and ``sum_relative_dist``, or None.
     """
 
-    def __init__(self, distance, rows, relaxed_labels: RowsFn, pair_mask: Optional[RowsFn],
-                 self_reference: bool, stats: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        distance,
+        rows,
+        relaxed_labels: RowsFn,
+        pair_mask: Optional[RowsFn],
+        self_reference: bool,
+        stats: Optional[dict] = None,
+    ) -> None:
         self.distance = distance
         self.rows = rows
         self.relaxed_labels = relaxed_labels

@@ -3,6 +3,7 @@
 Kept outside :mod:`pml_relaxed.losses` and :mod:`pml_relaxed.trainers` so both can import it without
 the losses depending on the trainers.
 """
+
 from __future__ import annotations
 
 import inspect

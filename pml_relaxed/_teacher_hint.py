@@ -5,6 +5,7 @@ miners they hold with PML's arguments only, so ``teacher_emb`` never arrives. Wh
 "teacher_emb is required" error names the PML wrapper found on the call stack and the pml_relaxed class
 that passes the teacher on. The stack is read only on that error path: a normal call costs nothing.
 """
+
 from __future__ import annotations
 
 import sys

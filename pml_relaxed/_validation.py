@@ -1,4 +1,5 @@
 """One place for input checks. Every message names the argument and says expected versus actual."""
+
 from __future__ import annotations
 
 import math
@@ -221,8 +222,10 @@ def check_optional_device(name: str, value: object) -> Optional[torch.device]:
     if value is None or isinstance(value, torch.device):
         return value
     if not isinstance(value, str):
-        raise TypeError(f"{name} must be a torch.device, a device string such as 'cuda:0', or None; "
-                        f"got {type(value).__name__} ({value!r})")
+        raise TypeError(
+            f"{name} must be a torch.device, a device string such as 'cuda:0', or None; "
+            f"got {type(value).__name__} ({value!r})"
+        )
     try:
         return torch.device(value)
     except RuntimeError as err:

@@ -1,4 +1,5 @@
 """The ``pml-relaxed`` command: ``pml-relaxed bench [options]``."""
+
 from __future__ import annotations
 
 import sys
@@ -21,8 +22,10 @@ def _task(args: List[str]) -> Optional[str]:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: pml-relaxed bench [options]   (pml-relaxed bench --help for the options)\n"
-              "       pml-relaxed bench --task ssl|classification|self-taught [options]   (... --help)")
+        print(
+            "usage: pml-relaxed bench [options]   (pml-relaxed bench --help for the options)\n"
+            "       pml-relaxed bench --task ssl|classification|self-taught [options]   (... --help)"
+        )
         return 0 if argv else 2
     if argv[0] != "bench":
         print(f"pml-relaxed: unknown command {argv[0]!r}; expected 'bench'", file=sys.stderr)
@@ -35,7 +38,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if task == "metric":  # the default task: the metric-learning benchmark
         i = argv.index("--task") if "--task" in argv else argv.index("--task=metric")
-        del argv[i:i + (2 if argv[i] == "--task" else 1)]
+        del argv[i : i + (2 if argv[i] == "--task" else 1)]
     try:  # here, not at the top: `pml-relaxed` alone stays instant, and a missing extra gets its message
         from .bench.cli import BenchConfig
         from .bench.cli import main as bench_main

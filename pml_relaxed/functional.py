@@ -9,6 +9,7 @@ Notation (shapes): ``n`` queries, ``m`` reference samples, ``d`` student dim, ``
     d_ij = ||g_i - g_j|| / ((1/m) sum_k ||g_i - g_k||)     relative distance (student)
     L    = (1/n) sum_i sum_{j != i} [ w_ij d_ij^2 + (1 - w_ij) max(0, delta - d_ij)^2 ]
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
@@ -282,8 +283,6 @@ def relaxed_multi_similarity_per_anchor(
     return rows.losses(relative_dist, relaxed_labels.to(relative_dist.dtype), mask)
 
 
-
-
 def _relaxed_loss(
     rows,
     student_emb: torch.Tensor,
@@ -362,8 +361,15 @@ def relaxed_contrastive_loss(
     """
     delta = v.check_non_negative("delta", delta)
     return _relaxed_loss(
-        _bw.ContrastiveRows(delta), student_emb, teacher_emb, student_ref_emb, teacher_ref_emb, sigma,
-        normalize_teacher, block_size, validate,
+        _bw.ContrastiveRows(delta),
+        student_emb,
+        teacher_emb,
+        student_ref_emb,
+        teacher_ref_emb,
+        sigma,
+        normalize_teacher,
+        block_size,
+        validate,
     )
 
 
@@ -391,6 +397,13 @@ def relaxed_multi_similarity_loss(
     alpha = v.check_positive("alpha", alpha)
     beta = v.check_positive("beta", beta)
     return _relaxed_loss(
-        _bw.MultiSimilarityRows(delta, alpha, beta), student_emb, teacher_emb, student_ref_emb, teacher_ref_emb,
-        sigma, normalize_teacher, block_size, validate,
+        _bw.MultiSimilarityRows(delta, alpha, beta),
+        student_emb,
+        teacher_emb,
+        student_ref_emb,
+        teacher_ref_emb,
+        sigma,
+        normalize_teacher,
+        block_size,
+        validate,
     )

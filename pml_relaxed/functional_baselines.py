@@ -10,6 +10,7 @@ Shapes: ``n`` queries, ``m`` references, ``d`` student dim, ``D`` teacher dim.
     DarkRank  (Chen et al., AAAI 2018)        ListMLE of the teacher's ranking under the student
     FitNet    (Romero et al., ICLR 2015)      MSE of a linear regressor of the student vs the teacher
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -21,8 +22,12 @@ from . import _validation as v
 from .functional import euclidean_distance, pair_mask, squared_euclidean_distance
 
 __all__ = [
-    "rkd_distance_per_anchor", "rkd_angle_per_anchor", "rkd_per_anchor",
-    "pkt_per_anchor", "dark_rank_per_anchor", "fitnet_per_sample",
+    "rkd_distance_per_anchor",
+    "rkd_angle_per_anchor",
+    "rkd_per_anchor",
+    "pkt_per_anchor",
+    "dark_rank_per_anchor",
+    "fitnet_per_sample",
 ]
 
 

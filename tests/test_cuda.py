@@ -3,6 +3,7 @@
 Skipped without a CUDA device (CI has none); run them on a GPU machine with ``pytest tests/test_cuda.py``.
 ``PML_RELAXED_TEST_DEVICE`` names another device to check (e.g. ``mps``; ``cpu`` dry-runs the file itself).
 """
+
 import copy
 import json
 import logging
@@ -91,8 +92,10 @@ def test_miner_and_kernels_match_the_cpu():
         torch.testing.assert_close(gpu_t.cpu(), cpu_t)
     kernel = MixedSimilarity(GaussianKernel(sigma=0.7), LabelSimilarity(), label_weight=0.3)
     torch.testing.assert_close(
-        kernel(teacher.to(DEVICE), labels=labels.to(DEVICE)).cpu(), kernel(teacher, labels=labels),
-        rtol=1e-12, atol=1e-12,
+        kernel(teacher.to(DEVICE), labels=labels.to(DEVICE)).cpu(),
+        kernel(teacher, labels=labels),
+        rtol=1e-12,
+        atol=1e-12,
     )
 
 
@@ -106,9 +109,25 @@ def test_compute_embeddings_on_cuda():
 
 
 def test_bench_trains_every_method_on_cuda(tmp_path):
-    argv = ["--dataset", "digits", "--methods", *METHODS, "--settings", "dim_reduction", "--seeds", "1",
-            "--epochs", "1", "--teacher-epochs", "1", "--no-progress", "--device", DEVICE,
-            "--output-dir", str(tmp_path)]
+    argv = [
+        "--dataset",
+        "digits",
+        "--methods",
+        *METHODS,
+        "--settings",
+        "dim_reduction",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--teacher-epochs",
+        "1",
+        "--no-progress",
+        "--device",
+        DEVICE,
+        "--output-dir",
+        str(tmp_path),
+    ]
     main(BenchConfig.from_args(argv), argv)
     runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert {r["method"] for r in runs if r["kind"] != "teacher"} == set(METHODS)
@@ -151,7 +170,6 @@ def test_half_precision_students_on_the_device(dtype):
     with torch.autocast(DEVICE if DEVICE != "cpu" else "cpu", dtype=dtype):
         loss_amp = RelaxedContrastiveLoss()(student, teacher_emb=teacher)
     assert loss_amp.dtype == torch.float32 and torch.isfinite(loss_amp)
-
 
 
 def _clustered(n_per_class=40, classes=8, dim=16, seed=0):
@@ -219,8 +237,17 @@ def test_embedding_transfer_with_the_teacher_on_another_device_and_dtype(teacher
             return super().forward(x)
 
     class Recording(RelaxedContrastiveLoss):
-        def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None, *,
-                    teacher_emb, teacher_ref_emb=None):
+        def forward(
+            self,
+            embeddings,
+            labels=None,
+            indices_tuple=None,
+            ref_emb=None,
+            ref_labels=None,
+            *,
+            teacher_emb,
+            teacher_ref_emb=None,
+        ):
             seen.update(embeddings=embeddings.detach(), labels=labels, teacher_emb=teacher_emb.detach())
             return super().forward(embeddings, labels, indices_tuple, teacher_emb=teacher_emb)
 
@@ -229,11 +256,15 @@ def test_embedding_transfer_with_the_teacher_on_another_device_and_dtype(teacher
     trainer = EmbeddingTransfer(
         models={"trunk": student, "teacher": teacher},
         optimizers={"trunk_optimizer": torch.optim.SGD(student.parameters(), lr=0.1)},
-        batch_size=16, loss_funcs={"transfer_loss": Recording()},
+        batch_size=16,
+        loss_funcs={"transfer_loss": Recording()},
         dataset=torch.utils.data.TensorDataset(torch.randn(32, 12)),
         data_and_label_getter=lambda batch: (batch[0], None),
-        iterations_per_epoch=1, dataloader_num_workers=0, data_device=torch.device(student_device),
-        teacher_dtype=teacher_dtype, teacher_device=teacher_device,
+        iterations_per_epoch=1,
+        dataloader_num_workers=0,
+        data_device=torch.device(student_device),
+        teacher_dtype=teacher_dtype,
+        teacher_device=teacher_device,
     )
     first = next(teacher.parameters())
     assert first.dtype == teacher_dtype and first.device.type == torch.device(teacher_device).type

@@ -1,4 +1,5 @@
 """Every ```python block in README.md and docs/*.md runs (each page's blocks in order, one namespace)."""
+
 import re
 from pathlib import Path
 

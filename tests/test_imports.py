@@ -1,4 +1,5 @@
 """What importing the library pulls in: the core stays free of the benchmark's and the text teacher's dependencies."""
+
 import ast
 import json
 import subprocess
@@ -156,7 +157,7 @@ def test_no_import_cycle():
         path.append(node)
         for target in sorted(graph[node]):
             if state.get(target) == 1:
-                cycle = path[path.index(target):] + [target]
+                cycle = path[path.index(target) :] + [target]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if target not in state:
                 visit(target)
@@ -168,8 +169,16 @@ def test_no_import_cycle():
             visit(node)
 
 
-@pytest.mark.parametrize("core", ["pml_relaxed.functional", "pml_relaxed.similarities", "pml_relaxed.losses",
-                                  "pml_relaxed.miners", "pml_relaxed.distributed"])
+@pytest.mark.parametrize(
+    "core",
+    [
+        "pml_relaxed.functional",
+        "pml_relaxed.similarities",
+        "pml_relaxed.losses",
+        "pml_relaxed.miners",
+        "pml_relaxed.distributed",
+    ],
+)
 def test_core_never_reaches_trainers_datasets_or_the_benchmark(core):
     graph = _graph()
     reached = {core} | _reachable(graph, core)
@@ -182,8 +191,12 @@ def test_core_never_reaches_trainers_datasets_or_the_benchmark(core):
 
 def test_only_the_cli_imports_the_benchmark():
     graph = _graph()
-    importers = sorted(name for name, targets in graph.items() if not name.startswith("pml_relaxed.bench")
-                       and any(t == "pml_relaxed.bench" or t.startswith("pml_relaxed.bench.") for t in targets))
+    importers = sorted(
+        name
+        for name, targets in graph.items()
+        if not name.startswith("pml_relaxed.bench")
+        and any(t == "pml_relaxed.bench" or t.startswith("pml_relaxed.bench.") for t in targets)
+    )
     assert importers == ["pml_relaxed.cli"]
 
 

@@ -4,6 +4,7 @@ The install goes into a fresh folder with ``--no-deps --no-index --no-build-isol
 interpreter's torch, PML and setuptools are reused, nothing is downloaded), from a copy of the sources, and
 everything then runs from outside the checkout, so only the installed copy can be imported.
 """
+
 import json
 import os
 import shutil
@@ -47,8 +48,19 @@ def installed(tmp_path_factory) -> Path:
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "pml_relaxed", source / "pml_relaxed", ignore=shutil.ignore_patterns("__pycache__"))
     target = work / "site"
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
-               "--target", str(target), str(source)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-index",
+        "--no-build-isolation",
+        "--target",
+        str(target),
+        str(source),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=work)
     assert result.returncode == 0, result.stdout + result.stderr
     return target
@@ -71,8 +83,14 @@ def test_the_wheel_holds_the_package_its_marker_and_its_command(installed):
 def test_installed_package_runs_the_digits_example_and_reads_banking77(installed, tmp_path):
     root = make_banking77(tmp_path)
     home = tmp_path / "home"
-    result = subprocess.run([sys.executable, "-c", CHECK, str(root), str(ROOT / "examples" / "digits_transfer.py")],
-                            capture_output=True, text=True, timeout=600, cwd=tmp_path, env=_env(installed, home))
+    result = subprocess.run(
+        [sys.executable, "-c", CHECK, str(root), str(ROOT / "examples" / "digits_transfer.py")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env=_env(installed, home),
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert Path(lines[0]).resolve() == (installed / "pml_relaxed" / "__init__.py").resolve()
@@ -85,7 +103,13 @@ def test_installed_package_runs_the_digits_example_and_reads_banking77(installed
 
 
 def test_installed_command_starts(installed, tmp_path):
-    result = subprocess.run([str(installed / "bin" / "pml-relaxed"), "--help"], capture_output=True, text=True,
-                            timeout=120, cwd=tmp_path, env=_env(installed, tmp_path))
+    result = subprocess.run(
+        [str(installed / "bin" / "pml-relaxed"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=_env(installed, tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: pml-relaxed bench")

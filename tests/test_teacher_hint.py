@@ -1,4 +1,5 @@
 """A PML wrapper that drops the teacher gets an error naming it and pml_relaxed's equivalent."""
+
 import warnings
 
 import pytest
@@ -21,15 +22,26 @@ def run_quietly(call):
 @pytest.mark.parametrize(
     "call,wrapper,equivalent",
     [
-        (lambda: MultipleLosses([RelaxedContrastiveLoss()])(EMB, LABELS),
-         "MultipleLosses called RelaxedContrastiveLoss", "pml_relaxed.losses.TransferMultipleLosses"),
-        (lambda: MultipleLosses([ContrastiveLoss()], miners=[TeacherSimilarityMiner()])(EMB, LABELS),
-         "MultipleLosses called TeacherSimilarityMiner", "pml_relaxed.losses.TransferMultipleLosses"),
-        (lambda: CrossBatchMemory(ContrastiveLoss(), 4, 16, miner=TeacherSimilarityMiner())(EMB, LABELS),
-         "CrossBatchMemory called TeacherSimilarityMiner", "pml_relaxed.losses.TransferCrossBatchMemory"),
-        (lambda: DistributedLossWrapper(RelaxedContrastiveLoss())(EMB, LABELS),
-         "DistributedLossWrapper called RelaxedContrastiveLoss",
-         "pml_relaxed.distributed.DistributedTransferLossWrapper"),
+        (
+            lambda: MultipleLosses([RelaxedContrastiveLoss()])(EMB, LABELS),
+            "MultipleLosses called RelaxedContrastiveLoss",
+            "pml_relaxed.losses.TransferMultipleLosses",
+        ),
+        (
+            lambda: MultipleLosses([ContrastiveLoss()], miners=[TeacherSimilarityMiner()])(EMB, LABELS),
+            "MultipleLosses called TeacherSimilarityMiner",
+            "pml_relaxed.losses.TransferMultipleLosses",
+        ),
+        (
+            lambda: CrossBatchMemory(ContrastiveLoss(), 4, 16, miner=TeacherSimilarityMiner())(EMB, LABELS),
+            "CrossBatchMemory called TeacherSimilarityMiner",
+            "pml_relaxed.losses.TransferCrossBatchMemory",
+        ),
+        (
+            lambda: DistributedLossWrapper(RelaxedContrastiveLoss())(EMB, LABELS),
+            "DistributedLossWrapper called RelaxedContrastiveLoss",
+            "pml_relaxed.distributed.DistributedTransferLossWrapper",
+        ),
     ],
 )
 def test_pml_wrappers_dropping_the_teacher_are_named(call, wrapper, equivalent):
@@ -41,8 +53,11 @@ def test_pml_distributed_miner_wrapper_is_named(tmp_path):
     """PML's miner wrapper needs a process group: a single-process gloo group is enough."""
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1)
     try:
-        with pytest.raises(ValueError, match="PML's DistributedMinerWrapper called TeacherSimilarityMiner without it .*"
-                                             "use pml_relaxed.distributed.DistributedTransferMinerWrapper"):
+        with pytest.raises(
+            ValueError,
+            match="PML's DistributedMinerWrapper called TeacherSimilarityMiner without it .*"
+            "use pml_relaxed.distributed.DistributedTransferMinerWrapper",
+        ):
             DistributedMinerWrapper(TeacherSimilarityMiner())(EMB, LABELS)
     finally:
         torch.distributed.destroy_process_group()

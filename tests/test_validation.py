@@ -1,4 +1,5 @@
 """The shared input checkers of pml_relaxed._validation."""
+
 import pytest
 
 from pml_relaxed import _validation as v

@@ -82,8 +82,10 @@ if READY:
     if QUICK:  # a small subset, for CI
         train.texts, train.labels = train.texts[::20], train.labels[::20]
         test.texts, test.labels = test.texts[::10], test.labels[::10]
-    print(f"train: {len(train)} texts, {train.num_classes} intents | "
-          f"test: {len(test)} texts, {test.num_classes} unseen intents")
+    print(
+        f"train: {len(train)} texts, {train.num_classes} intents | "
+        f"test: {len(test)} texts, {test.num_classes} unseen intents"
+    )
     print(f"e.g. {train.texts[0]!r} -> {train.intents[int(train.labels[0])]}")
     model_path = Path(teacher.model_id)
     print(f"teacher: {teacher.embedding_dim}-d, loaded from {model_path.parent.name}/{model_path.name}")
@@ -104,6 +106,7 @@ if READY:
 # PML's trainers move batches with `.to(device)`, so each text becomes one row of a LongTensor: column 0 is
 # its index in the teacher's embedding table (`CachedTeacher` looks it up), the other columns its hashed
 # n-gram ids (`IndexedTextStudent` feeds them to the student).
+
 
 # %%
 class Rows(torch.utils.data.Dataset):
@@ -138,6 +141,7 @@ if READY:
 # student with `ProxyAnchorLoss` alone, in PML's `MetricLossOnly`, with the same batches, epochs and learning
 # rates. The proxies get their own optimizer at 10x the student's learning rate, as in PML.
 
+
 # %%
 def train_student(model, use_teacher):
     iterations = max(len(train_set) // BATCH_SIZE, 1)
@@ -146,20 +150,31 @@ def train_student(model, use_teacher):
         "trunk_optimizer": torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-4),
         "metric_loss_optimizer": torch.optim.AdamW(proxy_anchor.parameters(), lr=1e-1, weight_decay=1e-4),
     }
-    schedulers = {f"{name[: -len('_optimizer')]}_scheduler_by_iteration":
-                  torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, iterations * EPOCHS)
-                  for name, optimizer in optimizers.items()}
+    schedulers = {
+        f"{name[: -len('_optimizer')]}_scheduler_by_iteration": torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, iterations * EPOCHS
+        )
+        for name, optimizer in optimizers.items()
+    }
     common = {
-        "optimizers": optimizers, "lr_schedulers": schedulers, "batch_size": BATCH_SIZE, "dataset": train_set,
-        "sampler": samplers.MPerClassSampler(train_set.labels, m=4, batch_size=BATCH_SIZE,
-                                             length_before_new_iter=iterations * BATCH_SIZE),
-        "iterations_per_epoch": iterations, "dataloader_num_workers": 0, "data_device": torch.device("cpu"),
+        "optimizers": optimizers,
+        "lr_schedulers": schedulers,
+        "batch_size": BATCH_SIZE,
+        "dataset": train_set,
+        "sampler": samplers.MPerClassSampler(
+            train_set.labels, m=4, batch_size=BATCH_SIZE, length_before_new_iter=iterations * BATCH_SIZE
+        ),
+        "iterations_per_epoch": iterations,
+        "dataloader_num_workers": 0,
+        "data_device": torch.device("cpu"),
     }
     if use_teacher:
         trainer = EmbeddingTransfer(
             models={"trunk": model, "teacher": CachedTeacher(teacher_embeddings)},
             loss_funcs={"transfer_loss": RelaxedContrastiveLoss(sigma=1.0, delta=3.0), "metric_loss": proxy_anchor},
-            loss_weights={"transfer_loss": 1.0, "metric_loss": 1.0}, **common)
+            loss_weights={"transfer_loss": 1.0, "metric_loss": 1.0},
+            **common,
+        )
     else:
         trainer = trainers.MetricLossOnly(models={"trunk": model}, loss_funcs={"metric_loss": proxy_anchor}, **common)
     start = time.perf_counter()
@@ -183,13 +198,16 @@ if READY:
 # %%
 if READY:
     metrics = ("recall_at_1", "mean_average_precision_at_r")
-    test_embeddings = {f"teacher (MiniLM, {teacher.embedding_dim}-d)": teacher_embeddings[len(train):]}
+    test_embeddings = {f"teacher (MiniLM, {teacher.embedding_dim}-d)": teacher_embeddings[len(train) :]}
     test_embeddings[f"student from the teacher ({STUDENT_DIM}-d)"] = compute_embeddings(
-        transferred, test_set, show_progress=False)[0]
+        transferred, test_set, show_progress=False
+    )[0]
     test_embeddings[f"student from scratch ({STUDENT_DIM}-d)"] = compute_embeddings(
-        scratch, test_set, show_progress=False)[0]
-    scores = {name: evaluate_embeddings(emb, test.labels, metrics, normalize=True)
-              for name, emb in test_embeddings.items()}
+        scratch, test_set, show_progress=False
+    )[0]
+    scores = {
+        name: evaluate_embeddings(emb, test.labels, metrics, normalize=True) for name, emb in test_embeddings.items()
+    }
     for name, s in scores.items():
         print(f"{name:34s} R@1 {s['recall_at_1']:.3f}   MAP@R {s['mean_average_precision_at_r']:.3f}")
     names = list(scores)
@@ -203,6 +221,7 @@ if READY:
 # batch (so tokenisation and hashing are counted), best of 3 passes over 1,024 test sentences, both models
 # with the same threads, as the documentation's *Text distillation* page measures it (250x with 2 threads
 # and 430x with 1 on an idle 2-core machine). The numbers depend on the CPU and on what else it runs.
+
 
 # %%
 def sentences_per_second(encode, texts, before_batch=None, repeats=3, batch_size=256):
@@ -225,8 +244,10 @@ if READY:
     teacher(sample[:8])  # warm-up
     speed_student = sentences_per_second(student, sample, student.hasher.clear_cache, repeats)
     speed_teacher = sentences_per_second(teacher, sample, None, repeats)
-    print(f"{len(sample)} sentences, {torch.get_num_threads()} threads: teacher {speed_teacher:,.0f} sentences/s, "
-          f"student {speed_student:,.0f} sentences/s, {speed_student / speed_teacher:.0f}x faster")
+    print(
+        f"{len(sample)} sentences, {torch.get_num_threads()} threads: teacher {speed_teacher:,.0f} sentences/s, "
+        f"student {speed_student:,.0f} sentences/s, {speed_student / speed_teacher:.0f}x faster"
+    )
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
     colors = ["#555555", "#1f77b4", "#ff7f0e"]

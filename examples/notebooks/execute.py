@@ -11,6 +11,7 @@ Run (from anywhere; each notebook runs with ``examples/notebooks/`` as its worki
     python examples/notebooks/execute.py quick_start      # one notebook
     python examples/notebooks/execute.py --quick scale    # the reduced setting, written nowhere (a smoke run)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,10 @@ def execute(notebook: nbformat.NotebookNode, quick: bool, timeout: int = 900) ->
     env["PML_RELAXED_NOTEBOOK_QUICK"] = "1" if quick else "0"
     env.setdefault("HF_HUB_OFFLINE", "1")  # the packaged teacher loads offline; never reach for a hub
     client = NotebookClient(
-        notebook, timeout=timeout, kernel_name="python3", record_timing=False,
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        record_timing=False,
         resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
     )
     client.execute(env=env)

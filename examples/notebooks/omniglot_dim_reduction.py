@@ -34,7 +34,7 @@ OMNIGLOT_ROOT = Path(os.environ.get("PML_RELAXED_OMNIGLOT", "../../../shared/dat
 TEACHER_EPOCHS = 1 if QUICK else 10
 STUDENT_EPOCHS = 1 if QUICK else 10
 TRAIN_CLASSES = range(24) if QUICK else None  # None: all 136 training characters
-TEST_CLASSES = range(16) if QUICK else None   # None: all 106 test characters
+TEST_CLASSES = range(16) if QUICK else None  # None: all 106 test characters
 BATCH = 40 if QUICK else 90  # images per batch, 2 of each character (the paper's 90)
 TEACHER_DIM, STUDENT_DIM, WIDTH = 128, 16, 32
 SEED = 0
@@ -43,8 +43,10 @@ DATA_OK = all((OMNIGLOT_ROOT / f"images_background_small{i}.zip").is_file() for 
 if DATA_OK:
     print(f"Omniglot from {OMNIGLOT_ROOT.resolve()}; quick={QUICK}")
 else:
-    print(f"Omniglot zips not found under {OMNIGLOT_ROOT.resolve()}: set PML_RELAXED_OMNIGLOT to the folder "
-          "holding images_background_small1.zip and images_background_small2.zip. Skipping the rest.")
+    print(
+        f"Omniglot zips not found under {OMNIGLOT_ROOT.resolve()}: set PML_RELAXED_OMNIGLOT to the folder "
+        "holding images_background_small1.zip and images_background_small2.zip. Skipping the rest."
+    )
 
 # %%
 import contextlib
@@ -93,6 +95,7 @@ if DATA_OK:
 # the images are decoded only once). The model is split into PML's `trunk` (the convolutions) and
 # `embedder` (the linear head).
 
+
 # %%
 def quiet_train(trainer, epochs):
     with contextlib.redirect_stderr(io.StringIO()):  # PML's per-epoch tqdm bars
@@ -107,12 +110,15 @@ def print_epoch(name, epochs):
     def hook(trainer):  # PML's end_of_epoch_hook
         print(f"{name}: epoch {trainer.epoch}/{epochs}, last batch loss {trainer.last_loss:.4f}")
         return True
+
     return hook
 
 
 def optimizers_for(trunk, embedder, lr):
-    return {"trunk_optimizer": torch.optim.Adam(trunk.parameters(), lr=lr),
-            "embedder_optimizer": torch.optim.Adam(embedder.parameters(), lr=lr)}
+    return {
+        "trunk_optimizer": torch.optim.Adam(trunk.parameters(), lr=lr),
+        "embedder_optimizer": torch.optim.Adam(embedder.parameters(), lr=lr),
+    }
 
 
 if DATA_OK:
@@ -122,8 +128,10 @@ if DATA_OK:
     proxy_anchor = losses.ProxyAnchorLoss(num_classes=train_set.num_classes, embedding_size=TEACHER_DIM)
     trainer = trainers.MetricLossOnly(
         models={"trunk": teacher_trunk, "embedder": teacher_head},
-        optimizers={**optimizers_for(teacher_trunk, teacher_head, 3e-3),
-                    "metric_loss_optimizer": torch.optim.Adam(proxy_anchor.parameters(), lr=3e-2)},
+        optimizers={
+            **optimizers_for(teacher_trunk, teacher_head, 3e-3),
+            "metric_loss_optimizer": torch.optim.Adam(proxy_anchor.parameters(), lr=3e-2),
+        },
         batch_size=BATCH,
         loss_funcs={"metric_loss": proxy_anchor},
         dataset=labelled,
@@ -157,8 +165,9 @@ if DATA_OK:
         batch_size=BATCH,  # 90 drawings x 2 views = 180 embeddings
         loss_funcs={"transfer_loss": RelaxedContrastiveLoss(sigma=1.0, delta=1.0)},
         dataset=two_views,
-        sampler=samplers.MPerClassSampler(two_views.labels, m=2, batch_size=BATCH,
-                                          length_before_new_iter=len(two_views)),
+        sampler=samplers.MPerClassSampler(
+            two_views.labels, m=2, batch_size=BATCH, length_before_new_iter=len(two_views)
+        ),
         collate_fn=multi_view_collate,
         dataloader_num_workers=0,
         data_device=torch.device("cpu"),
@@ -183,8 +192,10 @@ if DATA_OK:
     metrics = ("recall_at_1", "recall_at_4", "mean_average_precision_at_r")
     for name, emb in embeddings.items():
         s = evaluate_embeddings(emb, test_labels, metrics, normalize=True)
-        print(f"{name} ({emb.shape[1]:3d}-d): R@1 {s['recall_at_1']:.3f}  R@4 {s['recall_at_4']:.3f}  "
-              f"MAP@R {s['mean_average_precision_at_r']:.3f}")
+        print(
+            f"{name} ({emb.shape[1]:3d}-d): R@1 {s['recall_at_1']:.3f}  R@4 {s['recall_at_4']:.3f}  "
+            f"MAP@R {s['mean_average_precision_at_r']:.3f}"
+        )
 
 # %% [markdown]
 # ## 4. Both spaces in 2-D (t-SNE)
@@ -204,8 +215,13 @@ if DATA_OK:
         points = TSNE(n_components=2, perplexity=15, init="pca", random_state=SEED).fit_transform(unit)
         for color, character in enumerate(shown):
             mine = test_labels.numpy()[rows] == character
-            ax.scatter(points[mine, 0], points[mine, 1], s=18, color=plt.cm.tab10(color),
-                       label=test_set.class_names[character].replace("_", " "))
+            ax.scatter(
+                points[mine, 0],
+                points[mine, 1],
+                s=18,
+                color=plt.cm.tab10(color),
+                label=test_set.class_names[character].replace("_", " "),
+            )
         ax.set_title(f"{name} ({emb.shape[1]}-d)")
         ax.set_xticks([])
         ax.set_yticks([])

@@ -71,8 +71,9 @@ augment = RandomAffine(degrees=10, translate=0.1, scale=(0.9, 1.1))
 torch.manual_seed(SEED)
 teacher = torch.nn.Sequential(torch.nn.Flatten(), MLP(64, [256], 64))
 proxy_anchor = losses.ProxyAnchorLoss(num_classes=5, embedding_size=64)
-optimizer = torch.optim.Adam([{"params": teacher.parameters(), "lr": 1e-3},
-                              {"params": proxy_anchor.parameters(), "lr": 1e-2}])
+optimizer = torch.optim.Adam(
+    [{"params": teacher.parameters(), "lr": 1e-3}, {"params": proxy_anchor.parameters(), "lr": 1e-2}]
+)
 for step in range(TEACHER_STEPS):
     optimizer.zero_grad()
     proxy_anchor(teacher(augment(train_set.images)), train_set.labels).backward()
@@ -81,8 +82,10 @@ teacher.eval()
 with torch.no_grad():
     teacher_test = teacher(test_set.images)
 teacher_scores = evaluate_embeddings(teacher_test, test_set.labels, ("recall_at_1", "mean_average_precision_at_r"))
-print(f"teacher on digits 5-9: R@1 {teacher_scores['recall_at_1']:.3f}, "
-      f"MAP@R {teacher_scores['mean_average_precision_at_r']:.3f}")
+print(
+    f"teacher on digits 5-9: R@1 {teacher_scores['recall_at_1']:.3f}, "
+    f"MAP@R {teacher_scores['mean_average_precision_at_r']:.3f}"
+)
 
 # %% [markdown]
 # ## What the teacher says about the pairs of a batch
@@ -139,6 +142,7 @@ print(f"{len(a2)} negative pairs ({len(a2) / n:.0f} per anchor), {100 * negative
 # passes it `teacher_emb=` and hands its pairs to the transfer loss; a PML pair loss then receives the
 # pairs and no labels.
 
+
 # %%
 def train_student(transfer_loss, miner=None, name=""):
     torch.manual_seed(SEED + 1)
@@ -166,16 +170,23 @@ def train_student(transfer_loss, miner=None, name=""):
 
 results = {
     "ContrastiveLoss + teacher pairs": train_student(
-        losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0), TeacherSimilarityMiner(pos_topk=3, neg_threshold=0.3),
-        "PML ContrastiveLoss, teacher-mined pairs"),
+        losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0),
+        TeacherSimilarityMiner(pos_topk=3, neg_threshold=0.3),
+        "PML ContrastiveLoss, teacher-mined pairs",
+    ),
     "MultiSimilarityLoss + teacher pairs": train_student(
-        losses.MultiSimilarityLoss(), TeacherSimilarityMiner(pos_topk=3, neg_threshold=0.3),
-        "PML MultiSimilarityLoss, teacher-mined pairs"),
+        losses.MultiSimilarityLoss(),
+        TeacherSimilarityMiner(pos_topk=3, neg_threshold=0.3),
+        "PML MultiSimilarityLoss, teacher-mined pairs",
+    ),
     "RelaxedContrastive, all pairs": train_student(
-        RelaxedContrastiveLoss(sigma=1.0, delta=1.0), None, "RelaxedContrastiveLoss, every pair"),
+        RelaxedContrastiveLoss(sigma=1.0, delta=1.0), None, "RelaxedContrastiveLoss, every pair"
+    ),
     "RelaxedContrastive, teacher pairs": train_student(
-        RelaxedContrastiveLoss(sigma=1.0, delta=1.0), TeacherSimilarityMiner(pos_topk=3, neg_threshold=0.3),
-        "RelaxedContrastiveLoss, teacher-mined pairs"),
+        RelaxedContrastiveLoss(sigma=1.0, delta=1.0),
+        TeacherSimilarityMiner(pos_topk=3, neg_threshold=0.3),
+        "RelaxedContrastiveLoss, teacher-mined pairs",
+    ),
 }
 
 # %%

@@ -197,8 +197,11 @@ tester = testers.GlobalEmbeddingSpaceTester(
     dataloader_num_workers=0,
     data_device=torch.device("cpu"),
 )
-models = {"teacher (64-d, ProxyAnchor)": teacher, "student (8-d, from the teacher)": student,
-          "student (8-d, from scratch)": scratch}
+models = {
+    "teacher (64-d, ProxyAnchor)": teacher,
+    "student (8-d, from the teacher)": student,
+    "student (8-d, from scratch)": scratch,
+}
 scores = {}
 for name, model in models.items():
     with contextlib.redirect_stderr(io.StringIO()):  # the tester's progress bar
@@ -214,8 +217,11 @@ for name, s in scores.items():
 
 # %%
 fig, (ax_recall, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
-styles = {"teacher (64-d, ProxyAnchor)": ("#555555", "--"), "student (8-d, from the teacher)": ("#1f77b4", "-"),
-          "student (8-d, from scratch)": ("#ff7f0e", "-")}
+styles = {
+    "teacher (64-d, ProxyAnchor)": ("#555555", "--"),
+    "student (8-d, from the teacher)": ("#1f77b4", "-"),
+    "student (8-d, from scratch)": ("#ff7f0e", "-"),
+}
 for name, s in scores.items():
     color, line = styles[name]
     ax_recall.plot(KS, [100 * s[f"recall_at_{k}"] for k in KS], line, color=color, marker="o", label=name)
@@ -229,8 +235,9 @@ ax_recall.legend()
 for name, log in logs.items():
     color, line = styles[name]
     losses_per_epoch = np.array(log.epoch_losses)
-    ax_loss.plot(range(1, len(losses_per_epoch) + 1), losses_per_epoch / losses_per_epoch[0], line, color=color,
-                 label=name)
+    ax_loss.plot(
+        range(1, len(losses_per_epoch) + 1), losses_per_epoch / losses_per_epoch[0], line, color=color, label=name
+    )
 ax_loss.set_xlabel("epoch")
 ax_loss.set_ylabel("loss / first-epoch loss")
 ax_loss.set_title("training loss (each relative to its first epoch)")

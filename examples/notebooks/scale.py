@@ -101,11 +101,13 @@ for n in BATCH_SIZES:
     rows.append((n, dense[0], blockwise[0], dense[1], blockwise[1], same))
 torch.set_num_threads(threads)
 
-print(f"{'n':>5s} {'dense saved':>12s} {'blockwise saved':>16s} {'dense s':>8s} {'blockwise s':>12s}  "
-      "same loss and grad")
+print(
+    f"{'n':>5s} {'dense saved':>12s} {'blockwise saved':>16s} {'dense s':>8s} {'blockwise s':>12s}  same loss and grad"
+)
 for n, dense_bytes, block_bytes, dense_s, block_s, same in rows:
-    print(f"{n:5d} {dense_bytes / 2**20:9.1f} MiB {block_bytes / 2**20:13.2f} MiB {dense_s:8.3f} {block_s:12.3f}  "
-          f"{same}")
+    print(
+        f"{n:5d} {dense_bytes / 2**20:9.1f} MiB {block_bytes / 2**20:13.2f} MiB {dense_s:8.3f} {block_s:12.3f}  {same}"
+    )
 
 fig, (ax_mem, ax_time) = plt.subplots(1, 2, figsize=(11, 3.8))
 ns = [r[0] for r in rows]
@@ -146,8 +148,9 @@ train_set, test_set = Digits("train"), Digits("test")
 augment = RandomAffine(degrees=10, translate=0.1, scale=(0.9, 1.1))
 teacher = torch.nn.Sequential(torch.nn.Flatten(), MLP(64, [256], 64))
 proxy_anchor = ProxyAnchorLoss(num_classes=5, embedding_size=64)
-optimizer = torch.optim.Adam([{"params": teacher.parameters(), "lr": 1e-3},
-                              {"params": proxy_anchor.parameters(), "lr": 1e-2}])
+optimizer = torch.optim.Adam(
+    [{"params": teacher.parameters(), "lr": 1e-3}, {"params": proxy_anchor.parameters(), "lr": 1e-2}]
+)
 for step in range(60 if QUICK else 300):
     optimizer.zero_grad()
     proxy_anchor(teacher(augment(train_set.images)), train_set.labels).backward()
@@ -172,13 +175,16 @@ def train_small_batches(loss_fn, steps, images_per_batch=16):
     return evaluate_embeddings(embeddings, labels, ("recall_at_1", "mean_average_precision_at_r"))
 
 
-memory = TransferCrossBatchMemory(RelaxedContrastiveLoss(), embedding_size=8, teacher_embedding_size=64,
-                                  memory_size=512)
+memory = TransferCrossBatchMemory(
+    RelaxedContrastiveLoss(), embedding_size=8, teacher_embedding_size=64, memory_size=512
+)
 for name, loss_fn in [("batch only (32 rows)", RelaxedContrastiveLoss()), ("with a memory of 512 rows", memory)]:
     start = time.perf_counter()
     s = train_small_batches(loss_fn, MEMORY_STEPS)
-    print(f"{name:26s} R@1 {s['recall_at_1']:.3f}  MAP@R {s['mean_average_precision_at_r']:.3f}  "
-          f"({MEMORY_STEPS} steps, {time.perf_counter() - start:.1f} s)")
+    print(
+        f"{name:26s} R@1 {s['recall_at_1']:.3f}  MAP@R {s['mean_average_precision_at_r']:.3f}  "
+        f"({MEMORY_STEPS} steps, {time.perf_counter() - start:.1f} s)"
+    )
 print(f"memory of {memory.memory_size} rows: filled {memory.has_been_filled}, next slot {memory.queue_idx}")
 
 # %% [markdown]
@@ -195,8 +201,15 @@ print(f"memory of {memory.memory_size} rows: filled {memory.has_been_filled}, ne
 # %%
 DDP_SCRIPT = Path("../ddp_transfer.py")
 if DDP_SCRIPT.exists():
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(DDP_SCRIPT),
-               "--steps", str(DDP_STEPS)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        str(DDP_SCRIPT),
+        "--steps",
+        str(DDP_STEPS),
+    ]
     print("$", " ".join(["torchrun"] + command[3:]))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=600)
@@ -205,5 +218,6 @@ if DDP_SCRIPT.exists():
         print(result.stderr[-3000:])
         raise RuntimeError(f"ddp_transfer.py failed with exit code {result.returncode}")
 else:
-    print(f"{DDP_SCRIPT} not found (run this notebook from examples/notebooks/ of the repository): skipping the "
-          "DDP run")
+    print(
+        f"{DDP_SCRIPT} not found (run this notebook from examples/notebooks/ of the repository): skipping the DDP run"
+    )

@@ -1,4 +1,5 @@
 """``pml-relaxed bench``: settings x methods x seeds -> runs.jsonl, results.{json,csv,md} and plots."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,19 +48,28 @@ def _check_dataset_options(config: BenchConfig) -> None:
     if config.dataset not in DATASETS:
         raise ValueError(f"--dataset must be one of {sorted(DATASETS)}; got {config.dataset!r}")
     if config.val_alphabets and config.val_classes:
-        raise ValueError(f"--val-alphabets and --val-classes exclude each other; got {config.val_alphabets} "
-                         f"and {config.val_classes}")
+        raise ValueError(
+            f"--val-alphabets and --val-classes exclude each other; got {config.val_alphabets} and {config.val_classes}"
+        )
     if config.val_alphabets and config.dataset != "omniglot":
-        raise ValueError(f"--val-alphabets needs classes grouped in alphabets (--dataset omniglot); "
-                         f"got --dataset {config.dataset}")
-    text_options = [flag for flag, value in (("--text-hidden-dim", config.text_hidden_dim),
-                                             ("--text-mlp", config.text_mlp),
-                                             ("--text-init-std", config.text_init_std)) if value is not None]
+        raise ValueError(
+            f"--val-alphabets needs classes grouped in alphabets (--dataset omniglot); got --dataset {config.dataset}"
+        )
+    text_options = [
+        flag
+        for flag, value in (
+            ("--text-hidden-dim", config.text_hidden_dim),
+            ("--text-mlp", config.text_mlp),
+            ("--text-init-std", config.text_init_std),
+        )
+        if value is not None
+    ]
     if config.text_ngram_dropout != 0:
         text_options.append("--text-ngram-dropout")
     if text_options and config.dataset != "banking77":
-        raise ValueError(f"{', '.join(text_options)} shape the text student (--dataset banking77); "
-                         f"got --dataset {config.dataset}")
+        raise ValueError(
+            f"{', '.join(text_options)} shape the text student (--dataset banking77); got --dataset {config.dataset}"
+        )
 
 
 def machine() -> str:
@@ -76,8 +86,13 @@ def machine() -> str:
 
 
 def versions() -> dict:
-    return {"pml_relaxed": __version__, "torch": torch.__version__, "pytorch_metric_learning":
-            pytorch_metric_learning.__version__, "faiss": faiss.__version__, "python": platform.python_version()}
+    return {
+        "pml_relaxed": __version__,
+        "torch": torch.__version__,
+        "pytorch_metric_learning": pytorch_metric_learning.__version__,
+        "faiss": faiss.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def resolve(config: BenchConfig, data_defaults: dict, settings: List[str]) -> BenchConfig:
@@ -112,8 +127,10 @@ def main(config: BenchConfig, argv: Optional[List[str]] = None) -> List[Path]:
     if config.report_only:
         records = load_done(Path(config.output_dir) / "runs.jsonl")
         if not records:
-            raise FileNotFoundError(f"--report-only needs the runs of an earlier call; found none in "
-                                    f"{Path(config.output_dir) / 'runs.jsonl'}")
+            raise FileNotFoundError(
+                f"--report-only needs the runs of an earlier call; found none in "
+                f"{Path(config.output_dir) / 'runs.jsonl'}"
+            )
     else:
         records = run_all(data, config)
     if not config.report:

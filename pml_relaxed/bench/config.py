@@ -61,16 +61,12 @@ class BenchConfig:
     normalize_student: bool = _option(
         False, "relaxed losses measure the student's distances on L2-normalised embeddings"
     )
-    label_weight: float = _option(
-        0.5, "relaxed_contrastive+labels: weight of same-class labels in the relaxed labels"
-    )
+    label_weight: float = _option(0.5, "relaxed_contrastive+labels: weight of same-class labels in the relaxed labels")
     rkd_angle_weight: float = _option(
         2.0, "rkd: weight of the angle-wise term (distance-wise weight 1; Park et al.: 2)"
     )
     pos_topk: int = _option(1, "TeacherSimilarityMiner positives per anchor")
-    val_classes: int = _option(
-        0, "hold out this many training classes and evaluate on them (model selection)"
-    )
+    val_classes: int = _option(0, "hold out this many training classes and evaluate on them (model selection)")
     val_alphabets: int = _option(
         0, "omniglot: hold out this many whole training alphabets instead (split 'val-alphabets')"
     )
@@ -100,18 +96,14 @@ class BenchConfig:
     device: str = _option("cpu", "torch device of the training, e.g. cuda")
     output_dir: Optional[str] = _option(None, "default: results/<dataset>[_val]")
     progress: bool = _option(True, "tqdm progress bars")
-    workers: int = _option(
-        1, "train the (setting, method) jobs in this many parallel processes (a GPU or many cores)"
-    )
+    workers: int = _option(1, "train the (setting, method) jobs in this many parallel processes (a GPU or many cores)")
     throughput: bool = _option(
         True,
         "measure single-thread inference items/s of the teacher and the students; --no-throughput records "
         "none (model selection: a sentence-transformers teacher's measurement alone takes over a minute on a "
         "CPU)",
     )
-    report_only: bool = _option(
-        False, "train nothing: write the report of the runs already in --output-dir/runs.jsonl"
-    )
+    report_only: bool = _option(False, "train nothing: write the report of the runs already in --output-dir/runs.jsonl")
     report: bool = _option(
         True, "write the report; --no-report only trains and appends to runs.jsonl (a later call reports)"
     )

@@ -6,6 +6,7 @@ factory for the teacher and the students of the paper's three settings, and a ba
 makes the augmented views. Image data lives in memory, and the views are drawn for the whole
 batch at once (one affine draw per image), which keeps the CPU busy with the networks.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -125,8 +126,12 @@ def digits_data(config: BenchConfig) -> BenchData:
         return torch.nn.Sequential(torch.nn.Flatten(), MLP(64, [hidden], dim, batch_norm=True))
 
     return BenchData(
-        name="digits", train=train_set, evaluation=eval_set, eval_split=split,
-        teacher_arch="mlp256", teacher_dim=64,
+        name="digits",
+        train=train_set,
+        evaluation=eval_set,
+        eval_split=split,
+        teacher_arch="mlp256",
+        teacher_dim=64,
         settings={"self_transfer": ("mlp256", 64), "dim_reduction": ("mlp256", 8), "compression": ("mlp64", 8)},
         make_model=make_model,
         augment=Compose([RandomAffine(degrees=10, translate=0.1, scale=(0.9, 1.1)), GaussianNoise(0.05)]),
@@ -138,8 +143,10 @@ def _split_alphabets(class_names: Sequence[str], num_val_alphabets: int, seed: i
     """Train classes, validation classes and the held-out alphabets, drawn whole (``"<alphabet>/<character>"``)."""
     alphabets = sorted({name.split("/")[0] for name in class_names})
     if not 0 < num_val_alphabets < len(alphabets):
-        raise ValueError(f"--val-alphabets must be in [1, {len(alphabets) - 1}] for this dataset "
-                         f"({len(alphabets)} training alphabets); got {num_val_alphabets}")
+        raise ValueError(
+            f"--val-alphabets must be in [1, {len(alphabets) - 1}] for this dataset "
+            f"({len(alphabets)} training alphabets); got {num_val_alphabets}"
+        )
     order = torch.randperm(len(alphabets), generator=torch.Generator().manual_seed(seed)).tolist()
     held_out = sorted(alphabets[i] for i in order[:num_val_alphabets])
     in_held_out = [name.split("/")[0] in held_out for name in class_names]
@@ -168,8 +175,12 @@ def omniglot_data(config: BenchConfig) -> BenchData:
         return Conv4(in_channels=1, width=width, embedding_dim=dim, image_size=28)
 
     return BenchData(
-        name="omniglot", train=train_set, evaluation=eval_set, eval_split=split,
-        teacher_arch="conv4-w64", teacher_dim=128,
+        name="omniglot",
+        train=train_set,
+        evaluation=eval_set,
+        eval_split=split,
+        teacher_arch="conv4-w64",
+        teacher_dim=128,
         settings={
             "self_transfer": ("conv4-w64", 128),
             "dim_reduction": ("conv4-w64", 16),

@@ -3,6 +3,7 @@
 Column 0 indexes the cached teacher embeddings (:class:`~pml_relaxed.models.CachedTeacher`), the other
 columns are a text's hashed n-gram ids, so PML's trainers move a text batch like any tensor batch.
 """
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -4,6 +4,7 @@ A method builds PML ``loss_funcs`` / ``mining_funcs`` / ``loss_weights`` for a s
 methods see the teacher (``EmbeddingTransfer``); scratch methods see labels only (PML's
 ``MetricLossOnly``); combined methods see both.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -103,32 +104,67 @@ def _relaxed_with_labels(ctx: MethodContext):
 METHODS: Dict[str, Method] = {
     m.name: m
     for m in [
-        Method("relaxed_contrastive", "transfer", _transfer(lambda c: RelaxedContrastiveLoss(**_relaxed_kwargs(c))),
-               "RelaxedContrastiveLoss (Kim et al. 2021)"),
-        Method("relaxed_ms", "transfer", _transfer(lambda c: RelaxedMultiSimilarityLoss(**_relaxed_kwargs(c))),
-               "RelaxedMultiSimilarityLoss (Kim et al. 2021)"),
-        Method("miner_contrastive", "transfer", _miner_contrastive,
-               "PML ContrastiveLoss on TeacherSimilarityMiner pairs (label-free)"),
-        Method("rkd", "transfer", _transfer(lambda c: RKDLoss(angle_weight=c.rkd_angle_weight)),
-               "RKD, distance x1 + angle x2 by default (Park et al. 2019)"),
+        Method(
+            "relaxed_contrastive",
+            "transfer",
+            _transfer(lambda c: RelaxedContrastiveLoss(**_relaxed_kwargs(c))),
+            "RelaxedContrastiveLoss (Kim et al. 2021)",
+        ),
+        Method(
+            "relaxed_ms",
+            "transfer",
+            _transfer(lambda c: RelaxedMultiSimilarityLoss(**_relaxed_kwargs(c))),
+            "RelaxedMultiSimilarityLoss (Kim et al. 2021)",
+        ),
+        Method(
+            "miner_contrastive",
+            "transfer",
+            _miner_contrastive,
+            "PML ContrastiveLoss on TeacherSimilarityMiner pairs (label-free)",
+        ),
+        Method(
+            "rkd",
+            "transfer",
+            _transfer(lambda c: RKDLoss(angle_weight=c.rkd_angle_weight)),
+            "RKD, distance x1 + angle x2 by default (Park et al. 2019)",
+        ),
         Method("pkt", "transfer", _transfer(lambda c: PKTLoss()), "PKT (Passalis & Tefas 2018)"),
-        Method("darkrank", "transfer", _transfer(lambda c: DarkRankLoss(normalize_embeddings=True)),
-               "DarkRank + triplet on labels (Chen et al. 2018), on L2-normalised embeddings"),
+        Method(
+            "darkrank",
+            "transfer",
+            _transfer(lambda c: DarkRankLoss(normalize_embeddings=True)),
+            "DarkRank + triplet on labels (Chen et al. 2018), on L2-normalised embeddings",
+        ),
         Method("fitnet", "transfer", _transfer(_fitnet), "FitNet embedding regression (Romero et al. 2015)"),
         Method("contrastive", "scratch", _scratch(lambda c: pml_losses.ContrastiveLoss()), "PML ContrastiveLoss"),
-        Method("triplet", "scratch",
-               _scratch(lambda c: pml_losses.TripletMarginLoss(margin=0.1),
-                        lambda: pml_miners.TripletMarginMiner(margin=0.1)),
-               "PML TripletMarginLoss + TripletMarginMiner"),
-        Method("multi_similarity", "scratch",
-               _scratch(lambda c: pml_losses.MultiSimilarityLoss(), lambda: pml_miners.MultiSimilarityMiner()),
-               "PML MultiSimilarityLoss + MultiSimilarityMiner"),
+        Method(
+            "triplet",
+            "scratch",
+            _scratch(
+                lambda c: pml_losses.TripletMarginLoss(margin=0.1), lambda: pml_miners.TripletMarginMiner(margin=0.1)
+            ),
+            "PML TripletMarginLoss + TripletMarginMiner",
+        ),
+        Method(
+            "multi_similarity",
+            "scratch",
+            _scratch(lambda c: pml_losses.MultiSimilarityLoss(), lambda: pml_miners.MultiSimilarityMiner()),
+            "PML MultiSimilarityLoss + MultiSimilarityMiner",
+        ),
         Method("proxy_anchor", "scratch", _scratch(_proxy_anchor), "PML ProxyAnchorLoss"),
         Method("supcon", "scratch", _scratch(lambda c: pml_losses.SupConLoss(temperature=0.1)), "PML SupConLoss"),
-        Method("relaxed_contrastive+proxy_anchor", "combined", _relaxed_plus_proxy_anchor,
-               "RelaxedContrastiveLoss + PML ProxyAnchorLoss"),
-        Method("relaxed_contrastive+labels", "combined", _transfer(_relaxed_with_labels),
-               "RelaxedContrastiveLoss on (1 - label_weight) teacher kernel + label_weight same-class labels"),
+        Method(
+            "relaxed_contrastive+proxy_anchor",
+            "combined",
+            _relaxed_plus_proxy_anchor,
+            "RelaxedContrastiveLoss + PML ProxyAnchorLoss",
+        ),
+        Method(
+            "relaxed_contrastive+labels",
+            "combined",
+            _transfer(_relaxed_with_labels),
+            "RelaxedContrastiveLoss on (1 - label_weight) teacher kernel + label_weight same-class labels",
+        ),
     ]
 }
 
@@ -141,7 +177,16 @@ def teacher_loss(name: str, num_classes: int, dim: int):
     if not hasattr(pml_losses, name):
         raise ValueError(f"--teacher-loss must name a PML loss class (e.g. ProxyAnchorLoss); got {name!r}")
     cls = getattr(pml_losses, name)
-    if name in ("ProxyAnchorLoss", "ProxyNCALoss", "NormalizedSoftmaxLoss", "SoftTripleLoss", "ArcFaceLoss",
-                "CosFaceLoss", "SubCenterArcFaceLoss", "LargeMarginSoftmaxLoss", "SphereFaceLoss"):
+    if name in (
+        "ProxyAnchorLoss",
+        "ProxyNCALoss",
+        "NormalizedSoftmaxLoss",
+        "SoftTripleLoss",
+        "ArcFaceLoss",
+        "CosFaceLoss",
+        "SubCenterArcFaceLoss",
+        "LargeMarginSoftmaxLoss",
+        "SphereFaceLoss",
+    ):
         return cls(num_classes=num_classes, embedding_size=dim)
     return cls()

@@ -7,6 +7,7 @@ sigma = delta = 1. Images are read from disk by PML's dataset classes (our wrapp
 paper's class split and contiguous labels). ``--backbone conv4`` runs a small from-scratch Conv-4
 on ``--image-size`` pixels without torchvision (used by the tests on a generated fixture).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Tuple
@@ -24,7 +25,9 @@ PAPER_DATASETS = {"cub": CUB200, "cars": Cars196, "sop": StanfordOnlineProducts}
 TEACHER = ("resnet50", 512)
 SETTINGS = {"self_transfer": ("resnet50", 512), "dim_reduction": ("resnet50", 64), "compression": ("resnet18", 128)}
 CONV4_SETTINGS = {
-    "self_transfer": ("conv4-w64", 128), "dim_reduction": ("conv4-w64", 16), "compression": ("conv4-w32", 32),
+    "self_transfer": ("conv4-w64", 128),
+    "dim_reduction": ("conv4-w64", 16),
+    "compression": ("conv4-w32", 32),
 }
 
 
@@ -36,9 +39,7 @@ def _torchvision_backbone(arch: str, dim: int) -> torch.nn.Module:
     try:
         import torchvision
     except ImportError as err:  # pragma: no cover - depends on the extra
-        raise ImportError(
-            f"--backbone {arch} needs torchvision: pip install pml-relaxed[vision]"
-        ) from err
+        raise ImportError(f"--backbone {arch} needs torchvision: pip install pml-relaxed[vision]") from err
     weights = {"resnet50": "IMAGENET1K_V2", "resnet18": "IMAGENET1K_V1"}[arch]
     net = getattr(torchvision.models, arch)(weights=weights)
     features = net.fc.in_features
@@ -72,8 +73,15 @@ def paper_data(name: str, config: BenchConfig) -> BenchData:
         return MultiViewDataset(train, transform=train_tf, num_views=num_views), multi_view_collate
 
     return BenchData(
-        name=name, train=train, evaluation=evaluation, eval_split="test",
-        teacher_arch=teacher[0], teacher_dim=teacher[1], settings=settings,
-        make_model=make_model, augment=train_tf, train_views=train_views,
+        name=name,
+        train=train,
+        evaluation=evaluation,
+        eval_split="test",
+        teacher_arch=teacher[0],
+        teacher_dim=teacher[1],
+        settings=settings,
+        make_model=make_model,
+        augment=train_tf,
+        train_views=train_views,
         defaults={"epochs": 60, "teacher_epochs": 60, "batch_size": 90, "m": 2, "lr": 1e-4},
     )

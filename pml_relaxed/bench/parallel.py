@@ -5,6 +5,7 @@ it loads the teacher the parent trained (or the given one), trains that method's
 its records to the shared ``runs.jsonl`` (one short append per record). Processes rather than
 threads: PML's trainers and the data pipeline hold the GIL, and a GPU is shared best by processes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,8 +26,15 @@ def worker_config(config: BenchConfig, setting: str, method: str) -> BenchConfig
     in the parent's output folder and teacher folder, without a report, bars or workers of its own."""
     out = str(config.output_dir)
     return dataclasses.replace(
-        config, settings=[setting], methods=[method], workers=1, report_only=False, report=False, progress=False,
-        output_dir=out, teacher_dir=str(config.teacher_dir or out),
+        config,
+        settings=[setting],
+        methods=[method],
+        workers=1,
+        report_only=False,
+        report=False,
+        progress=False,
+        output_dir=out,
+        teacher_dir=str(config.teacher_dir or out),
     )
 
 
@@ -54,6 +62,9 @@ def run_parallel(config: BenchConfig, jobs: Sequence[Tuple[str, str]]) -> List[s
         return "" if code == 0 else f"{setting}/{method} (exit code {code}, see {log})"
 
     with ThreadPoolExecutor(parallel) as pool:
-        results = list(tqdm.tqdm(pool.map(run, jobs), total=len(jobs), desc=f"bench x{parallel} workers",
-                                 disable=not config.progress))
+        results = list(
+            tqdm.tqdm(
+                pool.map(run, jobs), total=len(jobs), desc=f"bench x{parallel} workers", disable=not config.progress
+            )
+        )
     return [r for r in results if r]

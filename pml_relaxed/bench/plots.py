@@ -10,6 +10,7 @@ dataset or split name become ``-``.
 Values are shown in percent. Each panel is one setting; its teacher (the best teacher row of that
 setting's table, see ``pml_relaxed.bench.tables.tables``) is drawn dashed.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,10 @@ from .tables import METRIC_LABELS, Table, tables
 KIND_COLORS = {"transfer": "#1f77b4", "scratch": "#ff7f0e", "combined": "#2ca02c"}
 KIND_MARKERS = {"transfer": "o", "scratch": "s", "combined": "^"}
 OTHER_COLOR = "#7f7f7f"
-TEACHER_STYLES = {"recall_at_1": dict(color="black", ls="--", lw=1.4),
-                  "mean_average_precision_at_r": dict(color="#666666", ls=(0, (2, 2)), lw=1.4)}
+TEACHER_STYLES = {
+    "recall_at_1": dict(color="black", ls="--", lw=1.4),
+    "mean_average_precision_at_r": dict(color="#666666", ls=(0, (2, 2)), lw=1.4),
+}
 # tab20's dark shades first, then its light ones: the first 10 methods get clearly distinct colours.
 PALETTE = [matplotlib.colormaps["tab20"](i) for i in [*range(0, 20, 2), *range(1, 20, 2)]]
 DPI = 120
@@ -48,8 +51,9 @@ def combo_path(path: PathLike, dataset: str, eval_split: str) -> Path:
 
 def _by_combo(summary: Sequence[dict]) -> Dict[Tuple[str, str], List[Table]]:
     if isinstance(summary, (str, bytes, dict)) or not all(isinstance(r, dict) and "metrics" in r for r in summary):
-        raise TypeError("summary must be a list of summary rows as returned by aggregate(runs); "
-                        f"got {type(summary).__name__}")
+        raise TypeError(
+            f"summary must be a list of summary rows as returned by aggregate(runs); got {type(summary).__name__}"
+        )
     combos: Dict[Tuple[str, str], List[Table]] = {}
     for table in tables(summary):
         combos.setdefault((table.dataset, table.eval_split), []).append(table)
@@ -94,14 +98,30 @@ def _bar_panel(ax, table: Table) -> None:
         means, stds = stats[:, 0], stats[:, 1]
         hatched = metric != "recall_at_1"
         faces = [to_rgba(c, 0.35) if hatched else c for c in colors]
-        ax.barh(y + offset, np.nan_to_num(means), height=height, xerr=np.nan_to_num(stds), color=faces,
-                edgecolor=colors, hatch="///" if hatched else None, linewidth=0.8,
-                error_kw=dict(ecolor="#333333", capsize=2.5, elinewidth=0.9))
+        ax.barh(
+            y + offset,
+            np.nan_to_num(means),
+            height=height,
+            xerr=np.nan_to_num(stds),
+            color=faces,
+            edgecolor=colors,
+            hatch="///" if hatched else None,
+            linewidth=0.8,
+            error_kw=dict(ecolor="#333333", capsize=2.5, elinewidth=0.9),
+        )
         for yi, mean, std in zip(y + offset, means, stds):
             text = "–" if math.isnan(mean) else f"{mean:.1f}"
             right = max(right, np.nan_to_num(mean + std))
-            ax.text(np.nan_to_num(mean + std), yi, " " + text, va="center", fontsize=7, color="#333333",
-                    bbox=dict(facecolor="white", edgecolor="none", alpha=0.7, pad=0.3), zorder=4)
+            ax.text(
+                np.nan_to_num(mean + std),
+                yi,
+                " " + text,
+                va="center",
+                fontsize=7,
+                color="#333333",
+                bbox=dict(facecolor="white", edgecolor="none", alpha=0.7, pad=0.3),
+                zorder=4,
+            )
     if table.teachers:
         for metric, style in TEACHER_STYLES.items():
             mean = _stat(table.teachers[0], metric)[0]
@@ -122,9 +142,15 @@ def _bar_panel(ax, table: Table) -> None:
 def _bar_legend(combo: Sequence[Table]) -> List:
     kinds = list(dict.fromkeys(r["kind"] for t in combo for r in t.others))
     handles = [Patch(color=KIND_COLORS.get(k, OTHER_COLOR), label=k) for k in kinds]
-    handles += [Patch(facecolor="#999999", edgecolor="#999999", label=METRIC_LABELS["recall_at_1"]),
-                Patch(facecolor=to_rgba("#999999", 0.35), edgecolor="#999999", hatch="///",
-                      label=METRIC_LABELS["mean_average_precision_at_r"])]
+    handles += [
+        Patch(facecolor="#999999", edgecolor="#999999", label=METRIC_LABELS["recall_at_1"]),
+        Patch(
+            facecolor=to_rgba("#999999", 0.35),
+            edgecolor="#999999",
+            hatch="///",
+            label=METRIC_LABELS["mean_average_precision_at_r"],
+        ),
+    ]
     if any(t.teachers for t in combo):
         handles += [Line2D([], [], label=f"teacher {METRIC_LABELS[m]}", **style) for m, style in TEACHER_STYLES.items()]
     return handles
@@ -153,8 +179,11 @@ def plot_r1_mapr(summary: Sequence[dict], path: PathLike) -> List[Path]:
         for ax, table in zip(axes, combo):
             _bar_panel(ax, table)
         teachers = ", ".join(dict.fromkeys(t.teachers[0]["method"] for t in combo if t.teachers))
-        fig.suptitle(f"{dataset} · {eval_split}: R@1 and MAP@R (mean ± std over seeds)"
-                     + (f"\ndashed: teacher ({teachers})" if teachers else ""), fontsize=11)
+        fig.suptitle(
+            f"{dataset} · {eval_split}: R@1 and MAP@R (mean ± std over seeds)"
+            + (f"\ndashed: teacher ({teachers})" if teachers else ""),
+            fontsize=11,
+        )
         fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
         fig.tight_layout(rect=(0, legend_in / height, 1, 1))  # tight_layout makes room for the suptitle
         written.append(_save(fig, combo_path(path, dataset, eval_split)))
@@ -197,8 +226,15 @@ def plot_recall_at_k(summary: Sequence[dict], path: PathLike) -> List[Path]:
             for row, label in zip(table.others, _labels(table.others)):
                 means, stds = _curve(row, ks)
                 color = colors[row["method"], row["kind"]]
-                ax.plot(ks, means, color=color, marker=KIND_MARKERS.get(row["kind"], "D"), ms=4, lw=1.5,
-                        label=f"{label} ({row['kind']})")
+                ax.plot(
+                    ks,
+                    means,
+                    color=color,
+                    marker=KIND_MARKERS.get(row["kind"], "D"),
+                    ms=4,
+                    lw=1.5,
+                    label=f"{label} ({row['kind']})",
+                )
                 ax.fill_between(ks, means - stds, means + stds, color=color, alpha=0.12, lw=0)
             for teacher in table.teachers:
                 means, stds = _curve(teacher, ks)

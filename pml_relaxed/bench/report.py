@@ -5,6 +5,7 @@
 and setting) and ``r1_mapr_<dataset>_<eval_split>.png`` / ``recall_at_k_<dataset>_<eval_split>.png``
 (one file per dataset and eval_split, always suffixed; see ``pml_relaxed.bench.plots``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -29,11 +30,13 @@ def _check_record(record: object, where: str) -> dict:
         raise TypeError(f"{where} must be a dict (one run record); got {type(record).__name__}")
     missing = [key for key in REQUIRED_KEYS if key not in record]
     if missing:
-        raise ValueError(f"{where} is missing key(s) {missing}: expected at least {list(REQUIRED_KEYS)}, "
-                         f"got {sorted(record)}")
+        raise ValueError(
+            f"{where} is missing key(s) {missing}: expected at least {list(REQUIRED_KEYS)}, got {sorted(record)}"
+        )
     if not isinstance(record["metrics"], dict):
-        raise TypeError(f"{where}['metrics'] must be a dict of metric name -> number; "
-                        f"got {type(record['metrics']).__name__}")
+        raise TypeError(
+            f"{where}['metrics'] must be a dict of metric name -> number; got {type(record['metrics']).__name__}"
+        )
     numbers = [(f"{where}['metrics'][{n!r}]", v) for n, v in record["metrics"].items()]
     numbers += [(f"{where}[{k!r}]", record.get(k)) for k in ("train_seconds", "throughput")]
     for name, value in numbers:
@@ -69,11 +72,13 @@ def load_runs(path: PathLike) -> List[dict]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: line {number} is not valid JSON ({e.msg} at column {e.colno}): "
-                                 f"{line.strip()[:80]!r}") from None
+                raise ValueError(
+                    f"{path}: line {number} is not valid JSON ({e.msg} at column {e.colno}): {line.strip()[:80]!r}"
+                ) from None
             if not isinstance(record, dict):
-                raise ValueError(f"{path}: line {number} must be a JSON object (one run record); "
-                                 f"got {type(record).__name__}")
+                raise ValueError(
+                    f"{path}: line {number} must be a JSON object (one run record); got {type(record).__name__}"
+                )
             runs.append(_check_record(record, f"{path}: line {number}"))
     return runs
 
@@ -102,8 +107,11 @@ def _teacher_reference(runs: Sequence[dict], row: dict) -> List[dict]:
     """Teacher records for a non-teacher group: same dataset and eval_split, preferring the same
     setting; a run repeated per setting counts once; if several teachers remain, those whose
     dimension equals the group's ``teacher_dim`` are preferred."""
-    teachers = [r for r in runs if r["kind"] == "teacher" and r["dataset"] == row["dataset"]
-                and r["eval_split"] == row["eval_split"]]
+    teachers = [
+        r
+        for r in runs
+        if r["kind"] == "teacher" and r["dataset"] == row["dataset"] and r["eval_split"] == row["eval_split"]
+    ]
     teachers = [r for r in teachers if r["setting"] == row["setting"]] or teachers
     teachers = first_per(teachers, lambda r: (r["method"], r.get("seed"), r.get("student_dim")))
     return [r for r in teachers if r.get("student_dim") == row["teacher_dim"]] or teachers
@@ -177,8 +185,10 @@ def _markdown_table(table: Table) -> List[str]:
     has_speed = any(r["throughput_mean"] is not None for r in rows)
     header = ["method", "kind", "dim", *METRIC_LABELS.values(), "seeds"]
     header += (["kept %"] if has_kept else []) + (["items/s", "speed-up"] if has_speed else [])
-    best = {m: max((metric_mean(r, m) for r in table.others if metric_mean(r, m) is not None), default=None)
-            for m in BOLD_METRICS}
+    best = {
+        m: max((metric_mean(r, m) for r in table.others if metric_mean(r, m) is not None), default=None)
+        for m in BOLD_METRICS
+    }
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
     for r in rows:
         cells = [MISSING if r[k] is None else str(r[k]).replace("|", "\\|") for k in ("method", "kind", "student_dim")]
@@ -203,9 +213,13 @@ def render_markdown(summary: Sequence[dict], metadata: Mapping[str, Any]) -> str
             value = " ".join(map(str, value))
         if value is not None:
             lines.append(f"- **{label}:** " + (f"`{value}`" if key == "command" else str(value)))
-    lines += ["", "Metrics in %: mean ± sample std over seeds (no ± for a single seed). Teacher rows first, "
-              "then by R@1. **Bold**: best non-teacher R@1 and MAP@R. kept % = R@1 / teacher R@1; "
-              "speed-up = student items/s / teacher items/s.", ""]
+    lines += [
+        "",
+        "Metrics in %: mean ± sample std over seeds (no ± for a single seed). Teacher rows first, "
+        "then by R@1. **Bold**: best non-teacher R@1 and MAP@R. kept % = R@1 / teacher R@1; "
+        "speed-up = student items/s / teacher items/s.",
+        "",
+    ]
     for table in tables(summary):
         lines += [f"## {table.dataset} · {table.eval_split} · {table.setting}", ""]
         lines += _markdown_table(table) + [""]

@@ -1,4 +1,5 @@
 """Trains teachers and students with PML's trainers and scores them on unseen classes."""
+
 from __future__ import annotations
 
 import contextlib
@@ -153,8 +154,7 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def throughput(model: torch.nn.Module, data: BenchData, config: BenchConfig,
-               batch_size: int = 256) -> Optional[float]:
+def throughput(model: torch.nn.Module, data: BenchData, config: BenchConfig, batch_size: int = 256) -> Optional[float]:
     """Single-thread inference items per second at ``batch_size`` (eval mode, no_grad), best of a few repeats;
     None with ``--no-throughput``."""
     if not config.throughput:
@@ -195,16 +195,30 @@ def get_teacher(data: BenchData, config: BenchConfig, records: List[dict]) -> to
                     speed = data.teacher_throughput_fn()
             else:
                 speed = throughput(teacher, data, config)
-            records.append(_record(data, config, "teacher", f"teacher:{data.teacher_arch}", "teacher", 0,
-                                   data.teacher_arch, data.teacher_dim, evaluate(teacher, data, config), 0.0, speed))
+            records.append(
+                _record(
+                    data,
+                    config,
+                    "teacher",
+                    f"teacher:{data.teacher_arch}",
+                    "teacher",
+                    0,
+                    data.teacher_arch,
+                    data.teacher_dim,
+                    evaluate(teacher, data, config),
+                    0.0,
+                    speed,
+                )
+            )
     else:
         folder = Path(config.teacher_dir or config.output_dir)
         folder.mkdir(parents=True, exist_ok=True)
         epochs = int(config.teacher_epochs or data.defaults["teacher_epochs"])
         lr = float(config.teacher_lr or data.defaults["lr"])
         # the budget is in the name: a cached teacher of another budget is never loaded by mistake
-        path = folder / (f"teacher_{data.name}_{data.eval_split}_{config.teacher_loss}_e{epochs}_lr{lr:g}_"
-                         f"{config.teacher_seed}.pt")
+        path = folder / (
+            f"teacher_{data.name}_{data.eval_split}_{config.teacher_loss}_e{epochs}_lr{lr:g}_{config.teacher_seed}.pt"
+        )
         if config.teacher_checkpoint:
             path = Path(config.teacher_checkpoint)
             if not path.is_file():
@@ -217,32 +231,86 @@ def get_teacher(data: BenchData, config: BenchConfig, records: List[dict]) -> to
             teacher.load_state_dict(torch.load(path, map_location=config.device))
         else:
             loss = teacher_loss(config.teacher_loss, data.num_train_classes, data.teacher_dim)
-            seconds = train_model(teacher, data, config, {"metric_loss": loss}, {}, {"metric_loss": 1.0}, epochs,
-                                  lr=lr, desc=f"teacher {config.teacher_loss}")
+            seconds = train_model(
+                teacher,
+                data,
+                config,
+                {"metric_loss": loss},
+                {},
+                {"metric_loss": 1.0},
+                epochs,
+                lr=lr,
+                desc=f"teacher {config.teacher_loss}",
+            )
             torch.save(teacher.state_dict(), path)
-            records.append(_record(data, config, "teacher", f"teacher:{config.teacher_loss}", "teacher",
-                                   config.teacher_seed, data.teacher_arch, data.teacher_dim,
-                                   evaluate(teacher, data, config), seconds, throughput(teacher, data, config),
-                                   epochs=epochs, lr=lr))
+            records.append(
+                _record(
+                    data,
+                    config,
+                    "teacher",
+                    f"teacher:{config.teacher_loss}",
+                    "teacher",
+                    config.teacher_seed,
+                    data.teacher_arch,
+                    data.teacher_dim,
+                    evaluate(teacher, data, config),
+                    seconds,
+                    throughput(teacher, data, config),
+                    epochs=epochs,
+                    lr=lr,
+                )
+            )
     teacher.eval()
     return teacher
 
 
-def _record(data: BenchData, config: BenchConfig, setting, method, kind, seed, arch, dim, metrics, seconds,
-            items_per_second, epochs: Optional[int] = None, lr: Optional[float] = None) -> dict:
+def _record(
+    data: BenchData,
+    config: BenchConfig,
+    setting,
+    method,
+    kind,
+    seed,
+    arch,
+    dim,
+    metrics,
+    seconds,
+    items_per_second,
+    epochs: Optional[int] = None,
+    lr: Optional[float] = None,
+) -> dict:
     """One line of ``runs.jsonl``; ``epochs`` and ``lr`` are the ones the model trained with."""
-    hparams = {"sigma": config.sigma, "delta": config.delta, "views": config.views, "epochs": epochs,
-               "batch_size": config.batch_size, "m": config.m, "lr": lr, "eval_normalize": config.eval_normalize,
-               "normalize_student": config.normalize_student, "label_weight": config.label_weight,
-               "rkd_angle_weight": config.rkd_angle_weight, "text_ngram_dropout": config.text_ngram_dropout,
-               "faiss_backend": faiss_backend(config.device)}
+    hparams = {
+        "sigma": config.sigma,
+        "delta": config.delta,
+        "views": config.views,
+        "epochs": epochs,
+        "batch_size": config.batch_size,
+        "m": config.m,
+        "lr": lr,
+        "eval_normalize": config.eval_normalize,
+        "normalize_student": config.normalize_student,
+        "label_weight": config.label_weight,
+        "rkd_angle_weight": config.rkd_angle_weight,
+        "text_ngram_dropout": config.text_ngram_dropout,
+        "faiss_backend": faiss_backend(config.device),
+    }
     if data.student_options is not None:
         hparams["student_options"] = data.student_options
     return {
-        "dataset": data.name, "setting": setting, "method": method, "kind": kind, "seed": seed,
-        "eval_split": data.eval_split, "student_arch": arch, "student_dim": dim,
-        "teacher_arch": data.teacher_arch, "teacher_dim": data.teacher_dim,
-        "metrics": metrics, "train_seconds": seconds, "throughput": items_per_second,
+        "dataset": data.name,
+        "setting": setting,
+        "method": method,
+        "kind": kind,
+        "seed": seed,
+        "eval_split": data.eval_split,
+        "student_arch": arch,
+        "student_dim": dim,
+        "teacher_arch": data.teacher_arch,
+        "teacher_dim": data.teacher_dim,
+        "metrics": metrics,
+        "train_seconds": seconds,
+        "throughput": items_per_second,
         "hparams": hparams,
     }
 
@@ -250,20 +318,49 @@ def _record(data: BenchData, config: BenchConfig, setting, method, kind, seed, a
 def run_student(data: BenchData, config: BenchConfig, setting: str, method_name: str, seed: int, teacher) -> dict:
     arch, dim = data.settings[setting]
     method = METHODS[method_name]
-    ctx = MethodContext(student_dim=dim, teacher_dim=data.teacher_dim, num_classes=data.num_train_classes,
-                        sigma=config.sigma, delta=config.delta, pos_topk=config.pos_topk,
-                        normalize_student=config.normalize_student, label_weight=config.label_weight,
-                        rkd_angle_weight=config.rkd_angle_weight)
+    ctx = MethodContext(
+        student_dim=dim,
+        teacher_dim=data.teacher_dim,
+        num_classes=data.num_train_classes,
+        sigma=config.sigma,
+        delta=config.delta,
+        pos_topk=config.pos_topk,
+        normalize_student=config.normalize_student,
+        label_weight=config.label_weight,
+        rkd_angle_weight=config.rkd_angle_weight,
+    )
     loss_funcs, mining_funcs, loss_weights = method.build(ctx)
     seed_everything(seed)
     student = data.make_model(arch, dim).to(config.device)
     epochs = int(config.epochs or data.defaults["epochs"])
     lr = float(config.lr or data.defaults["lr"])
-    seconds = train_model(student, data, config, loss_funcs, mining_funcs, loss_weights, epochs, lr=lr,
-                          teacher=teacher if method.kind != "scratch" else None,
-                          desc=f"{setting} {method_name} seed {seed}")
-    return _record(data, config, setting, method_name, method.kind, seed, arch, dim,
-                   evaluate(student, data, config), seconds, throughput(student, data, config), epochs=epochs, lr=lr)
+    seconds = train_model(
+        student,
+        data,
+        config,
+        loss_funcs,
+        mining_funcs,
+        loss_weights,
+        epochs,
+        lr=lr,
+        teacher=teacher if method.kind != "scratch" else None,
+        desc=f"{setting} {method_name} seed {seed}",
+    )
+    return _record(
+        data,
+        config,
+        setting,
+        method_name,
+        method.kind,
+        seed,
+        arch,
+        dim,
+        evaluate(student, data, config),
+        seconds,
+        throughput(student, data, config),
+        epochs=epochs,
+        lr=lr,
+    )
 
 
 def load_done(path: Path) -> List[dict]:
@@ -313,6 +410,8 @@ def _run_with_workers(config: BenchConfig, runs_path: Path, new: List[dict], tod
     pairs = list(dict.fromkeys((setting, method) for setting, method, _ in todo))
     failed = run_parallel(config, pairs)
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(pairs)} bench workers failed (their finished runs are kept in "
-                           f"{runs_path}; rerun to resume): " + "; ".join(failed))
+        raise RuntimeError(
+            f"{len(failed)} of {len(pairs)} bench workers failed (their finished runs are kept in "
+            f"{runs_path}; rerun to resume): " + "; ".join(failed)
+        )
     return load_done(runs_path)

@@ -6,6 +6,7 @@ trainer, evaluation and timing apply. Each setting's student is a
 :class:`~pml_relaxed.models.StaticEmbedder` initialised from the Model2Vec distillation of the teacher
 at that setting's dimension, which training then refines (e.g. with the relaxed contrastive loss).
 """
+
 from __future__ import annotations
 
 import dataclasses

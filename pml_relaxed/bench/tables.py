@@ -10,8 +10,13 @@ from typing import Callable, Dict, Hashable, Iterable, List, NamedTuple, Optiona
 
 #: The one mapping of metric keys (as the runner records them) to the labels shown in tables/plots.
 METRIC_LABELS: Dict[str, str] = {
-    "recall_at_1": "R@1", "recall_at_2": "R@2", "recall_at_4": "R@4", "recall_at_8": "R@8",
-    "mean_average_precision_at_r": "MAP@R", "r_precision": "RP", "NMI": "NMI",
+    "recall_at_1": "R@1",
+    "recall_at_2": "R@2",
+    "recall_at_4": "R@4",
+    "recall_at_8": "R@8",
+    "mean_average_precision_at_r": "MAP@R",
+    "r_precision": "RP",
+    "NMI": "NMI",
 }
 
 
@@ -61,6 +66,7 @@ def tables(summary: Sequence[dict]) -> List[Table]:
         unique_teachers = first_per(teachers, lambda r: (r["method"], r["student_dim"]))
         for setting in dict.fromkeys(r["setting"] for r in (others or teachers)):
             shown = [t for t in teachers if t["setting"] == setting] or unique_teachers
-            result.append(Table(dataset, eval_split, setting, _by_r1(shown),
-                                _by_r1(r for r in others if r["setting"] == setting)))
+            result.append(
+                Table(dataset, eval_split, setting, _by_r1(shown), _by_r1(r for r in others if r["setting"] == setting))
+            )
     return result

@@ -5,6 +5,7 @@ embeddings (computed once, no augmentation, so the cache is exact), the other co
 hashed n-gram ids. PML's trainers move that tensor like any image batch; the student reads the
 ids (:class:`IndexedTextStudent`), the teacher looks its embeddings up (:class:`CachedTeacher`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -80,13 +81,18 @@ def banking77_data(config: BenchConfig) -> BenchData:
         return IndexedTextStudent(student)
 
     return BenchData(
-        name="banking77", train=TensorDataset(train_rows, train.labels),
-        evaluation=TensorDataset(eval_rows, evaluation.labels), eval_split=split,
-        teacher_arch="all-MiniLM-L6-v2", teacher_dim=int(teacher_embeddings.shape[1]),
+        name="banking77",
+        train=TensorDataset(train_rows, train.labels),
+        evaluation=TensorDataset(eval_rows, evaluation.labels),
+        eval_split=split,
+        teacher_arch="all-MiniLM-L6-v2",
+        teacher_dim=int(teacher_embeddings.shape[1]),
         settings={"dim16": ("ngram", 16), "dim32": ("ngram", 32), "dim64": ("ngram", 64)},
-        make_model=make_model, augment=augment,
+        make_model=make_model,
+        augment=augment,
         defaults={"epochs": 10, "teacher_epochs": 0, "batch_size": 128, "m": 4, "lr": 3e-3},
-        teacher=CachedTeacher(teacher_embeddings), student_options=student_options,
+        teacher=CachedTeacher(teacher_embeddings),
+        student_options=student_options,
         # Sentences per second from raw strings, tokenisation included, as a user would serve them.
         throughput_fn=lambda model: sentences_per_second(_uncached(model.model), eval_texts),
         teacher_throughput_fn=lambda: sentences_per_second(teacher_model, eval_texts),

@@ -12,6 +12,7 @@ times it on raw strings the way the students are timed (the same texts, batches 
   training-intent texts only (the test intents never enter the fit): the teacher's quality at
   fewer dimensions, at the teacher's cost.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,8 +61,12 @@ def distilled_model2vec(teacher_path: Path, dim: int, cache_dir: Path, dtype: st
         model.save_pretrained(str(folder))
     if dtype != "float32":
         model = static_model_cls(
-            vectors=model.embedding.astype(dtype), tokenizer=model.tokenizer, config=model.config,
-            normalize=model.normalize, base_model_name=model.base_model_name, weights=model.weights,
+            vectors=model.embedding.astype(dtype),
+            tokenizer=model.tokenizer,
+            config=model.config,
+            normalize=model.normalize,
+            base_model_name=model.base_model_name,
+            weights=model.weights,
             token_mapping=model.token_mapping,
         )
     return model
@@ -138,8 +143,21 @@ def peer_records(data, args, peers: Sequence[Peer], speed: Callable[[Peer], floa
         if args.throughput:
             with single_thread():
                 items_per_second = speed(peer)
-        records.append(_record(data, args, peer_setting(data, args, peer.dim), peer.method, "peer", 0,
-                               peer.method.split(":", 1)[-1], peer.dim, metrics, 0.0, items_per_second))
+        records.append(
+            _record(
+                data,
+                args,
+                peer_setting(data, args, peer.dim),
+                peer.method,
+                "peer",
+                0,
+                peer.method.split(":", 1)[-1],
+                peer.dim,
+                metrics,
+                0.0,
+                items_per_second,
+            )
+        )
     return records
 
 

@@ -1,4 +1,5 @@
 """How many items per second an encoder processes, for the benchmark's tables."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """BANKING77 intents with a class-disjoint (zero-shot) train / val / test split."""
+
 from __future__ import annotations
 
 import csv
@@ -29,10 +30,7 @@ __getattr__ = default_root_attribute(__name__, "DEFAULT_BANKING77_ROOT", NAME, E
 
 
 def _get_data(root: Path) -> str:
-    return (
-        f"download {', '.join(FILES)} from {SOURCE_URL} into {str(root)!r}, or "
-        f"{how_to_set(NAME, ENV_VAR)}"
-    )
+    return f"download {', '.join(FILES)} from {SOURCE_URL} into {str(root)!r}, or {how_to_set(NAME, ENV_VAR)}"
 
 
 def _read_categories(path: Path) -> List[str]:
@@ -56,9 +54,7 @@ def _read_rows(path: Path, known: Dict[str, int]) -> List[Tuple[str, str]]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or not {"text", "category"} <= set(reader.fieldnames):
-            raise ValueError(
-                f"{str(path)!r} must have the columns text,category; got {reader.fieldnames}"
-            )
+            raise ValueError(f"{str(path)!r} must have the columns text,category; got {reader.fieldnames}")
         rows = [(row["text"], row["category"]) for row in reader]
     unknown = sorted({c for _, c in rows if c not in known})
     if unknown:
@@ -115,9 +111,7 @@ class Banking77(Dataset):
         v.check_int("num_val_classes", num_val_classes)
         v.check_int("seed", seed)
         if not 0 <= num_val_classes <= NUM_TRAIN_INTENTS - 1:
-            raise ValueError(
-                f"num_val_classes must be in [0, {NUM_TRAIN_INTENTS - 1}]; got {num_val_classes}"
-            )
+            raise ValueError(f"num_val_classes must be in [0, {NUM_TRAIN_INTENTS - 1}]; got {num_val_classes}")
         if split == "val" and num_val_classes == 0:
             raise ValueError("split='val' needs num_val_classes >= 1; got num_val_classes=0")
         root, source = resolve_root(root, NAME, ENV_VAR)
@@ -165,7 +159,4 @@ class Banking77(Dataset):
         return self.texts[idx], int(self.labels[idx])
 
     def __repr__(self) -> str:
-        return (
-            f"Banking77(split={self.split!r}, num_classes={self.num_classes}, "
-            f"num_samples={len(self)})"
-        )
+        return f"Banking77(split={self.split!r}, num_classes={self.num_classes}, num_samples={len(self)})"

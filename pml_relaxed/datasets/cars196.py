@@ -1,4 +1,5 @@
 """Cars-196 with the paper's class-disjoint split, on top of PML's ``Cars196`` reader."""
+
 from __future__ import annotations
 
 from pytorch_metric_learning import datasets as pml_datasets

@@ -77,10 +77,7 @@ def default_root(name: str, env_var: Optional[str] = None) -> Path:
 def how_to_set(name: str, env_var: Optional[str] = None) -> str:
     """The sentence telling a user how to point a dataset elsewhere."""
     variables = f"{env_var} or {DATA_ENV_VAR}" if env_var else DATA_ENV_VAR
-    return (
-        f"pass root= or set {variables} (default folder: $PML_RELAXED_DATA/{name}, else "
-        f"{user_cache_dir() / name})"
-    )
+    return f"pass root= or set {variables} (default folder: $PML_RELAXED_DATA/{name}, else {user_cache_dir() / name})"
 
 
 def default_root_attribute(module: str, attribute: str, name: str, env_var: Optional[str] = None) -> Callable:

@@ -1,4 +1,5 @@
 """scikit-learn's handwritten digits (8x8, 1,797 images) as the embedded default dataset."""
+
 from __future__ import annotations
 
 from typing import Callable, Optional, Sequence, Tuple

@@ -1,4 +1,5 @@
 """k augmented views of each sampled item in one batch (the paper uses 2)."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, List, Sequence, Tuple

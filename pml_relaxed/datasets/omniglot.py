@@ -1,4 +1,5 @@
 """Omniglot "background small" splits, decoded straight from the original zip files."""
+
 from __future__ import annotations
 
 import io
@@ -94,9 +95,7 @@ def _index_zip(archive: zipfile.ZipFile, path: Path) -> Dict[str, List[str]]:
         if len(parts) == 4 and parts[3].lower().endswith(".png"):
             members.setdefault(f"{parts[1]}/{parts[2]}", []).append(name)
     if not members:
-        raise ValueError(
-            f"{str(path)!r} holds no images laid out as <top>/<alphabet>/<character>/<file>.png"
-        )
+        raise ValueError(f"{str(path)!r} holds no images laid out as <top>/<alphabet>/<character>/<file>.png")
     return {key: sorted(names) for key, names in sorted(members.items())}
 
 
@@ -234,9 +233,7 @@ class Omniglot(Dataset):
         return image, int(self.labels[idx])
 
     @staticmethod
-    def list_classes(
-        root: Optional[PathLike] = None, split: str = "train", drop_overlap: bool = True
-    ) -> List[str]:
+    def list_classes(root: Optional[PathLike] = None, split: str = "train", drop_overlap: bool = True) -> List[str]:
         """Sorted ``"<alphabet>/<character>"`` names of a split; index = class id. Decodes nothing.
 
         ``drop_overlap`` has the meaning it has in the constructor.

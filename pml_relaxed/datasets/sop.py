@@ -1,4 +1,5 @@
 """Stanford Online Products with the official split, on top of PML's reader."""
+
 from __future__ import annotations
 
 from pytorch_metric_learning import datasets as pml_datasets

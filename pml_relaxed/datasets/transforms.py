@@ -5,6 +5,7 @@ or batches (B, C, H, W), e.g. to make two augmented views of Omniglot or digit i
 ``ResizeToTensor`` turns a PIL image into a float tensor; ``paper_transforms`` builds the CUB /
 Cars / SOP augmentation of Kim et al. (CVPR 2021) and needs ``pip install pml-relaxed[vision]``.
 """
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@ Every rank's rows are concatenated in rank order (rank 0's rows first), so every
 global batch, the concatenation of the local batches. Uneven row counts are handled by gathering the
 counts first, padding every rank's rows to the largest count and trimming after the gather.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -85,9 +86,7 @@ def gather_index_tuple(indices_tuple: Sequence[torch.Tensor], device: torch.devi
     """Concatenates, in rank order, every rank's index tensors (one all-gather per tensor of the tuple)."""
     indices_tuple = [t.to(device=device, dtype=torch.long) for t in indices_tuple]
     counts = gather_counts([len(t) for t in indices_tuple], device)
-    return tuple(
-        all_gather_rows(t, [int(c) for c in counts[:, k]]) for k, t in enumerate(indices_tuple)
-    )
+    return tuple(all_gather_rows(t, [int(c) for c in counts[:, k]]) for k, t in enumerate(indices_tuple))
 
 
 def drop_self_pairs(indices_tuple: Sequence[torch.Tensor], offset: int) -> tuple[torch.Tensor, ...]:

@@ -1,4 +1,5 @@
 """PML's DistributedLossWrapper for teacher-fed losses, exact in both modes."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -195,16 +196,26 @@ class DistributedTransferLossWrapper(torch.nn.Module):
         if not self.loss_takes_teacher:
             teacher_emb = teacher_ref_emb = None
         if not is_distributed():
-            return self._call_loss(embeddings, labels, indices_tuple, ref_emb, ref_labels, enqueue_mask,
-                                   teacher_emb, teacher_ref_emb)
+            return self._call_loss(
+                embeddings, labels, indices_tuple, ref_emb, ref_labels, enqueue_mask, teacher_emb, teacher_ref_emb
+            )
         batch = gather_batch(embeddings, labels, ref_emb, ref_labels, teacher_emb, teacher_ref_emb, enqueue_mask)
         if self.efficient:
             return self._efficient_loss(embeddings, labels, indices_tuple, teacher_emb, batch)
-        return self._call_loss(batch.embeddings, batch.labels, indices_tuple, batch.ref_emb, batch.ref_labels,
-                               batch.enqueue_mask, batch.teacher_emb, batch.teacher_ref_emb)
+        return self._call_loss(
+            batch.embeddings,
+            batch.labels,
+            indices_tuple,
+            batch.ref_emb,
+            batch.ref_labels,
+            batch.enqueue_mask,
+            batch.teacher_emb,
+            batch.teacher_ref_emb,
+        )
 
-    def _call_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels, enqueue_mask, teacher_emb,
-                   teacher_ref_emb):
+    def _call_loss(
+        self, embeddings, labels, indices_tuple, ref_emb, ref_labels, enqueue_mask, teacher_emb, teacher_ref_emb
+    ):
         teacher = teacher_kwargs(self.loss, teacher_emb, teacher_ref_emb)
         if self.is_cross_batch_memory:
             return self.loss(embeddings, labels, indices_tuple, enqueue_mask, **teacher)
@@ -280,8 +291,9 @@ def _anchors_in_rows(indices_tuple, offset: int, n: int, device) -> tuple[torch.
     return shift_anchors(out, -offset)
 
 
-def _gather_loss_dict(loss_dict: dict, offset: int, all_emb: torch.Tensor, tie: torch.Tensor,
-                      loss: BaseMetricLossFunction) -> dict:
+def _gather_loss_dict(
+    loss_dict: dict, offset: int, all_emb: torch.Tensor, tie: torch.Tensor, loss: BaseMetricLossFunction
+) -> dict:
     """The global PML loss dict: every rank's per-query / per-pair losses (autograd-aware) and indices.
 
     Anchor indices are made global (+ offset); divisors (DivisorReducer) are summed over ranks. PML's
@@ -332,8 +344,9 @@ def _gather_loss_dict(loss_dict: dict, offset: int, all_emb: torch.Tensor, tie: 
     return out
 
 
-def _gather_sub_loss(info: dict, reduction_type: str, counts, offset: int, all_emb: torch.Tensor,
-                     tie: torch.Tensor) -> dict:
+def _gather_sub_loss(
+    info: dict, reduction_type: str, counts, offset: int, all_emb: torch.Tensor, tie: torch.Tensor
+) -> dict:
     device, dtype = all_emb.device, all_emb.dtype
     num_index = _NUM_INDEX_TENSORS[reduction_type]
     if torch.is_tensor(info["losses"]):

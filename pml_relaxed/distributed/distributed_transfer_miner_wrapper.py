@@ -1,4 +1,5 @@
 """PML's DistributedMinerWrapper for teacher-fed miners: pairs of the global batch, the same on every rank."""
+
 from __future__ import annotations
 
 import torch
@@ -102,14 +103,28 @@ class DistributedTransferMinerWrapper(torch.nn.Module):
             return self._call_miner(embeddings, labels, ref_emb, ref_labels, teacher_emb, teacher_ref_emb)
         batch = gather_batch(embeddings, labels, ref_emb, ref_labels, teacher_emb, teacher_ref_emb, with_grad=False)
         if not self.efficient:
-            return self._call_miner(batch.embeddings, batch.labels, batch.ref_emb, batch.ref_labels,
-                                    batch.teacher_emb, batch.teacher_ref_emb)
+            return self._call_miner(
+                batch.embeddings,
+                batch.labels,
+                batch.ref_emb,
+                batch.ref_labels,
+                batch.teacher_emb,
+                batch.teacher_ref_emb,
+            )
         if batch.ref_emb is not None:
-            local = self._call_miner(embeddings, labels, batch.ref_emb, batch.ref_labels, teacher_emb,
-                                     batch.teacher_ref_emb)
+            local = self._call_miner(
+                embeddings, labels, batch.ref_emb, batch.ref_labels, teacher_emb, batch.teacher_ref_emb
+            )
         elif accepts_keyword(self.miner, "query_offset"):
-            local = self._call_miner(embeddings, labels, batch.embeddings, batch.labels, teacher_emb,
-                                     batch.teacher_emb, query_offset=batch.offset)
+            local = self._call_miner(
+                embeddings,
+                labels,
+                batch.embeddings,
+                batch.labels,
+                teacher_emb,
+                batch.teacher_emb,
+                query_offset=batch.offset,
+            )
         else:
             local = drop_self_pairs(
                 self._call_miner(embeddings, labels, batch.embeddings, batch.labels, teacher_emb, batch.teacher_emb),

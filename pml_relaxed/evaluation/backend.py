@@ -1,4 +1,5 @@
 """Which FAISS backend ("gpu" or "cpu") the evaluation runs on, with a one-time note when it falls back to CPU."""
+
 from __future__ import annotations
 
 import logging

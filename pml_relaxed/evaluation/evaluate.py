@@ -1,4 +1,5 @@
 """Helpers to embed a dataset with a model and to score embeddings by leave-one-out retrieval."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union

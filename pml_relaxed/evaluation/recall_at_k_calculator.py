@@ -1,4 +1,5 @@
 """PML's AccuracyCalculator plus Recall@K as defined in metric-learning papers."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """PML losses for embedding transfer. Each takes ``teacher_emb=`` besides PML's usual arguments."""
+
 from .base_relaxed_loss import BaseRelaxedLoss
 from .base_transfer_loss import BaseTransferLoss
 from .dark_rank_loss import DarkRankLoss

@@ -1,4 +1,5 @@
 """Shared machinery of the relaxed losses: relaxed labels, relative distances, pair mask."""
+
 from __future__ import annotations
 
 from typing import Optional

@@ -1,4 +1,5 @@
 """PML loss base class for losses that read a frozen teacher's embeddings."""
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -160,8 +161,7 @@ class BaseTransferLoss(BaseMetricLossFunction):
             for module in self.reducer.modules():
                 if isinstance(module, ClassWeightedReducer):
                     raise ValueError(
-                        "reducer ClassWeightedReducer weights losses by class, so labels are required; "
-                        "got labels=None"
+                        "reducer ClassWeightedReducer weights losses by class, so labels are required; got labels=None"
                     )
 
     @staticmethod

@@ -1,5 +1,6 @@
 """DarkRank: Chen, Wang & Zhang, "DarkRank: Accelerating Deep Metric Learning via Cross Sample
 Similarities Transfer" (AAAI 2018), hard-rank variant."""
+
 from __future__ import annotations
 
 from typing import Optional

@@ -1,5 +1,6 @@
 """FitNet-style embedding regression: Romero et al., "FitNets: Hints for Thin Deep Nets" (ICLR 2015),
 applied to the final embeddings."""
+
 from __future__ import annotations
 
 from typing import Optional

@@ -1,5 +1,6 @@
 """Probabilistic Knowledge Transfer: Passalis & Tefas, "Learning Deep Representations with Probabilistic
 Knowledge Transfer" (ECCV 2018)."""
+
 from __future__ import annotations
 
 from .. import _validation as v

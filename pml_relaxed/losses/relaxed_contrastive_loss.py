@@ -1,5 +1,6 @@
 """The relaxed contrastive loss of Kim et al., "Embedding Transfer with Label Relaxation for Improved
 Metric Learning" (CVPR 2021)."""
+
 from __future__ import annotations
 
 from .. import _blockwise as _bw

@@ -1,4 +1,5 @@
 """The relaxed multi-similarity loss (Kim et al., CVPR 2021, the relaxed variant of Wang et al. 2019)."""
+
 from __future__ import annotations
 
 from typing import Optional

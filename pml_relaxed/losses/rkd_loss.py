@@ -1,4 +1,5 @@
 """Relational Knowledge Distillation: Park et al., "Relational Knowledge Distillation" (CVPR 2019)."""
+
 from __future__ import annotations
 
 from .. import _validation as v

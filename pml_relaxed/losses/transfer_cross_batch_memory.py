@@ -1,5 +1,6 @@
 """Cross-batch memory (Wang et al., "Cross-Batch Memory for Embedding Learning", CVPR 2020) for transfer losses:
 PML's CrossBatchMemory with a teacher memory beside the student memory."""
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
@@ -254,11 +255,19 @@ class TransferCrossBatchMemory(ModuleWithRecords):
             loss = embeddings.sum() * 0
         else:
             self_slots = slots if enqueue_mask is None else None
-            pairs = self._pairs(query_emb, query_labels, query_teacher, ref_emb, ref_labels, ref_teacher,
-                                indices_tuple, self_slots)
+            pairs = self._pairs(
+                query_emb, query_labels, query_teacher, ref_emb, ref_labels, ref_teacher, indices_tuple, self_slots
+            )
             if takes_teacher(self.loss):
-                loss = self.loss(query_emb, query_labels, pairs, ref_emb, ref_labels,
-                                 teacher_emb=query_teacher, teacher_ref_emb=ref_teacher)
+                loss = self.loss(
+                    query_emb,
+                    query_labels,
+                    pairs,
+                    ref_emb,
+                    ref_labels,
+                    teacher_emb=query_teacher,
+                    teacher_ref_emb=ref_teacher,
+                )
             else:
                 loss = self.loss(query_emb, query_labels, pairs, ref_emb, ref_labels)
 
@@ -335,15 +344,17 @@ class TransferCrossBatchMemory(ModuleWithRecords):
     ):
         if self.miner is not None:
             if takes_teacher(self.miner):
-                pairs = self.miner(query_emb, query_labels, ref_emb, ref_labels,
-                                   teacher_emb=query_teacher, teacher_ref_emb=ref_teacher)
+                pairs = self.miner(
+                    query_emb, query_labels, ref_emb, ref_labels, teacher_emb=query_teacher, teacher_ref_emb=ref_teacher
+                )
             else:
                 pairs = self.miner(query_emb, query_labels, ref_emb, ref_labels)
         elif query_labels is not None:
             pairs = lmu.get_all_pairs_indices(query_labels, ref_labels)
         else:
-            anchors, partners = torch.where(torch.ones(query_emb.shape[0], ref_emb.shape[0], dtype=torch.bool,
-                                                       device=query_emb.device))
+            anchors, partners = torch.where(
+                torch.ones(query_emb.shape[0], ref_emb.shape[0], dtype=torch.bool, device=query_emb.device)
+            )
             pairs = (anchors, partners, anchors[:0], partners[:0])
         if indices_tuple is not None:
             indices_tuple = tuple(c_f.to_device(indices, query_emb).long() for indices in indices_tuple)

@@ -1,4 +1,5 @@
 """A weighted sum of losses, each with its optional miner: PML's MultipleLosses that passes the teacher on."""
+
 from __future__ import annotations
 
 from typing import Dict, List, Mapping, Optional, Sequence, Union

@@ -1,4 +1,5 @@
 """The two-view self-supervised idiom for transfer losses: PML's SelfSupervisedLoss with the teacher of each view."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -111,6 +112,10 @@ class TransferSelfSupervisedLoss(torch.nn.Module):
                 teacher_emb=torch.cat([teacher_emb, teacher_ref_emb.to(teacher_emb.device)], dim=0),
             )
         return self.loss(
-            embeddings, labels, ref_emb=ref_emb, ref_labels=labels.clone(),
-            teacher_emb=teacher_emb, teacher_ref_emb=teacher_ref_emb,
+            embeddings,
+            labels,
+            ref_emb=ref_emb,
+            ref_labels=labels.clone(),
+            teacher_emb=teacher_emb,
+            teacher_ref_emb=teacher_ref_emb,
         )

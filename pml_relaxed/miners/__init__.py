@@ -1,4 +1,5 @@
 """PML miners fed by the teacher."""
+
 from .teacher_similarity_miner import TeacherSimilarityMiner
 
 __all__ = ["TeacherSimilarityMiner"]

@@ -1,4 +1,5 @@
 """A PML miner that picks positive and negative pairs from a frozen teacher's similarities."""
+
 from __future__ import annotations
 
 from typing import Optional, Tuple

@@ -3,6 +3,7 @@
 ``SentenceTransformerTeacher`` imports sentence-transformers lazily, when it is instantiated, and
 ``HashedNgramSentenceModule`` (a sentence-transformers module) when it is first accessed.
 """
+
 from .cached_teacher import CachedTeacher
 from .conv4 import Conv4
 from .hashed_ngram_embedder import HashedNgramEmbedder

@@ -12,6 +12,7 @@ buffer gives them all.
 Only texts whose (lower-cased) form is ASCII take this path, where a character is one byte; the caller
 hashes the others with the per-text Python code.
 """
+
 from __future__ import annotations
 
 from itertools import chain
@@ -132,15 +133,15 @@ def hash_token_lists(
     padded_starts = exclusive_cumsum(padded_lengths)
     buffer = np.frombuffer(("<" + "><".join(unique) + ">").encode("ascii"), dtype=np.uint8) if unique else None
     if use_unigrams and unique:
-        word_features[block_starts] = _buckets(crc32_spans(buffer, padded_starts + 1, unique_lengths, word_seed),
-                                               num_buckets)
+        word_features[block_starts] = _buckets(
+            crc32_spans(buffer, padded_starts + 1, unique_lengths, word_seed), num_buckets
+        )
     if char_counts and unique:
         prefixes = crc32_prefixes(buffer, char_seed, high)
         offset = block_starts + int(use_unigrams)
         for n, counts in zip(range(low, high + 1), char_counts):
             targets = concatenated_ranges(offset, counts)
-            word_features[targets] = _buckets(prefixes[n - 1][concatenated_ranges(padded_starts, counts)],
-                                              num_buckets)
+            word_features[targets] = _buckets(prefixes[n - 1][concatenated_ranges(padded_starts, counts)], num_buckets)
             offset = offset + counts
 
     # Every occurrence: the block of its token, then the bigram it ends (not for the first token of a text).

@@ -1,4 +1,5 @@
 """Reading and writing a model folder: JSON configuration, safetensors weights, sentence-transformers metadata."""
+
 from __future__ import annotations
 
 import json

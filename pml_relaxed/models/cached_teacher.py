@@ -1,4 +1,5 @@
 """A teacher whose embeddings were computed once: inputs carry their row index in column 0."""
+
 from __future__ import annotations
 
 import torch

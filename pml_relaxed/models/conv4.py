@@ -1,4 +1,5 @@
 """The classic few-shot Conv-4 image encoder with a linear embedding head."""
+
 from __future__ import annotations
 
 from typing import Optional, Tuple

@@ -1,4 +1,5 @@
 """A small, fast text encoder: hashed word and character n-grams, pooled, then an MLP."""
+
 from __future__ import annotations
 
 import copy
@@ -128,10 +129,16 @@ class HashedNgramEmbedder(nn.Module):
         idf[0] = 0.0
         self.register_buffer("idf", idf)
         self._config = {
-            "embedding_dim": self.embedding_dim, "num_buckets": num_buckets, "hidden_dim": hidden_dim,
-            "mlp_hidden_dims": list(self.head.hidden_dims), "char_ngram_range": list(self.hasher.char_ngram_range),
-            "word_ngram_range": list(self.hasher.word_ngram_range), "max_features": max_features,
-            "sparse": bool(sparse), "cache_size": cache_size, "init_std": float(init_std),
+            "embedding_dim": self.embedding_dim,
+            "num_buckets": num_buckets,
+            "hidden_dim": hidden_dim,
+            "mlp_hidden_dims": list(self.head.hidden_dims),
+            "char_ngram_range": list(self.hasher.char_ngram_range),
+            "word_ngram_range": list(self.hasher.word_ngram_range),
+            "max_features": max_features,
+            "sparse": bool(sparse),
+            "cache_size": cache_size,
+            "init_std": float(init_std),
         }
 
     def encode_batch(self, texts: Sequence[str]) -> torch.Tensor:
@@ -173,9 +180,7 @@ class HashedNgramEmbedder(nn.Module):
 
     def _check_ids(self, ids: torch.Tensor) -> torch.Tensor:
         if ids.ndim != 2:
-            raise ValueError(
-                f"inputs as a tensor must be a 2D (batch, length) id matrix; got shape {tuple(ids.shape)}"
-            )
+            raise ValueError(f"inputs as a tensor must be a 2D (batch, length) id matrix; got shape {tuple(ids.shape)}")
         if ids.is_floating_point():
             rounded = ids.round()
             if not bool((rounded == ids).all()):
@@ -189,9 +194,7 @@ class HashedNgramEmbedder(nn.Module):
         if ids.numel() > 0:
             low, high = int(ids.min()), int(ids.max())
             if low < 0 or high >= self.num_buckets:
-                raise ValueError(
-                    f"inputs ids must be in [0, {self.num_buckets}); got values in [{low}, {high}]"
-                )
+                raise ValueError(f"inputs ids must be in [0, {self.num_buckets}); got values in [{low}, {high}]")
         return ids.long()
 
     def pool(self, ids: torch.Tensor, offsets: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -255,9 +258,7 @@ class HashedNgramEmbedder(nn.Module):
         if isinstance(inputs, (list, tuple)):
             ids, offsets = self.hasher.encode_flat(inputs)
             return self.embed(ids.to(device), offsets.to(device))
-        raise TypeError(
-            f"inputs must be a list of str or a (batch, length) id tensor; got {type(inputs).__name__}"
-        )
+        raise TypeError(f"inputs must be a list of str or a (batch, length) id tensor; got {type(inputs).__name__}")
 
     def get_config(self) -> Dict[str, Any]:
         """The constructor arguments of this model (JSON-serialisable), as :meth:`save_pretrained` stores them."""

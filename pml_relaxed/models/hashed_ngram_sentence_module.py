@@ -3,6 +3,7 @@
 This module imports sentence-transformers (``pip install pml-relaxed[text]``); ``pml_relaxed.models``
 imports it only when ``HashedNgramSentenceModule`` is first used.
 """
+
 from __future__ import annotations
 
 import math

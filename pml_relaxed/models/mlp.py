@@ -1,4 +1,5 @@
 """A plain ReLU multi-layer perceptron."""
+
 from __future__ import annotations
 
 from typing import List, Sequence

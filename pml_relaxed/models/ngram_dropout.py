@@ -1,4 +1,5 @@
 """N-gram dropout: the text analogue of an image augmentation, for hashed n-gram students."""
+
 from __future__ import annotations
 
 import math

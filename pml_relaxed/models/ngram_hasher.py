@@ -1,4 +1,5 @@
 """Stable feature hashing of texts into word and character n-gram bucket ids."""
+
 from __future__ import annotations
 
 import re
@@ -215,7 +216,11 @@ class NgramHasher:
                 others.append(i)
                 token_lists.append([])
         ids, lengths = hash_token_lists(
-            token_lists, self.num_buckets, self.char_ngram_range, self.word_ngram_range, self.max_features,
+            token_lists,
+            self.num_buckets,
+            self.char_ngram_range,
+            self.word_ngram_range,
+            self.max_features,
             (_WORD_SEED, _BIGRAM_SEED, _CHAR_SEED),
         )
         if others:

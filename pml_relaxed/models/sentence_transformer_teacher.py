@@ -1,4 +1,5 @@
 """A frozen sentence-transformers model used as a teacher, with an on-disk embedding cache."""
+
 from __future__ import annotations
 
 import hashlib

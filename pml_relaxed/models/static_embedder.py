@@ -1,4 +1,5 @@
 """A static (bag-of-tokens) text embedder: a Rust tokenizer, one trainable vector per token, mean-pooled."""
+
 from __future__ import annotations
 
 import copy
@@ -101,8 +102,12 @@ class StaticEmbedder(nn.Module):
         weights = getattr(model, "weights", None)
         if weights is not None:
             vectors = vectors * np.asarray(weights, dtype=np.float32)[:, None]
-        return cls(model.tokenizer, torch.from_numpy(np.ascontiguousarray(vectors)),
-                   unk_token_id=getattr(model, "unk_token_id", None), max_length=getattr(model, "max_length", 512))
+        return cls(
+            model.tokenizer,
+            torch.from_numpy(np.ascontiguousarray(vectors)),
+            unk_token_id=getattr(model, "unk_token_id", None),
+            max_length=getattr(model, "max_length", 512),
+        )
 
     def to_model2vec(self, normalize: bool = True) -> Any:
         """This model as a ``model2vec.StaticModel`` (the current vectors, float32), e.g. to ``save_pretrained``.
@@ -161,8 +166,10 @@ class StaticEmbedder(nn.Module):
                 raise ValueError(f"inputs as a tensor must be a 2D integer id matrix; got shape {tuple(inputs.shape)}")
             ids = inputs.long().to(device)
             if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.bag.num_embeddings):
-                raise ValueError(f"inputs ids must be in [0, {self.bag.num_embeddings}); got values in "
-                                 f"[{int(ids.min())}, {int(ids.max())}]")
+                raise ValueError(
+                    f"inputs ids must be in [0, {self.bag.num_embeddings}); got values in "
+                    f"[{int(ids.min())}, {int(ids.max())}]"
+                )
             return self.bag(ids)
         if isinstance(inputs, (list, tuple)):
             ids, offsets = self.token_ids(inputs)

@@ -1,4 +1,5 @@
 """A DataLoader collate function that hashes texts into one tensor PML trainers can move."""
+
 from __future__ import annotations
 
 from typing import Any, Sequence, Tuple, Union
@@ -67,9 +68,7 @@ class TextCollator:
             return self.hasher.encode_batch(list(batch))
         for i, sample in enumerate(batch):
             if not isinstance(sample, (tuple, list)) or len(sample) == 0 or not isinstance(sample[0], str):
-                raise TypeError(
-                    f"batch[{i}] must be a str or a tuple (text: str, label, ...); got {sample!r:.80}"
-                )
+                raise TypeError(f"batch[{i}] must be a str or a tuple (text: str, label, ...); got {sample!r:.80}")
         width = len(batch[0])
         if any(len(sample) != width for sample in batch):
             raise TypeError(f"all samples must have the same number of fields; batch[0] has {width}")

@@ -1,4 +1,5 @@
 """PML's MPerClassSampler for DistributedDataParallel: class-balanced global batches split across ranks."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence

@@ -1,4 +1,5 @@
 """Teacher kernels: teacher embeddings (query, reference) -> relaxed labels in [0, 1]."""
+
 from .base_similarity import BaseSimilarity
 from .contextual_similarity import ContextualSimilarity
 from .gaussian_kernel import GaussianKernel
@@ -8,6 +9,11 @@ from .precomputed_similarity import PrecomputedSimilarity
 from .resolve_similarity import resolve_similarity
 
 __all__ = [
-    "BaseSimilarity", "ContextualSimilarity", "GaussianKernel", "LabelSimilarity", "MixedSimilarity",
-    "PrecomputedSimilarity", "resolve_similarity",
+    "BaseSimilarity",
+    "ContextualSimilarity",
+    "GaussianKernel",
+    "LabelSimilarity",
+    "MixedSimilarity",
+    "PrecomputedSimilarity",
+    "resolve_similarity",
 ]

@@ -1,4 +1,5 @@
 """Base class of the teacher kernels that turn teacher embeddings into relaxed labels."""
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -57,9 +58,7 @@ class BaseSimilarity(torch.nn.Module):
             v.check_embeddings("teacher_ref_emb", teacher_ref_emb, "(num_ref, teacher_dim)")
             v.check_same_cols("teacher_ref_emb", teacher_ref_emb, "teacher_emb", teacher_emb)
         if self.requires_labels:
-            v.check_required(
-                "labels", labels, f"{type(self).__name__} builds relaxed labels from class labels"
-            )
+            v.check_required("labels", labels, f"{type(self).__name__} builds relaxed labels from class labels")
             v.check_labels("labels", labels, teacher_emb.shape[0], "teacher_emb")
             if ref_labels is not None:
                 num_ref = teacher_emb.shape[0] if teacher_ref_emb is None else teacher_ref_emb.shape[0]

@@ -1,4 +1,5 @@
 """STML's contextualised similarity: k-reciprocal neighbour overlap, query expansion, Gaussian kernel."""
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -180,6 +181,8 @@ class ContextualSimilarity(BaseSimilarity):
         return lambda start, end: full[start:end].clone()
 
     def extra_repr(self) -> str:
-        return (f"k={self.k}, sigma={self.sigma}, query_expansion_k={self.query_expansion_k}, "
-                f"contextual_weight={self.contextual_weight}, normalize={self.normalize}, "
-                f"labels_mark_views={self.labels_mark_views}")
+        return (
+            f"k={self.k}, sigma={self.sigma}, query_expansion_k={self.query_expansion_k}, "
+            f"contextual_weight={self.contextual_weight}, normalize={self.normalize}, "
+            f"labels_mark_views={self.labels_mark_views}"
+        )

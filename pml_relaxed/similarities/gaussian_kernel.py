@@ -1,4 +1,5 @@
 """The paper's relaxed labels: a Gaussian kernel on teacher distances."""
+
 from __future__ import annotations
 
 from typing import Callable, Optional

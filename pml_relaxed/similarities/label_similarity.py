@@ -1,4 +1,5 @@
 """Hard labels as relaxed labels: 1 for the same class, else 0."""
+
 from __future__ import annotations
 
 from typing import Optional

@@ -1,4 +1,5 @@
 """A convex mix of two similarities, e.g. the teacher kernel and hard labels."""
+
 from __future__ import annotations
 
 from typing import Callable, Optional

@@ -1,4 +1,5 @@
 """Any soft targets as relaxed labels: a given (n, m) matrix, or a callable that builds one per batch."""
+
 from __future__ import annotations
 
 from typing import Callable, Optional, Union
@@ -8,9 +9,7 @@ import torch
 from .. import _validation as v
 from .base_similarity import BaseSimilarity
 
-RelaxedLabelsFn = Callable[
-    [torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]], torch.Tensor
-]
+RelaxedLabelsFn = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]], torch.Tensor]
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -87,8 +86,10 @@ class PrecomputedSimilarity(BaseSimilarity):
         self.validate = v.check_bool("validate", validate)
         if isinstance(relaxed_labels, torch.Tensor):
             if self.requires_labels:
-                raise ValueError("requires_labels is for a callable that reads labels; a fixed relaxed_labels "
-                                 "matrix reads none: got requires_labels=True with a tensor")
+                raise ValueError(
+                    "requires_labels is for a callable that reads labels; a fixed relaxed_labels "
+                    "matrix reads none: got requires_labels=True with a tensor"
+                )
             mat = _check_relaxed_labels("relaxed_labels", relaxed_labels, None, check_values=True)
             self.register_buffer("matrix", mat.detach().clone(), persistent=False)
             self.fn: Optional[RelaxedLabelsFn] = None
@@ -96,8 +97,10 @@ class PrecomputedSimilarity(BaseSimilarity):
             self.matrix = None
             self.fn = relaxed_labels
         else:
-            raise TypeError(f"relaxed_labels must be an (n, m) float tensor or a callable (teacher_emb, "
-                            f"teacher_ref_emb, labels, ref_labels) -> (n, m); got {type(relaxed_labels).__name__}")
+            raise TypeError(
+                f"relaxed_labels must be an (n, m) float tensor or a callable (teacher_emb, "
+                f"teacher_ref_emb, labels, ref_labels) -> (n, m); got {type(relaxed_labels).__name__}"
+            )
 
     def check_inputs(self, teacher_emb, teacher_ref_emb, labels, ref_labels) -> None:
         super().check_inputs(teacher_emb, teacher_ref_emb, labels, ref_labels)
@@ -126,8 +129,10 @@ class PrecomputedSimilarity(BaseSimilarity):
         if not isinstance(mat, torch.Tensor) or not mat.is_floating_point():
             _check_relaxed_labels("the relaxed_labels callable's result", mat, shape, check_values=False)
         if tuple(mat.shape) != shape:
-            raise ValueError(f"the relaxed_labels callable's result must have shape {shape} (queries, references); "
-                             f"got {tuple(mat.shape)}")
+            raise ValueError(
+                f"the relaxed_labels callable's result must have shape {shape} (queries, references); "
+                f"got {tuple(mat.shape)}"
+            )
         if self.validate:
             _check_relaxed_labels("the relaxed_labels callable's result", mat, shape, check_values=True)
         return mat.detach().to(device=teacher_emb.device, dtype=dtype)

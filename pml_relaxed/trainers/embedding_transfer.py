@@ -1,4 +1,5 @@
 """A PML trainer that trains a student from a frozen teacher (the only module tied to PML 2.x's trainers)."""
+
 from __future__ import annotations
 
 import copy
@@ -19,8 +20,10 @@ def _check_teacher_dtype(value: object) -> Optional[torch.dtype]:
     if value is None:
         return None
     if not isinstance(value, torch.dtype) or not value.is_floating_point:
-        raise TypeError(f"teacher_dtype must be a floating-point torch.dtype (e.g. torch.float64, torch.bfloat16) "
-                        f"or None; got {value!r}")
+        raise TypeError(
+            f"teacher_dtype must be a floating-point torch.dtype (e.g. torch.float64, torch.bfloat16) "
+            f"or None; got {value!r}"
+        )
     return value
 
 
@@ -169,8 +172,10 @@ class EmbeddingTransfer(MetricLossOnly):
             given, missing = "models['classifier']", "loss_funcs['classifier_loss']"
             if not has_classifier:
                 given, missing = missing, given
-            raise ValueError(f"a classifier head needs both models['classifier'] and loss_funcs['classifier_loss']; "
-                             f"got {given} without {missing}")
+            raise ValueError(
+                f"a classifier head needs both models['classifier'] and loss_funcs['classifier_loss']; "
+                f"got {given} without {missing}"
+            )
         if "teacher" not in self.freeze_these:
             self.freeze_these = tuple(self.freeze_these) + ("teacher",)
         transfer_loss = self.loss_funcs.get("transfer_loss")

@@ -1,4 +1,5 @@
 """Tiny end-to-end runs of ``pml-relaxed bench``: every dataset kind, every method, every output file."""
+
 import json
 import math
 
@@ -26,8 +27,19 @@ def read_runs(tmp_path):
 
 
 def test_digits_writes_every_output_and_resumes(tmp_path, capsys):
-    paths = run(tmp_path, "--dataset", "digits", "--methods", "relaxed_contrastive", "proxy_anchor",
-                "--settings", "dim_reduction", "compression", "--seeds", "2")
+    paths = run(
+        tmp_path,
+        "--dataset",
+        "digits",
+        "--methods",
+        "relaxed_contrastive",
+        "proxy_anchor",
+        "--settings",
+        "dim_reduction",
+        "compression",
+        "--seeds",
+        "2",
+    )
     names = {p.name for p in paths}
     assert {"results.json", "results.csv", "results.md"} <= names
     assert any(n.endswith(".png") for n in names)
@@ -44,8 +56,15 @@ def test_digits_writes_every_output_and_resumes(tmp_path, capsys):
         for seed in (0, 1)
     }
     for r in runs:
-        assert set(r["metrics"]) == {"recall_at_1", "recall_at_2", "recall_at_4", "recall_at_8",
-                                     "mean_average_precision_at_r", "r_precision", "NMI"}
+        assert set(r["metrics"]) == {
+            "recall_at_1",
+            "recall_at_2",
+            "recall_at_4",
+            "recall_at_8",
+            "mean_average_precision_at_r",
+            "r_precision",
+            "NMI",
+        }
         assert all(0.0 <= v <= 1.0 for v in r["metrics"].values())
         assert r["metrics"]["recall_at_1"] <= r["metrics"]["recall_at_8"]
         assert r["throughput"] > 0 and r["eval_split"] == "test"
@@ -55,8 +74,19 @@ def test_digits_writes_every_output_and_resumes(tmp_path, capsys):
     # evaluation follows --device (cpu here): each run and the metadata say which FAISS backend scored it
     assert {r["hparams"]["faiss_backend"] for r in runs} == {"cpu"} and results["metadata"]["faiss_backend"] == "cpu"
     assert "R@1" in capsys.readouterr().out
-    run(tmp_path, "--dataset", "digits", "--methods", "relaxed_contrastive", "proxy_anchor",
-        "--settings", "dim_reduction", "compression", "--seeds", "2")
+    run(
+        tmp_path,
+        "--dataset",
+        "digits",
+        "--methods",
+        "relaxed_contrastive",
+        "proxy_anchor",
+        "--settings",
+        "dim_reduction",
+        "compression",
+        "--seeds",
+        "2",
+    )
     assert len(read_runs(tmp_path)) == len(runs), "a second run with the same output dir resumes, trains nothing"
 
 
@@ -72,8 +102,9 @@ def test_every_method_trains_a_student(tmp_path):
 
 
 def test_methods_follow_the_relaxed_options():
-    ctx = MethodContext(student_dim=8, teacher_dim=16, num_classes=3, sigma=0.5, delta=1.5,
-                        normalize_student=True, label_weight=0.25)
+    ctx = MethodContext(
+        student_dim=8, teacher_dim=16, num_classes=3, sigma=0.5, delta=1.5, normalize_student=True, label_weight=0.25
+    )
     for name in ("relaxed_contrastive", "relaxed_ms", "relaxed_contrastive+proxy_anchor", "relaxed_contrastive+labels"):
         loss = METHODS[name].build(ctx)[0]["transfer_loss"]
         assert loss.delta == 1.5 and loss.distance.normalize_embeddings, name
@@ -106,9 +137,27 @@ def test_cub_fixture_with_conv4(tmp_path):
     root = tmp_path / "cub"
     make_cub(root, [1, 2, 3, 4, 101, 102, 103])
     out = tmp_path / "out"
-    run(out, "--dataset", "cub", "--data-root", str(root), "--backbone", "conv4", "--image-size", "32",
-        "--methods", "relaxed_contrastive", "--settings", "dim_reduction", "--seeds", "1",
-        "--batch-size", "8", "--m", "2")
+    run(
+        out,
+        "--dataset",
+        "cub",
+        "--data-root",
+        str(root),
+        "--backbone",
+        "conv4",
+        "--image-size",
+        "32",
+        "--methods",
+        "relaxed_contrastive",
+        "--settings",
+        "dim_reduction",
+        "--seeds",
+        "1",
+        "--batch-size",
+        "8",
+        "--m",
+        "2",
+    )
     runs = read_runs(out)
     assert [r["kind"] for r in runs] == ["teacher", "transfer"]
     assert runs[1]["student_arch"] == "conv4-w64" and runs[1]["student_dim"] == 16
@@ -117,15 +166,32 @@ def test_cub_fixture_with_conv4(tmp_path):
 def test_banking77_fixture_with_real_teacher(tmp_path):
     root = make_banking77(tmp_path)
     out = tmp_path / "out"
-    run(out, "--dataset", "banking77", "--data-root", str(root), "--methods", "relaxed_contrastive",
-        "proxy_anchor", "--settings", "dim16", "--seeds", "1", "--batch-size", "8", "--m", "2")
+    run(
+        out,
+        "--dataset",
+        "banking77",
+        "--data-root",
+        str(root),
+        "--methods",
+        "relaxed_contrastive",
+        "proxy_anchor",
+        "--settings",
+        "dim16",
+        "--seeds",
+        "1",
+        "--batch-size",
+        "8",
+        "--m",
+        "2",
+    )
     runs = read_runs(out)
     teacher = [r for r in runs if r["kind"] == "teacher"]
     assert len(teacher) == 1 and teacher[0]["teacher_dim"] == 384 and teacher[0]["throughput"] > 0
     assert {r["method"] for r in runs if r["kind"] != "teacher"} == {"relaxed_contrastive", "proxy_anchor"}
     assert any(p.suffix == ".pt" for p in (out / "teacher_cache").iterdir()), "teacher embeddings are cached"
-    assert all(r["hparams"]["student_options"] == {"hidden_dim": 64, "mlp_hidden_dims": [256], "init_std": 0.1}
-               for r in runs)
+    assert all(
+        r["hparams"]["student_options"] == {"hidden_dim": 64, "mlp_hidden_dims": [256], "init_std": 0.1} for r in runs
+    )
 
 
 def test_banking77_text_student_options_build_and_are_recorded(tmp_path):
@@ -135,17 +201,44 @@ def test_banking77_text_student_options_build_and_are_recorded(tmp_path):
 
     root = make_banking77(tmp_path)
     options = ["--text-hidden-dim", "24", "--text-mlp", "--text-init-std", "0.5"]  # --text-mlp alone: linear head
-    args = BenchConfig.from_args(["--dataset", "banking77", "--data-root", str(root), "--output-dir",
-                                         str(tmp_path / "out"), "--no-progress", *options])
+    args = BenchConfig.from_args(
+        [
+            "--dataset",
+            "banking77",
+            "--data-root",
+            str(root),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--no-progress",
+            *options,
+        ]
+    )
     student = banking77_data(args).make_model("ngram", 16).model
     assert student.bag.embedding_dim == 24 and student.embedding_dim == 16
     assert [type(m) for m in student.head.modules() if isinstance(m, torch.nn.Linear)] == [torch.nn.Linear]
     assert 0.45 < float(student.bag.weight[1:].std()) < 0.55
-    run(tmp_path / "out", "--dataset", "banking77", "--data-root", str(root), "--methods", "relaxed_contrastive",
-        "--settings", "dim16", "--seeds", "1", "--batch-size", "8", "--m", "2", *options)
+    run(
+        tmp_path / "out",
+        "--dataset",
+        "banking77",
+        "--data-root",
+        str(root),
+        "--methods",
+        "relaxed_contrastive",
+        "--settings",
+        "dim16",
+        "--seeds",
+        "1",
+        "--batch-size",
+        "8",
+        "--m",
+        "2",
+        *options,
+    )
     students = [r for r in read_runs(tmp_path / "out") if r["kind"] != "teacher"]
-    assert [r["hparams"]["student_options"] for r in students] == [{"hidden_dim": 24, "mlp_hidden_dims": [],
-                                                                    "init_std": 0.5}]
+    assert [r["hparams"]["student_options"] for r in students] == [
+        {"hidden_dim": 24, "mlp_hidden_dims": [], "init_std": 0.5}
+    ]
     assert [r["hparams"]["text_ngram_dropout"] for r in students] == [0.0]
 
 
@@ -164,8 +257,22 @@ def test_banking77_ngram_dropout_makes_two_different_views(tmp_path):
     rows, labels = collate([dataset[i] for i in range(4)])
     assert torch.equal(rows[0::2, 0], rows[1::2, 0]), "both views index the same cached teacher embedding"
     assert not torch.equal(rows[0::2, 1:], rows[1::2, 1:]), "the two views of a text differ"
-    run(tmp_path / "out", *argv[:4], "--methods", "relaxed_contrastive", "--settings", "dim16", "--seeds", "1",
-        "--batch-size", "8", "--m", "2", "--text-ngram-dropout", "0.3")
+    run(
+        tmp_path / "out",
+        *argv[:4],
+        "--methods",
+        "relaxed_contrastive",
+        "--settings",
+        "dim16",
+        "--seeds",
+        "1",
+        "--batch-size",
+        "8",
+        "--m",
+        "2",
+        "--text-ngram-dropout",
+        "0.3",
+    )
     students = [r for r in read_runs(tmp_path / "out") if r["kind"] != "teacher"]
     assert [r["hparams"]["text_ngram_dropout"] for r in students] == [0.3]
 
@@ -178,24 +285,43 @@ def test_banking77_ngram_dropout_makes_two_different_views(tmp_path):
         (["--settings", "tiny"], r"--settings has unknown name\(s\) \['tiny'\]"),
         (["--seeds", "0"], r"--seeds must be >= 1; got 0"),
         (["--val-classes", "5"], r"--val-classes must be in \[0, 4\] for this dataset; got 5"),
-        (["--methods", "relaxed_contrastive+labels", "--label-weight", "1.5"],
-         r"label_weight must be in \[0, 1\]; got 1.5"),
+        (
+            ["--methods", "relaxed_contrastive+labels", "--label-weight", "1.5"],
+            r"label_weight must be in \[0, 1\]; got 1.5",
+        ),
         (["--methods", "rkd", "--rkd-angle-weight", "-1"], r"angle_weight must be >= 0; got -1.0"),
-        (["--val-alphabets", "1"], r"--val-alphabets needs classes grouped in alphabets \(--dataset omniglot\); got "
-                                   r"--dataset digits"),
+        (
+            ["--val-alphabets", "1"],
+            r"--val-alphabets needs classes grouped in alphabets \(--dataset omniglot\); got "
+            r"--dataset digits",
+        ),
         (["--val-alphabets", "1", "--val-classes", "2"], r"--val-alphabets and --val-classes exclude each other"),
-        (["--text-hidden-dim", "32", "--text-mlp", "128"], r"--text-hidden-dim, --text-mlp shape the text student "
-                                                            r"\(--dataset banking77\); got --dataset digits"),
-        (["--dataset", "banking77", "--data-root", "/nonexistent", "--text-hidden-dim", "0"],
-         r"--text-hidden-dim must be >= 1; got 0"),
-        (["--dataset", "banking77", "--data-root", "/nonexistent", "--text-mlp", "64", "0"],
-         r"--text-mlp widths must be >= 1 \(none for a linear head\); got \[64, 0\]"),
-        (["--dataset", "banking77", "--data-root", "/nonexistent", "--text-init-std", "0"],
-         r"--text-init-std must be > 0; got 0.0"),
-        (["--dataset", "banking77", "--data-root", "/nonexistent", "--text-ngram-dropout", "1"],
-         r"--text-ngram-dropout must be in \[0, 1\); got 1.0"),
-        (["--text-ngram-dropout", "0.2"], r"--text-ngram-dropout shape the text student \(--dataset banking77\); got "
-                                          r"--dataset digits"),
+        (
+            ["--text-hidden-dim", "32", "--text-mlp", "128"],
+            r"--text-hidden-dim, --text-mlp shape the text student "
+            r"\(--dataset banking77\); got --dataset digits",
+        ),
+        (
+            ["--dataset", "banking77", "--data-root", "/nonexistent", "--text-hidden-dim", "0"],
+            r"--text-hidden-dim must be >= 1; got 0",
+        ),
+        (
+            ["--dataset", "banking77", "--data-root", "/nonexistent", "--text-mlp", "64", "0"],
+            r"--text-mlp widths must be >= 1 \(none for a linear head\); got \[64, 0\]",
+        ),
+        (
+            ["--dataset", "banking77", "--data-root", "/nonexistent", "--text-init-std", "0"],
+            r"--text-init-std must be > 0; got 0.0",
+        ),
+        (
+            ["--dataset", "banking77", "--data-root", "/nonexistent", "--text-ngram-dropout", "1"],
+            r"--text-ngram-dropout must be in \[0, 1\); got 1.0",
+        ),
+        (
+            ["--text-ngram-dropout", "0.2"],
+            r"--text-ngram-dropout shape the text student \(--dataset banking77\); got "
+            r"--dataset digits",
+        ),
     ],
 )
 def test_bad_arguments(tmp_path, argv, message):
@@ -205,8 +331,11 @@ def test_bad_arguments(tmp_path, argv, message):
 
 def test_missing_data_root_says_where_the_bench_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("PML_RELAXED_DATA", str(tmp_path / "data"))
-    with pytest.raises(FileNotFoundError, match=r"CUB200 root .*data/cub200' \(from \$PML_RELAXED_DATA/cub200\) "
-                                                r"does not exist"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"CUB200 root .*data/cub200' \(from \$PML_RELAXED_DATA/cub200\) "
+        r"does not exist",
+    ):
         run(tmp_path, "--dataset", "cub", "--backbone", "conv4")
 
 
@@ -225,8 +354,19 @@ def test_teacher_checkpoint_is_loaded_not_trained(tmp_path):
     run(first, "--dataset", "digits", "--methods", "pkt", "--settings", "compression", "--seeds", "1")
     checkpoint = next(first.glob("teacher_*.pt"))
     second = tmp_path / "second"
-    run(second, "--dataset", "digits", "--methods", "pkt", "--settings", "compression", "--seeds", "1",
-        "--teacher-checkpoint", str(checkpoint))
+    run(
+        second,
+        "--dataset",
+        "digits",
+        "--methods",
+        "pkt",
+        "--settings",
+        "compression",
+        "--seeds",
+        "1",
+        "--teacher-checkpoint",
+        str(checkpoint),
+    )
     assert [r["kind"] for r in read_runs(second)] == ["transfer"], "a loaded teacher is not retrained"
     with pytest.raises(FileNotFoundError, match="--teacher-checkpoint must be a state_dict file"):
         run(tmp_path / "third", "--dataset", "digits", "--teacher-checkpoint", str(tmp_path / "missing.pt"))
@@ -237,8 +377,18 @@ def test_teacher_depends_on_its_seed_only(tmp_path):
 
     for name in ("first", "second"):
         torch.rand(7)  # whatever ran before must not change the teacher's initial weights
-        run(tmp_path / name, "--dataset", "digits", "--methods", "pkt", "--settings", "compression", "--seeds", "1",
-            "--no-report")
+        run(
+            tmp_path / name,
+            "--dataset",
+            "digits",
+            "--methods",
+            "pkt",
+            "--settings",
+            "compression",
+            "--seeds",
+            "1",
+            "--no-report",
+        )
     first, second = (torch.load(next((tmp_path / n).glob("teacher_*.pt"))) for n in ("first", "second"))
     for key in first:
         torch.testing.assert_close(first[key], second[key], rtol=0, atol=0, msg=key)
@@ -260,11 +410,15 @@ def test_teacher_budget_is_its_own_and_names_its_checkpoint(tmp_path):
         torch.testing.assert_close(first[key], second[key], rtol=0, atol=0, msg=key)
     runs = read_runs(tmp_path / "a")
     assert [(r["kind"], r["hparams"]["epochs"], r["hparams"]["lr"]) for r in runs] == [
-        ("teacher", 1, 1e-3), ("transfer", 1, 3e-3)]
+        ("teacher", 1, 1e-3),
+        ("transfer", 1, 3e-3),
+    ]
     # a teacher of another budget in the same folder is trained, not loaded from the first one's file
     run(tmp_path / "a", *common, "--teacher-lr", "1e-2", "--seeds", "2")
     assert sorted(p.name for p in (tmp_path / "a").glob("teacher_*.pt")) == [
-        "teacher_digits_test_ProxyAnchorLoss_e1_lr0.001_0.pt", "teacher_digits_test_ProxyAnchorLoss_e1_lr0.01_0.pt"]
+        "teacher_digits_test_ProxyAnchorLoss_e1_lr0.001_0.pt",
+        "teacher_digits_test_ProxyAnchorLoss_e1_lr0.01_0.pt",
+    ]
 
 
 def test_omniglot_validation_alphabets_are_held_out_whole():
@@ -283,6 +437,9 @@ def test_omniglot_validation_alphabets_are_held_out_whole():
     assert data.eval_split == "val-alphabets"
     assert len(data.train) == 20 * len(train_classes) and len(data.evaluation) == 20 * len(val_classes)
     assert data.num_train_classes == len(train_classes)
-    with pytest.raises(ValueError, match=r"--val-alphabets must be in \[1, 4\] for this dataset \(5 training "
-                                         r"alphabets\); got 5"):
+    with pytest.raises(
+        ValueError,
+        match=r"--val-alphabets must be in \[1, 4\] for this dataset \(5 training "
+        r"alphabets\); got 5",
+    ):
         _split_alphabets(names, 5, seed=0)

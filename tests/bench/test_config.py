@@ -1,4 +1,5 @@
 """BenchConfig: the benchmark's typed settings, parsed from and written back to a command line."""
+
 import dataclasses
 import typing
 
@@ -29,8 +30,23 @@ def test_every_field_survives_to_argv_and_back():
 
 
 def test_the_command_line_options_keep_their_spelling():
-    config = BenchConfig.from_args(["--quick", "--no-progress", "--no-report", "--no-throughput", "--text-mlp",
-                                    "--no-eval-normalize", "--settings", "a", "b", "--m", "4", "--teacher-lr", "1e-3"])
+    config = BenchConfig.from_args(
+        [
+            "--quick",
+            "--no-progress",
+            "--no-report",
+            "--no-throughput",
+            "--text-mlp",
+            "--no-eval-normalize",
+            "--settings",
+            "a",
+            "b",
+            "--m",
+            "4",
+            "--teacher-lr",
+            "1e-3",
+        ]
+    )
     assert (config.quick, config.progress, config.report, config.throughput) == (True, False, False, False)
     assert config.text_mlp == [] and config.eval_normalize is False
     assert config.settings == ["a", "b"] and config.m == 4 and config.teacher_lr == 1e-3

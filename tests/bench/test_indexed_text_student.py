@@ -1,4 +1,5 @@
 """The benchmark's packed text rows [index, ids...] and the student that reads them."""
+
 import torch
 
 from pml_relaxed.bench.indexed_text_student import IndexedTextStudent, pack_text_rows

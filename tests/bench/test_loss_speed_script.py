@@ -1,4 +1,5 @@
 """benchmarks/loss_speed.py runs end to end on tiny sizes and writes its tables (no timing is asserted)."""
+
 import json
 
 from tests.helpers.benchmark_scripts import load_script
@@ -7,9 +8,28 @@ from tests.helpers.benchmark_scripts import load_script
 def test_loss_speed_script_writes_ratios_and_skips_what_does_not_fit(tmp_path):
     module = load_script("loss_speed")
     args = module.get_args_parser().parse_args(
-        ["--sizes", "64", "300", "--dims", "4", "--teacher-dim", "8", "--methods", "blockwise", "dense_cdist",
-         "--repeats", "1", "--threads", "1", "--max-dense-gib", "0.001", "--device", "cpu",
-         "--output-dir", str(tmp_path)]
+        [
+            "--sizes",
+            "64",
+            "300",
+            "--dims",
+            "4",
+            "--teacher-dim",
+            "8",
+            "--methods",
+            "blockwise",
+            "dense_cdist",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+            "--max-dense-gib",
+            "0.001",
+            "--device",
+            "cpu",
+            "--output-dir",
+            str(tmp_path),
+        ]
     )
     rows = module.main(args)
     by_key = {(r["n"], r["method"]): r for r in rows}

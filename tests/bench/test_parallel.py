@@ -1,4 +1,5 @@
 """``pml-relaxed bench --workers N``, ``--report-only`` and ``--no-report``."""
+
 import dataclasses
 import json
 
@@ -21,13 +22,44 @@ def read_runs(out):
 
 
 def test_a_worker_gets_the_parents_options_but_its_own_job():
-    argv = ["--dataset", "omniglot", "--data-root", "/data/o", "--seeds", "2", "--delta", "2.5", "--no-eval-normalize",
-            "--normalize-student", "--quick", "--lr", "0.003", "--workers", "4", "--settings", "compression",
-            "--methods", "pkt", "rkd", "--output-dir", "/tmp/x", "--report-only", "--text-mlp"]
+    argv = [
+        "--dataset",
+        "omniglot",
+        "--data-root",
+        "/data/o",
+        "--seeds",
+        "2",
+        "--delta",
+        "2.5",
+        "--no-eval-normalize",
+        "--normalize-student",
+        "--quick",
+        "--lr",
+        "0.003",
+        "--workers",
+        "4",
+        "--settings",
+        "compression",
+        "--methods",
+        "pkt",
+        "rkd",
+        "--output-dir",
+        "/tmp/x",
+        "--report-only",
+        "--text-mlp",
+    ]
     parent = BenchConfig.from_args(argv)
     worker = BenchConfig.from_args(worker_config(parent, "dim_reduction", "rkd").to_argv())
-    own = {"settings": ["dim_reduction"], "methods": ["rkd"], "workers": 1, "report_only": False, "report": False,
-           "progress": False, "output_dir": "/tmp/x", "teacher_dir": "/tmp/x"}
+    own = {
+        "settings": ["dim_reduction"],
+        "methods": ["rkd"],
+        "workers": 1,
+        "report_only": False,
+        "report": False,
+        "progress": False,
+        "output_dir": "/tmp/x",
+        "teacher_dir": "/tmp/x",
+    }
     for name, value in vars(parent).items():
         assert getattr(worker, name) == own.get(name, value), name
     with_teachers = dataclasses.replace(parent, teacher_dir="/tmp/t")
@@ -87,8 +119,13 @@ def test_worker_threads_share_the_cores_among_the_jobs_that_run(tmp_path, monkey
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(parallel.os, "cpu_count", lambda: 8)
     commands = []
-    monkeypatch.setattr(subprocess, "run", lambda command, env, **kw: seen.append(env["OMP_NUM_THREADS"]) or
-                        commands.append(command) or subprocess.CompletedProcess(command, 0))
+    monkeypatch.setattr(
+        subprocess,
+        "run",
+        lambda command, env, **kw: (
+            seen.append(env["OMP_NUM_THREADS"]) or commands.append(command) or subprocess.CompletedProcess(command, 0)
+        ),
+    )
     config = BenchConfig.from_args(TINY + ["--workers", "4", "--output-dir", str(tmp_path)])
     assert parallel.run_parallel(config, [("s", f"m{i}") for i in range(jobs)]) == []
     assert seen == [str(threads)] * jobs

@@ -13,20 +13,43 @@ SETTINGS = ("dim_reduction", "self_transfer")
 METHODS = {"relaxed_contrastive": ("transfer", 0.60), "rkd": ("transfer", 0.50), "proxy_anchor": ("scratch", 0.55)}
 SEED_OFFSETS = (-0.01, 0.0, 0.022)
 TEACHER_R1, TEACHER_THROUGHPUT = 0.70, 1000.0
-METADATA = {"command": "pml-relaxed bench --dataset omniglot", "machine": "test box", "date": "2025-01-02",
-            "versions": {"torch": "2.13.0", "pytorch_metric_learning": "2.9.0"}}
+METADATA = {
+    "command": "pml-relaxed bench --dataset omniglot",
+    "machine": "test box",
+    "date": "2025-01-02",
+    "versions": {"torch": "2.13.0", "pytorch_metric_learning": "2.9.0"},
+}
 
 
 def _metrics(r1: float) -> dict:
-    return {"recall_at_1": r1, "recall_at_2": r1 + 0.1, "recall_at_4": r1 + 0.15, "recall_at_8": r1 + 0.2,
-            "mean_average_precision_at_r": r1 / 2, "r_precision": r1 * 0.7, "NMI": 0.5 + r1 / 10}
+    return {
+        "recall_at_1": r1,
+        "recall_at_2": r1 + 0.1,
+        "recall_at_4": r1 + 0.15,
+        "recall_at_8": r1 + 0.2,
+        "mean_average_precision_at_r": r1 / 2,
+        "r_precision": r1 * 0.7,
+        "NMI": 0.5 + r1 / 10,
+    }
 
 
 def _record(setting, method, kind, seed, r1, dim=16, throughput=None, dataset="omniglot", split="test") -> dict:
-    return {"dataset": dataset, "setting": setting, "method": method, "kind": kind, "seed": seed,
-            "eval_split": split, "student_arch": "conv4-w64", "student_dim": dim, "teacher_arch": "conv4-w64",
-            "teacher_dim": 128, "metrics": _metrics(r1), "train_seconds": 10.0 + seed,
-            "throughput": throughput, "hparams": {"lr": 0.001}}
+    return {
+        "dataset": dataset,
+        "setting": setting,
+        "method": method,
+        "kind": kind,
+        "seed": seed,
+        "eval_split": split,
+        "student_arch": "conv4-w64",
+        "student_dim": dim,
+        "teacher_arch": "conv4-w64",
+        "teacher_dim": 128,
+        "metrics": _metrics(r1),
+        "train_seconds": 10.0 + seed,
+        "throughput": throughput,
+        "hparams": {"lr": 0.001},
+    }
 
 
 def _expected_r1(setting: str, method: str, seed: int) -> float:
@@ -34,13 +57,34 @@ def _expected_r1(setting: str, method: str, seed: int) -> float:
 
 
 def _runs(dataset="omniglot", split="test") -> list:
-    runs = [_record("teacher", "teacher:proxy_anchor", "teacher", 0, TEACHER_R1, dim=128,
-                    throughput=TEACHER_THROUGHPUT, dataset=dataset, split=split)]
+    runs = [
+        _record(
+            "teacher",
+            "teacher:proxy_anchor",
+            "teacher",
+            0,
+            TEACHER_R1,
+            dim=128,
+            throughput=TEACHER_THROUGHPUT,
+            dataset=dataset,
+            split=split,
+        )
+    ]
     for setting in SETTINGS:
         for method, (kind, _) in METHODS.items():
             for seed in range(3):
-                runs.append(_record(setting, method, kind, seed, _expected_r1(setting, method, seed),
-                                    throughput=4000.0 + 100 * seed, dataset=dataset, split=split))
+                runs.append(
+                    _record(
+                        setting,
+                        method,
+                        kind,
+                        seed,
+                        _expected_r1(setting, method, seed),
+                        throughput=4000.0 + 100 * seed,
+                        dataset=dataset,
+                        split=split,
+                    )
+                )
     return runs
 
 
@@ -83,10 +127,12 @@ def test_teacher_r1_kept_and_speedup_vs_teacher():
 
 
 def test_teacher_repeated_per_setting_uses_the_same_settings_teacher():
-    runs = [_record("a", "teacher:pa", "teacher", 0, 0.8, dim=128, throughput=500.0),
-            _record("b", "teacher:pa", "teacher", 0, 0.4, dim=128, throughput=500.0),
-            _record("a", "rkd", "transfer", 0, 0.6, throughput=1000.0),
-            _record("b", "rkd", "transfer", 0, 0.3)]
+    runs = [
+        _record("a", "teacher:pa", "teacher", 0, 0.8, dim=128, throughput=500.0),
+        _record("b", "teacher:pa", "teacher", 0, 0.4, dim=128, throughput=500.0),
+        _record("a", "rkd", "transfer", 0, 0.6, throughput=1000.0),
+        _record("b", "rkd", "transfer", 0, 0.3),
+    ]
     summary = aggregate(runs)
     assert _group(summary, "a", "rkd")["teacher_r1_kept"] == pytest.approx(0.75)
     assert _group(summary, "a", "rkd")["speedup_vs_teacher"] == pytest.approx(2.0)
@@ -113,8 +159,11 @@ def test_missing_metric_is_a_dash(tmp_path):
     record = _record("s", "rkd", "transfer", 0, 0.5)
     del record["metrics"]["NMI"]
     write_results([record], tmp_path, {})
-    (row,) = [line for line in (tmp_path / "results.md").read_text(encoding="utf-8").splitlines()
-              if line.startswith("| rkd |")]
+    (row,) = [
+        line
+        for line in (tmp_path / "results.md").read_text(encoding="utf-8").splitlines()
+        if line.startswith("| rkd |")
+    ]
     assert row.split(" | ")[9] == "–"
     with open(tmp_path / "results.csv", newline="") as f:
         assert next(csv.DictReader(f))["NMI_mean"] == ""
@@ -132,9 +181,20 @@ def test_csv_columns_and_one_row_per_group(written):
         reader = csv.DictReader(f)
         rows = list(reader)
     metric_columns = [f"{m}_{s}" for m in METRIC_LABELS for s in ("mean", "std")]
-    assert reader.fieldnames == ["dataset", "eval_split", "setting", "method", "kind", "student_dim", "n_seeds",
-                                 *metric_columns, "train_seconds_mean", "throughput_mean", "teacher_r1_kept",
-                                 "speedup_vs_teacher"]
+    assert reader.fieldnames == [
+        "dataset",
+        "eval_split",
+        "setting",
+        "method",
+        "kind",
+        "student_dim",
+        "n_seeds",
+        *metric_columns,
+        "train_seconds_mean",
+        "throughput_mean",
+        "teacher_r1_kept",
+        "speedup_vs_teacher",
+    ]
     assert len(rows) == 1 + len(SETTINGS) * len(METHODS)
     row = next(r for r in rows if r["setting"] == "dim_reduction" and r["method"] == "rkd")
     assert float(row["recall_at_1_mean"]) == pytest.approx(0.504)
@@ -181,12 +241,20 @@ def test_pngs_are_valid_and_non_trivial(written, name):
 
 def test_one_plot_per_dataset_and_split(tmp_path):
     summary = aggregate(_runs() + _runs("digits", "val"))
-    assert plot_r1_mapr(summary, tmp_path / "bars.png") == [tmp_path / "bars_omniglot_test.png",
-                                                             tmp_path / "bars_digits_val.png"]
-    assert plot_recall_at_k(summary, tmp_path / "rk.png") == [tmp_path / "rk_omniglot_test.png",
-                                                             tmp_path / "rk_digits_val.png"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bars_digits_val.png", "bars_omniglot_test.png",
-                                                          "rk_digits_val.png", "rk_omniglot_test.png"]
+    assert plot_r1_mapr(summary, tmp_path / "bars.png") == [
+        tmp_path / "bars_omniglot_test.png",
+        tmp_path / "bars_digits_val.png",
+    ]
+    assert plot_recall_at_k(summary, tmp_path / "rk.png") == [
+        tmp_path / "rk_omniglot_test.png",
+        tmp_path / "rk_digits_val.png",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "bars_digits_val.png",
+        "bars_omniglot_test.png",
+        "rk_digits_val.png",
+        "rk_omniglot_test.png",
+    ]
 
 
 def test_plots_handle_missing_metrics_and_teacher_only_datasets(tmp_path):
@@ -219,7 +287,7 @@ def test_load_runs_reads_jsonl_and_skips_blank_lines(tmp_path):
 
 def test_load_runs_malformed_line_names_the_line_number(tmp_path):
     path = tmp_path / "runs.jsonl"
-    path.write_text(json.dumps(_runs()[0]) + "\n\n{\"dataset\": \n")
+    path.write_text(json.dumps(_runs()[0]) + '\n\n{"dataset": \n')
     with pytest.raises(ValueError, match=re.escape("line 3 is not valid JSON")):
         load_runs(path)
 

@@ -1,4 +1,5 @@
 """static_student_data: the bench's Banking77 rows rebuilt with Model2Vec token ids."""
+
 import numpy as np
 import pytest
 import torch
@@ -23,9 +24,15 @@ def static_model(dim: int):
 def test_rows_hold_the_teacher_index_then_model2vec_token_rows():
     train_texts, eval_texts = ["my card", "lost card", "where is my card"], ["card lost", "my my"]
     data = BenchData(
-        name="banking77", train=TensorDataset(torch.zeros(3, 4, dtype=torch.long), torch.tensor([0, 0, 1])),
-        evaluation=TensorDataset(torch.zeros(2, 4, dtype=torch.long), torch.tensor([0, 1])), eval_split="test",
-        teacher_arch="t", teacher_dim=4, settings={"dim8": ("ngram", 8)}, make_model=None, augment=None,
+        name="banking77",
+        train=TensorDataset(torch.zeros(3, 4, dtype=torch.long), torch.tensor([0, 0, 1])),
+        evaluation=TensorDataset(torch.zeros(2, 4, dtype=torch.long), torch.tensor([0, 1])),
+        eval_split="test",
+        teacher_arch="t",
+        teacher_dim=4,
+        settings={"dim8": ("ngram", 8)},
+        make_model=None,
+        augment=None,
         teacher=CachedTeacher(torch.randn(5, 4)),
     )
     static = static_student_data(data, {8: static_model(8)}, train_texts, eval_texts)

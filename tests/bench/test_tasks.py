@@ -1,4 +1,5 @@
 """Tiny end-to-end runs of the tasks beyond labelled metric learning (issue 19), and their helpers."""
+
 import json
 
 import pytest
@@ -23,29 +24,53 @@ def read_runs(folder):
 
 
 def test_ssl_task_runs_end_to_end_and_resumes(tmp_path):
-    paths = run_task(TaskConfig(task="ssl", output_dir=str(tmp_path), sigmas=[0.5, 1.0], settings=["compression"],
-                                **TINY))
+    paths = run_task(
+        TaskConfig(task="ssl", output_dir=str(tmp_path), sigmas=[0.5, 1.0], settings=["compression"], **TINY)
+    )
     runs = read_runs(tmp_path)
     assert sorted((r["setting"], r["method"]) for r in runs) == [
-        ("compression", "ntxent"), ("compression", "relaxed_contrastive"), ("compression", "relaxed_contrastive"),
-        ("teacher", "ntxent")]
+        ("compression", "ntxent"),
+        ("compression", "relaxed_contrastive"),
+        ("compression", "relaxed_contrastive"),
+        ("teacher", "ntxent"),
+    ]
     assert all(set(r["metrics"]) == {"recall_at_1", "mean_average_precision_at_r", "knn5_accuracy"} for r in runs)
     assert "| val | compression | relaxed_contrastive | sigma=0.5 teacher_temperature=0.1 | 1 |" in paths[1].read_text()
     teacher_file = tmp_path / "teacher_ssl_val_t0.1_e1_s0.pt"
     assert teacher_file.exists()
     saved = torch.load(teacher_file)
-    run_task(TaskConfig(task="ssl", output_dir=str(tmp_path), sigmas=[0.5, 1.0], settings=["compression"],
-                        **TINY))  # resumes: nothing new, the cached teacher is loaded, not retrained
+    run_task(
+        TaskConfig(task="ssl", output_dir=str(tmp_path), sigmas=[0.5, 1.0], settings=["compression"], **TINY)
+    )  # resumes: nothing new, the cached teacher is loaded, not retrained
     assert len(read_runs(tmp_path)) == 4
     assert all(torch.equal(saved[k], v) for k, v in torch.load(teacher_file).items())
 
 
 def test_self_taught_task_from_the_cli(tmp_path):
-    cli.main(["bench", "--task", "self-taught", "--output-dir", str(tmp_path), "--seeds", "1", "--epochs", "1",
-              "--batch-size", "32", "--ks", "3", "--ema-momenta", "0.9"])
+    cli.main(
+        [
+            "bench",
+            "--task",
+            "self-taught",
+            "--output-dir",
+            str(tmp_path),
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--ks",
+            "3",
+            "--ema-momenta",
+            "0.9",
+        ]
+    )
     runs = read_runs(tmp_path)
     assert [(r["method"], r["options"]) for r in runs] == [
-        ("ntxent", {"temperature": 0.1}), ("stml", {"k": 3, "ema_momentum": 0.9, "sigma": 1.0})]
+        ("ntxent", {"temperature": 0.1}),
+        ("stml", {"k": 3, "ema_momentum": 0.9, "sigma": 1.0}),
+    ]
     assert "pml-relaxed bench --task self-taught" in (tmp_path / "results.md").read_text()
 
 
@@ -103,12 +128,24 @@ def test_two_views_and_within_class_split():
 
 def test_choose_on_validation_takes_the_best_mean_and_the_first_on_equal_means():
     def run(method, options, seed, value, split="val"):
-        return {"split": split, "setting": "s", "method": method, "seed": seed, "options": options,
-                "metrics": {"m": value}}
+        return {
+            "split": split,
+            "setting": "s",
+            "method": method,
+            "seed": seed,
+            "options": options,
+            "metrics": {"m": value},
+        }
 
-    records = [run("a", {"x": 1}, 0, 0.25), run("a", {"x": 1}, 1, 0.75), run("a", {"x": 2}, 0, 0.5),
-               run("a", {"x": 2}, 1, 0.5), run("a", {"x": 3}, 0, 0.9), run("a", {"x": 9}, 0, 1.0, split="test"),
-               run("a", {"x": 9}, 1, 1.0, split="test")]
+    records = [
+        run("a", {"x": 1}, 0, 0.25),
+        run("a", {"x": 1}, 1, 0.75),
+        run("a", {"x": 2}, 0, 0.5),
+        run("a", {"x": 2}, 1, 0.5),
+        run("a", {"x": 3}, 0, 0.9),
+        run("a", {"x": 9}, 0, 1.0, split="test"),
+        run("a", {"x": 9}, 1, 1.0, split="test"),
+    ]
     # equal means: the first; x=3 has one seed only; test runs never count
     assert choose_on_validation(records, "m", seeds=2) == {("s", "a"): {"x": 1}}
     records[2]["metrics"]["m"] = 0.625

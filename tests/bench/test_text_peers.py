@@ -1,4 +1,5 @@
 """The PCA peer of pml_relaxed.bench.text_peers against a float64 SVD reference."""
+
 import argparse
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The benchmark's throughput helpers: measure_throughput and sentences_per_second."""
+
 import pytest
 
 from pml_relaxed.bench import throughput

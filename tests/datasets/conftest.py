@@ -2,6 +2,7 @@
 
 tests/conftest.py points PML_RELAXED_DATA at the checkout's sibling folder ../shared/datasets unless it is set.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

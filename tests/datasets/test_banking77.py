@@ -1,4 +1,5 @@
 """Banking77 class-disjoint splits on the real shared CSVs (expected counts recomputed here)."""
+
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,5 @@
 """Default dataset folders: an environment variable or the user cache, never the source tree; clear errors."""
+
 from __future__ import annotations
 
 import io
@@ -80,8 +81,11 @@ def test_missing_omniglot_offers_the_download(clean_env):
 
 
 def test_missing_cub_names_pml_download_and_the_source(clean_env):
-    with pytest.raises(FileNotFoundError, match=r"CUB200 root .*cub200' \(from the user cache folder.*download=True "
-                                                r"lets PML fetch it.*data\.caltech\.edu"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"CUB200 root .*cub200' \(from the user cache folder.*download=True "
+        r"lets PML fetch it.*data\.caltech\.edu",
+    ):
         CUB200()
 
 
@@ -105,14 +109,21 @@ def test_omniglot_download_goes_through_torchvision(clean_env, monkeypatch):
 
     utils = types.ModuleType("torchvision.datasets.utils")
     utils.download_url = download_url
-    for name, module in (("torchvision", types.ModuleType("torchvision")),
-                         ("torchvision.datasets", types.ModuleType("torchvision.datasets")),
-                         ("torchvision.datasets.utils", utils)):
+    for name, module in (
+        ("torchvision", types.ModuleType("torchvision")),
+        ("torchvision.datasets", types.ModuleType("torchvision.datasets")),
+        ("torchvision.datasets.utils", utils),
+    ):
         monkeypatch.setitem(sys.modules, name, module)
     root = clean_env / "omni"
     train = Omniglot(root, split="train", download=True)
-    assert calls == [("https://github.com/brendenlake/omniglot/raw/master/python/images_background_small1.zip",
-                      root, "images_background_small1.zip")]
+    assert calls == [
+        (
+            "https://github.com/brendenlake/omniglot/raw/master/python/images_background_small1.zip",
+            root,
+            "images_background_small1.zip",
+        )
+    ]
     assert len(train) == 6 and train.num_classes == 2
     Omniglot(root, split="train", download=True)  # present: not downloaded again
     assert len(calls) == 1

@@ -1,4 +1,5 @@
 """Omniglot loader on the real shared zips (background small1 / small2)."""
+
 from __future__ import annotations
 
 import io
@@ -121,8 +122,11 @@ def test_class_split_is_disjoint_complete_and_seeded(omniglot_root):
 
 @pytest.mark.parametrize(
     "num_val, err, match",
-    [(0, ValueError, r"num_val_classes must be in \[1, 135\]"), (136, ValueError, "got 136"),
-     (2.5, TypeError, "num_val_classes must be an int")],
+    [
+        (0, ValueError, r"num_val_classes must be in \[1, 135\]"),
+        (136, ValueError, "got 136"),
+        (2.5, TypeError, "num_val_classes must be an int"),
+    ],
 )
 def test_class_split_rejects_bad_sizes(omniglot_root, num_val, err, match):
     with pytest.raises(err, match=match):

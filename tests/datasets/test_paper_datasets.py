@@ -1,4 +1,5 @@
 """CUB200 / Cars196 / StanfordOnlineProducts on tiny fixtures in PML 2.9.0's on-disk formats."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -71,9 +72,7 @@ def test_default_transform_is_224(roots):
 
 
 def test_custom_transforms_are_used(roots):
-    ds = Cars196(
-        roots["cars"], split="test", transform=lambda img: img.size, target_transform=lambda y: -y
-    )
+    ds = Cars196(roots["cars"], split="test", transform=lambda img: img.size, target_transform=lambda y: -y)
     size, label = ds[len(ds) - 1]
     assert size[1] == 7 and label == -1
 

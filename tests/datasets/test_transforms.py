@@ -1,4 +1,5 @@
 """Pure-torch transforms, and the torchvision-only paper pipeline (with a stand-in torchvision)."""
+
 from __future__ import annotations
 
 import sys
@@ -186,8 +187,15 @@ def _fake_torchvision(monkeypatch) -> None:
 
         return type(name, (), {"__init__": init})
 
-    for name in ["RandomResizedCrop", "RandomHorizontalFlip", "Resize", "CenterCrop", "ToTensor",
-                 "Normalize", "Compose"]:
+    for name in [
+        "RandomResizedCrop",
+        "RandomHorizontalFlip",
+        "Resize",
+        "CenterCrop",
+        "ToTensor",
+        "Normalize",
+        "Compose",
+    ]:
         setattr(module, name, step(name))
     package = types.ModuleType("torchvision")
     package.transforms = module

@@ -5,6 +5,7 @@ process group, calls ``module.function(rank, world_size)`` and saves its return 
 tensors) with torch.save; the caller gets the list of per-rank results. One spawn per test module
 keeps the suite fast: the function runs every scenario and the tests read their part.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -31,7 +32,10 @@ def free_port() -> int:
 def _entry(rank: int, world_size: int, port: int, module_name: str, function_name: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
-        "gloo", init_method=f"tcp://{HOST}:{port}", rank=rank, world_size=world_size,
+        "gloo",
+        init_method=f"tcp://{HOST}:{port}",
+        rank=rank,
+        world_size=world_size,
         timeout=datetime.timedelta(seconds=60),
     )
     try:

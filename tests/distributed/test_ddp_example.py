@@ -1,4 +1,5 @@
 """examples/ddp_transfer.py runs under torchrun with 2 CPU processes (gloo), and on one process."""
+
 import importlib.util
 import os
 import re
@@ -22,8 +23,15 @@ def load_example():
 def test_runs_under_torchrun_with_two_cpu_processes():
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_addr={HOST}",
-        f"--master_port={free_port()}", str(EXAMPLE), "--steps", "3",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_addr={HOST}",
+        f"--master_port={free_port()}",
+        str(EXAMPLE),
+        "--steps",
+        "3",
     ]
     done = subprocess.run(command, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -5,6 +5,7 @@ model wrapped in DistributedDataParallel, calls the wrapped loss and back-propag
 against the bare loss on the concatenated batch in this process: the loss value on every rank, the
 model's gradients after DDP's averaging, and each rank's embedding gradient (W times its rows' share).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -213,6 +214,7 @@ def test_mismatched_arguments_raise_on_every_rank(results):
 
 
 # Without a process group: the bare loss.
+
 
 def test_no_process_group_is_the_bare_loss():
     emb = torch.randn(9, 4, dtype=torch.float64, requires_grad=True)

@@ -1,4 +1,5 @@
 """DistributedTransferMinerWrapper on 2 gloo processes mines the pairs of one process on the concatenated batch."""
+
 from __future__ import annotations
 
 import pytest

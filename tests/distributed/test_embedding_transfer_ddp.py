@@ -5,6 +5,7 @@ losses and miner are wrapped in pml_relaxed.distributed's wrappers and the data 
 DistributedMPerClassSampler. One process with the bare losses, batch size 2 x 6 and the sampler's
 global list must reach the same weights after 3 SGD steps (float64).
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,10 +52,14 @@ def losses_and_miners(config, distributed):
         return DistributedTransferMinerWrapper(miner, efficient=efficient) if distributed else miner
 
     if config == "relaxed+metric":
-        return {"transfer_loss": wrap_loss(RelaxedContrastiveLoss(), False),
-                "metric_loss": wrap_loss(MultiSimilarityLoss(), True)}, {}
-    return ({"transfer_loss": wrap_loss(ContrastiveLoss(), True)},
-            {"tuple_miner": wrap_miner(TeacherSimilarityMiner(pos_topk=2), True)})
+        return {
+            "transfer_loss": wrap_loss(RelaxedContrastiveLoss(), False),
+            "metric_loss": wrap_loss(MultiSimilarityLoss(), True),
+        }, {}
+    return (
+        {"transfer_loss": wrap_loss(ContrastiveLoss(), True)},
+        {"tuple_miner": wrap_miner(TeacherSimilarityMiner(pos_topk=2), True)},
+    )
 
 
 def train(config, rank=None):
@@ -66,8 +71,10 @@ def train(config, rank=None):
     if distributed:
         sampler = DistributedMPerClassSampler(data.tensors[1], M, LOCAL_BATCH, 36, num_replicas=WORLD, rank=rank)
         batch_size = LOCAL_BATCH
-        student = {"trunk": torch.nn.parallel.DistributedDataParallel(trunk),
-                   "embedder": torch.nn.parallel.DistributedDataParallel(embedder)}
+        student = {
+            "trunk": torch.nn.parallel.DistributedDataParallel(trunk),
+            "embedder": torch.nn.parallel.DistributedDataParallel(embedder),
+        }
     else:
         sampler = DistributedMPerClassSampler(data.tensors[1], M, LOCAL_BATCH * WORLD, 36, num_replicas=1, rank=0)
         batch_size = LOCAL_BATCH * WORLD
@@ -76,8 +83,10 @@ def train(config, rank=None):
     recorded = []
     trainer = EmbeddingTransfer(
         models={**student, "teacher": teacher},
-        optimizers={"trunk_optimizer": torch.optim.SGD(trunk.parameters(), lr=0.2),
-                    "embedder_optimizer": torch.optim.SGD(embedder.parameters(), lr=0.2)},
+        optimizers={
+            "trunk_optimizer": torch.optim.SGD(trunk.parameters(), lr=0.2),
+            "embedder_optimizer": torch.optim.SGD(embedder.parameters(), lr=0.2),
+        },
         batch_size=batch_size,
         loss_funcs=loss_funcs,
         mining_funcs=mining_funcs,
@@ -129,12 +138,16 @@ def test_pml_wrappers_around_teacher_losses_are_refused():
     trunk, _, teacher = models()
     common = {"models": {"trunk": trunk, "teacher": teacher}, "optimizers": {}, "batch_size": 4, "dataset": dataset()}
     pml_loss_wrapper = pml_distributed.DistributedLossWrapper(RelaxedContrastiveLoss())
-    with pytest.raises(ValueError, match="PML's DistributedLossWrapper neither gathers nor passes teacher_emb; wrap "
-                       "RelaxedContrastiveLoss in pml_relaxed.distributed.DistributedTransferLossWrapper"):
+    with pytest.raises(
+        ValueError,
+        match="PML's DistributedLossWrapper neither gathers nor passes teacher_emb; wrap "
+        "RelaxedContrastiveLoss in pml_relaxed.distributed.DistributedTransferLossWrapper",
+    ):
         EmbeddingTransfer(loss_funcs={"transfer_loss": pml_loss_wrapper}, **common)
     pml_miner_wrapper = pml_distributed.DistributedMinerWrapper(TeacherSimilarityMiner())
     with pytest.raises(ValueError, match="wrap TeacherSimilarityMiner in pml_relaxed.distributed.DistributedTransfer"):
-        EmbeddingTransfer(loss_funcs={"transfer_loss": ContrastiveLoss()},
-                          mining_funcs={"tuple_miner": pml_miner_wrapper}, **common)
+        EmbeddingTransfer(
+            loss_funcs={"transfer_loss": ContrastiveLoss()}, mining_funcs={"tuple_miner": pml_miner_wrapper}, **common
+        )
     with pytest.raises(ValueError, match="takes no teacher_emb, so it needs a teacher-based tuple_miner"):
         EmbeddingTransfer(loss_funcs={"transfer_loss": DistributedTransferLossWrapper(ContrastiveLoss())}, **common)

@@ -3,6 +3,7 @@
 ``torch.cuda.is_available`` and ``faiss.get_num_gpus`` are mocked to play the four machines; the GPU path itself
 is checked on a GPU in tests/test_cuda.py.
 """
+
 import logging
 
 import faiss

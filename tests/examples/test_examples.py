@@ -1,4 +1,5 @@
 """The README's first command, shortened: the digits example runs end to end and prints its table."""
+
 import importlib.util
 from pathlib import Path
 
@@ -34,7 +35,10 @@ def test_digits_transfer_runs(capsys, tmp_path):
     assert f"Recall@K plot saved to {plot_path.resolve()}" in captured.out
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot_path.stat().st_size > 10_000
     # one progress bar per training, at its last epoch (PML's own per-epoch bars are hidden)
-    for desc, epochs in [("teacher (64-d, ProxyAnchor)", 2), ("student (8-d, from teacher)", 3),
-                         ("student (8-d, from scratch)", 3)]:
+    for desc, epochs in [
+        ("teacher (64-d, ProxyAnchor)", 2),
+        ("student (8-d, from teacher)", 3),
+        ("student (8-d, from scratch)", 3),
+    ]:
         assert f"{desc}: 100%" in captured.err and f"{epochs}/{epochs}" in captured.err
     assert "total_loss=" not in captured.err

@@ -1,6 +1,7 @@
 """The notebooks of examples/notebooks/: each executes top to bottom (the reduced setting,
 PML_RELAXED_NOTEBOOK_QUICK=1, as CI runs them), is in sync with its paired plain-Python file (jupytext,
 percent format), and is committed with its outputs, plots included."""
+
 import importlib.util
 import os
 from pathlib import Path
@@ -16,8 +17,13 @@ SHARED = ROOT.parent / "shared" / "datasets"
 # PNG outputs each notebook shows: quick_start the digits and Recall@K + loss; omniglot the characters, t-SNE
 # maps and neighbour grids; pair_loss the w histogram and score bars; bring_your_own_teacher the bars; scale the
 # memory and time curves.
-PLOTS = {"quick_start": 2, "omniglot_dim_reduction": 3, "pair_loss_transfer": 2, "bring_your_own_teacher": 1,
-         "scale": 1}
+PLOTS = {
+    "quick_start": 2,
+    "omniglot_dim_reduction": 3,
+    "pair_loss_transfer": 2,
+    "bring_your_own_teacher": 1,
+    "scale": 1,
+}
 
 
 def load_execute_script():

@@ -1,4 +1,5 @@
 """A tiny Banking77 (categories.json, train.csv, test.csv) for end-to-end runs."""
+
 import json
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Imports a script of ``benchmarks/`` (not a package) as a module, for its tests."""
+
 import importlib.util
 import sys
 from pathlib import Path

@@ -1,9 +1,11 @@
 """An explicit-loop ContextualSimilarity (STML), straight from the set definitions, in float64."""
+
 import math
 
 
-def loop_contextual_similarity(teacher, k, sigma=1.0, query_expansion_k=None, contextual_weight=0.5,
-                               normalize=True, view_labels=None):
+def loop_contextual_similarity(
+    teacher, k, sigma=1.0, query_expansion_k=None, contextual_weight=0.5, normalize=True, view_labels=None
+):
     """w_ij = (1 - c) exp(-d_ij / sigma) + c (w^_ij + w^_ji) / 2 with python sets; ties by smaller index."""
     f = teacher.double()
     if normalize:
@@ -26,8 +28,15 @@ def loop_contextual_similarity(teacher, k, sigma=1.0, query_expansion_k=None, co
     kq = min(query_expansion_k if query_expansion_k is not None else math.ceil(k / 2), n)
     nearest = [set(ranking[i][:kk]) for i in range(n)]
     reciprocal = [{j for j in nearest[i] if i in nearest[j]} for i in range(n)]
-    tilde = [[len(reciprocal[i] & reciprocal[j]) / len(reciprocal[i]) if j in reciprocal[i] else 0.0
-              for j in range(n)] for i in range(n)]
+    tilde = [
+        [len(reciprocal[i] & reciprocal[j]) / len(reciprocal[i]) if j in reciprocal[i] else 0.0 for j in range(n)]
+        for i in range(n)
+    ]
     hat = [[sum(tilde[q][j] for q in ranking[i][:kq]) / kq for j in range(n)] for i in range(n)]
-    return [[(1 - contextual_weight) * math.exp(-d[i][j] / sigma) + contextual_weight * (hat[i][j] + hat[j][i]) / 2
-             for j in range(n)] for i in range(n)]
+    return [
+        [
+            (1 - contextual_weight) * math.exp(-d[i][j] / sigma) + contextual_weight * (hat[i][j] + hat[j][i]) / 2
+            for j in range(n)
+        ]
+        for i in range(n)
+    ]

@@ -1,4 +1,5 @@
 """Tiny fixtures of CUB-200-2011, Cars-196 and SOP in PML 2.9.0's exact on-disk formats (shared by tests)."""
+
 from __future__ import annotations
 
 from pathlib import Path

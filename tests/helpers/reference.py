@@ -1,4 +1,5 @@
 """Slow explicit-loop implementations of the relaxed losses, straight from the formulas (float64)."""
+
 import math
 
 import torch
@@ -31,8 +32,9 @@ def _relaxed_terms(student, teacher, sigma, normalize, ref_student, ref_teacher)
     return rows, self_ref
 
 
-def loop_relaxed_contrastive(student, teacher, sigma=1.0, delta=1.0, normalize=True,
-                             ref_student=None, ref_teacher=None, pairs=None, weights=None):
+def loop_relaxed_contrastive(
+    student, teacher, sigma=1.0, delta=1.0, normalize=True, ref_student=None, ref_teacher=None, pairs=None, weights=None
+):
     rows, self_ref = _relaxed_terms(student, teacher, sigma, normalize, ref_student, ref_teacher)
     total = torch.zeros((), dtype=student.dtype)
     for i, row in enumerate(rows):
@@ -43,12 +45,22 @@ def loop_relaxed_contrastive(student, teacher, sigma=1.0, delta=1.0, normalize=T
                 continue
             if weights is not None:
                 w = float(weights[i][j])
-            total = total + w * d ** 2 + (1 - w) * torch.clamp(delta - d, min=0) ** 2
+            total = total + w * d**2 + (1 - w) * torch.clamp(delta - d, min=0) ** 2
     return total / student.shape[0]
 
 
-def loop_relaxed_multi_similarity(student, teacher, sigma=1.0, delta=1.0, alpha=1.0, beta=2.0,
-                                  normalize=True, ref_student=None, ref_teacher=None, pairs=None):
+def loop_relaxed_multi_similarity(
+    student,
+    teacher,
+    sigma=1.0,
+    delta=1.0,
+    alpha=1.0,
+    beta=2.0,
+    normalize=True,
+    ref_student=None,
+    ref_teacher=None,
+    pairs=None,
+):
     rows, self_ref = _relaxed_terms(student, teacher, sigma, normalize, ref_student, ref_teacher)
     total = torch.zeros((), dtype=student.dtype)
     for i, row in enumerate(rows):

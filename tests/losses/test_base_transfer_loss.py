@@ -1,4 +1,5 @@
 """PML API of the transfer losses: reducers, distances, regularizers, and input validation."""
+
 import itertools
 
 import pytest
@@ -140,27 +141,54 @@ def test_records_stats():
 
 BAD_INPUTS = [
     (dict(teacher_emb=None), ValueError, r"teacher_emb is required: pass the frozen teacher's embeddings"),
-    (dict(teacher_emb=torch.randn(7, 6)), ValueError,
-     r"teacher_emb must have one row per row of embeddings: expected 8 rows, got 7"),
-    (dict(teacher_emb=torch.randn(8, 6, 1)), ValueError,
-     r"teacher_emb must be a 2D tensor of shape \(batch_size, teacher_dim\); got a 3D tensor of shape \(8, 6, 1\)"),
-    (dict(teacher_emb=torch.tensor([[float("nan")] * 6] + [[0.0] * 6] * 7)), ValueError,
-     r"teacher_emb must be finite; got 6 non-finite value\(s\)"),
+    (
+        dict(teacher_emb=torch.randn(7, 6)),
+        ValueError,
+        r"teacher_emb must have one row per row of embeddings: expected 8 rows, got 7",
+    ),
+    (
+        dict(teacher_emb=torch.randn(8, 6, 1)),
+        ValueError,
+        r"teacher_emb must be a 2D tensor of shape \(batch_size, teacher_dim\); got a 3D tensor of shape \(8, 6, 1\)",
+    ),
+    (
+        dict(teacher_emb=torch.tensor([[float("nan")] * 6] + [[0.0] * 6] * 7)),
+        ValueError,
+        r"teacher_emb must be finite; got 6 non-finite value\(s\)",
+    ),
     (dict(teacher_emb=torch.full((8, 6), float("inf"))), ValueError, r"teacher_emb must be finite"),
     (dict(teacher_emb=[[0.0] * 6] * 8), TypeError, r"teacher_emb must be a torch.Tensor of shape .* got list"),
     (dict(teacher_emb=torch.ones(8, 6, dtype=torch.long)), TypeError, r"teacher_emb must be a floating-point tensor"),
-    (dict(teacher_emb=torch.randn(8, 6), ref_emb=torch.randn(5, 4)), ValueError,
-     r"teacher_ref_emb is required: ref_emb was given"),
-    (dict(teacher_emb=torch.randn(8, 6), teacher_ref_emb=torch.randn(5, 6)), ValueError,
-     r"teacher_ref_emb was given without ref_emb"),
-    (dict(teacher_emb=torch.randn(8, 6), ref_emb=torch.randn(5, 4), teacher_ref_emb=torch.randn(4, 6)), ValueError,
-     r"teacher_ref_emb must have one row per row of ref_emb: expected 5 rows, got 4"),
-    (dict(teacher_emb=torch.randn(8, 6), ref_emb=torch.randn(5, 3), teacher_ref_emb=torch.randn(5, 6)), ValueError,
-     r"ref_emb must have the same dimension as embeddings: expected 4 columns, got 3"),
-    (dict(teacher_emb=torch.randn(8, 6), ref_emb=torch.randn(5, 4), teacher_ref_emb=torch.randn(5, 2)), ValueError,
-     r"teacher_ref_emb must have the same dimension as teacher_emb: expected 6 columns, got 2"),
-    (dict(teacher_emb=torch.randn(8, 6), labels=torch.zeros(7, dtype=torch.long)), ValueError,
-     r"labels must be a 1D tensor with one label per row of embeddings: expected shape \(8,\), got \(7,\)"),
+    (
+        dict(teacher_emb=torch.randn(8, 6), ref_emb=torch.randn(5, 4)),
+        ValueError,
+        r"teacher_ref_emb is required: ref_emb was given",
+    ),
+    (
+        dict(teacher_emb=torch.randn(8, 6), teacher_ref_emb=torch.randn(5, 6)),
+        ValueError,
+        r"teacher_ref_emb was given without ref_emb",
+    ),
+    (
+        dict(teacher_emb=torch.randn(8, 6), ref_emb=torch.randn(5, 4), teacher_ref_emb=torch.randn(4, 6)),
+        ValueError,
+        r"teacher_ref_emb must have one row per row of ref_emb: expected 5 rows, got 4",
+    ),
+    (
+        dict(teacher_emb=torch.randn(8, 6), ref_emb=torch.randn(5, 3), teacher_ref_emb=torch.randn(5, 6)),
+        ValueError,
+        r"ref_emb must have the same dimension as embeddings: expected 4 columns, got 3",
+    ),
+    (
+        dict(teacher_emb=torch.randn(8, 6), ref_emb=torch.randn(5, 4), teacher_ref_emb=torch.randn(5, 2)),
+        ValueError,
+        r"teacher_ref_emb must have the same dimension as teacher_emb: expected 6 columns, got 2",
+    ),
+    (
+        dict(teacher_emb=torch.randn(8, 6), labels=torch.zeros(7, dtype=torch.long)),
+        ValueError,
+        r"labels must be a 1D tensor with one label per row of embeddings: expected shape \(8,\), got \(7,\)",
+    ),
 ]
 
 
@@ -175,8 +203,9 @@ def test_bad_inputs_raise_clear_errors(loss_cls, kwargs, error, message):
 
 @pytest.mark.parametrize("loss_cls", [RelaxedContrastiveLoss, RelaxedMultiSimilarityLoss])
 def test_bad_student_embeddings(loss_cls):
-    with pytest.raises(ValueError,
-                       match=r"embeddings must be a 2D tensor of shape \(batch_size, student_dim\); got a 1D"):
+    with pytest.raises(
+        ValueError, match=r"embeddings must be a 2D tensor of shape \(batch_size, student_dim\); got a 1D"
+    ):
         loss_cls()(torch.randn(8), teacher_emb=torch.randn(8, 3))
     with pytest.raises(TypeError, match=r"embeddings must be a floating-point tensor"):
         loss_cls()(torch.ones(8, 2, dtype=torch.long), teacher_emb=torch.randn(8, 3))
@@ -239,8 +268,11 @@ def _cosine_reference(student, teacher, ref_student, ref_teacher):
     rows = []
     for i in range(student.shape[0]):
         terms = [
-            (torch.cosine_similarity(student[i], ref_student[j], dim=0)
-             - torch.cosine_similarity(teacher[i], ref_teacher[j], dim=0)) ** 2
+            (
+                torch.cosine_similarity(student[i], ref_student[j], dim=0)
+                - torch.cosine_similarity(teacher[i], ref_teacher[j], dim=0)
+            )
+            ** 2
             for j in range(ref_student.shape[0])
         ]
         rows.append(torch.stack(terms).mean())
@@ -292,8 +324,11 @@ def test_support_flags_refuse_what_the_loss_cannot_take():
         supports_indices_tuple = False
         supports_ref_emb = False
 
-    with pytest.raises(ValueError, match=r"Fixed compares embeddings with the fixed formula .* distance cannot be set; "
-                                         r"got distance=.*LpDistance"):
+    with pytest.raises(
+        ValueError,
+        match=r"Fixed compares embeddings with the fixed formula .* distance cannot be set; "
+        r"got distance=.*LpDistance",
+    ):
         Fixed(distance=distances.LpDistance())
     student, teacher = _inputs()
     pairs = tuple(torch.tensor([0]) for _ in range(4))

@@ -1,5 +1,6 @@
 """The blockwise path of the relaxed losses: the dense path's values and gradients at O(block * m) memory,
 half precision, autocast, double backward, torch.compile, and bad input."""
+
 import pytest
 import torch
 from pytorch_metric_learning import distances, reducers

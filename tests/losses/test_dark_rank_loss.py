@@ -1,4 +1,5 @@
 """DarkRankLoss against a slow loop of Chen et al. (AAAI 2018), hard rank (ListMLE), plus PML's triplet loss."""
+
 import math
 
 import pytest
@@ -29,8 +30,9 @@ def loop_dark_rank(student, teacher, alpha=3.0, beta=3.0, list_length=None, ref_
     total = torch.zeros((), dtype=student.dtype)
     for i in range(n):
         partners = [j for j in range(m) if not (self_ref and i == j)]
-        teacher_score = {j: -alpha * math.sqrt(float(((teacher[i] - ref_teacher[j]) ** 2).sum())) ** beta
-                         for j in partners}
+        teacher_score = {
+            j: -alpha * math.sqrt(float(((teacher[i] - ref_teacher[j]) ** 2).sum())) ** beta for j in partners
+        }
         ranking = sorted(partners, key=lambda j: (-teacher_score[j], j))[:list_length]
         scores = [-alpha * torch.sqrt(((student[i] - ref_student[j]) ** 2).sum()) ** beta for j in ranking]
         for position in range(len(scores)):
@@ -203,7 +205,8 @@ def test_normalize_embeddings_equals_loop_on_unit_vectors(with_reference):
     (grad,) = torch.autograd.grad(loss, student)
     unit = torch.nn.functional.normalize
     expected = loop_dark_rank(
-        unit(student, dim=1), unit(teacher, dim=1),
+        unit(student, dim=1),
+        unit(teacher, dim=1),
         ref_student=None if ref_student is None else unit(ref_student, dim=1),
         ref_teacher=None if ref_teacher is None else unit(ref_teacher, dim=1),
     )

@@ -1,4 +1,5 @@
 """FitNetLoss against a slow loop of the FitNet hint regression (Romero et al., ICLR 2015) as an MSE."""
+
 import pytest
 import torch
 from pytorch_metric_learning import distances

@@ -1,4 +1,5 @@
 """PKTLoss against a slow loop of Passalis & Tefas (ECCV 2018), cosine kernel, KL(teacher || student)."""
+
 import pytest
 import torch
 from pytorch_metric_learning import distances, reducers

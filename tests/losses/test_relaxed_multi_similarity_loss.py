@@ -11,8 +11,10 @@ f64 = torch.float64
 
 def _inputs(n, d_student, d_teacher, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    return (torch.randn(n, d_student, dtype=f64, generator=gen).requires_grad_(),
-            torch.randn(n, d_teacher, dtype=f64, generator=gen))
+    return (
+        torch.randn(n, d_student, dtype=f64, generator=gen).requires_grad_(),
+        torch.randn(n, d_teacher, dtype=f64, generator=gen),
+    )
 
 
 @pytest.mark.parametrize("n", [2, 6, 17])
@@ -45,8 +47,10 @@ def test_reference_set_and_pairs_match_loop():
 
 def test_functional_equals_class_and_gradcheck():
     student, teacher = _inputs(7, 3, 4)
-    torch.testing.assert_close(fn.relaxed_multi_similarity_loss(student, teacher, beta=3.0),
-                               RelaxedMultiSimilarityLoss(beta=3.0)(student, teacher_emb=teacher))
+    torch.testing.assert_close(
+        fn.relaxed_multi_similarity_loss(student, teacher, beta=3.0),
+        RelaxedMultiSimilarityLoss(beta=3.0)(student, teacher_emb=teacher),
+    )
     loss_fn = RelaxedMultiSimilarityLoss()
     assert torch.autograd.gradcheck(lambda s: loss_fn(s, teacher_emb=teacher), (student,))
 

@@ -1,4 +1,5 @@
 """RKDLoss against a slow loop of Park et al. (CVPR 2019), Eq. 3-7."""
+
 import pytest
 import torch
 from pytorch_metric_learning import distances, regularizers

@@ -1,5 +1,6 @@
 """TransferCrossBatchMemory against explicit computations: a chronological record of every enqueued row
 (independent of the ring buffer) gives the reference set, the pairs and the self pairs of each step."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -109,8 +110,15 @@ def test_equals_explicit_reference_over_steps_with_wraparound(kind, with_labels,
         ref, teacher_ref, ref_labels = history.reference()
         keep = ~self_mask(batch_size, ref.shape[0])
         # 1. the wrapped loss with ref_emb = memory, teacher_ref_emb = teacher memory, minus the self pairs
-        wrapped = loss_fn(student, labels, pairs_except(keep), ref, ref_labels if with_labels else None,
-                          teacher_emb=teacher, teacher_ref_emb=teacher_ref)
+        wrapped = loss_fn(
+            student,
+            labels,
+            pairs_except(keep),
+            ref,
+            ref_labels if with_labels else None,
+            teacher_emb=teacher,
+            teacher_ref_emb=teacher_ref,
+        )
         # 2. the formula, independent of the library
         explicit = explicit_relaxed(student, teacher, ref, teacher_ref, keep, kind)
         torch.testing.assert_close(loss, wrapped, rtol=1e-12, atol=1e-12)
@@ -164,8 +172,15 @@ def test_enqueue_mask_queries_are_not_enqueued_and_have_no_self_pair():
         ref, teacher_ref, ref_labels = history.reference()
         query, query_teacher = student[~mask], teacher[~mask]
         keep = torch.ones(3, ref.shape[0], dtype=torch.bool)
-        wrapped = loss_fn(query, labels[~mask], pairs_except(keep), ref, ref_labels,
-                          teacher_emb=query_teacher, teacher_ref_emb=teacher_ref)
+        wrapped = loss_fn(
+            query,
+            labels[~mask],
+            pairs_except(keep),
+            ref,
+            ref_labels,
+            teacher_emb=query_teacher,
+            teacher_ref_emb=teacher_ref,
+        )
         explicit = explicit_relaxed(query, query_teacher, ref, teacher_ref, keep, "contrastive", sigma=0.7)
         torch.testing.assert_close(loss, wrapped, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(loss, explicit, rtol=1e-10, atol=1e-12)
@@ -187,12 +202,16 @@ def test_empty_enqueue_keeps_the_queue_and_an_empty_memory_gives_zero():
 
 
 class RecordingTeacherMiner(TeacherSimilarityMiner):
-    def forward(self, embeddings, labels=None, ref_emb=None, ref_labels=None, *, teacher_emb=None,
-                teacher_ref_emb=None):
-        self.inputs = ((embeddings, labels, ref_emb, ref_labels),
-                       {"teacher_emb": teacher_emb, "teacher_ref_emb": teacher_ref_emb})
-        return super().forward(embeddings, labels, ref_emb, ref_labels, teacher_emb=teacher_emb,
-                               teacher_ref_emb=teacher_ref_emb)
+    def forward(
+        self, embeddings, labels=None, ref_emb=None, ref_labels=None, *, teacher_emb=None, teacher_ref_emb=None
+    ):
+        self.inputs = (
+            (embeddings, labels, ref_emb, ref_labels),
+            {"teacher_emb": teacher_emb, "teacher_ref_emb": teacher_ref_emb},
+        )
+        return super().forward(
+            embeddings, labels, ref_emb, ref_labels, teacher_emb=teacher_emb, teacher_ref_emb=teacher_ref_emb
+        )
 
 
 def test_teacher_miner_gets_the_teacher_memory_and_its_self_pairs_are_removed():
@@ -206,7 +225,8 @@ def test_teacher_miner_gets_the_teacher_memory_and_its_self_pairs_are_removed():
         assert sorted(map(tuple, kwargs["teacher_ref_emb"].tolist())) == sorted(map(tuple, teacher_ref.tolist()))
         # Mine on the chronological memory, then drop the self pairs: the self copy is every query's top positive.
         a1, p, a2, n = TeacherSimilarityMiner(pos_topk=3, neg_threshold=0.3)(
-            student, None, ref, None, teacher_emb=teacher, teacher_ref_emb=teacher_ref)
+            student, None, ref, None, teacher_emb=teacher, teacher_ref_emb=teacher_ref
+        )
         own = self_mask(batch_size, ref.shape[0])
         assert own[a1, p].sum() == batch_size and not own[a2, n].any()
         positives, negatives = ~own[a1, p], ~own[a2, n]
@@ -263,8 +283,9 @@ class EveryPairMiner(torch.nn.Module):
         super().__init__()
         self.triplets = triplets
 
-    def forward(self, embeddings, labels=None, ref_emb=None, ref_labels=None, *, teacher_emb=None,
-                teacher_ref_emb=None):
+    def forward(
+        self, embeddings, labels=None, ref_emb=None, ref_labels=None, *, teacher_emb=None, teacher_ref_emb=None
+    ):
         n, m = embeddings.shape[0], ref_emb.shape[0]
         if self.triplets:
             a, p, q = torch.meshgrid(torch.arange(n), torch.arange(m), torch.arange(m), indexing="ij")
@@ -379,7 +400,8 @@ def test_bad_forward_inputs():
     xbm(student, labels, teacher_emb=teacher)
     with pytest.raises(ValueError, match="memory holds rows enqueued with labels, so labels must be given on every"):
         xbm(student, teacher_emb=teacher)
-    label_miner_xbm = TransferCrossBatchMemory(RelaxedContrastiveLoss(), D_STUDENT, D_TEACHER, 6,
-                                               miner=MultiSimilarityMiner())
+    label_miner_xbm = TransferCrossBatchMemory(
+        RelaxedContrastiveLoss(), D_STUDENT, D_TEACHER, 6, miner=MultiSimilarityMiner()
+    )
     with pytest.raises(ValueError, match="miner MultiSimilarityMiner takes no teacher_emb, so it mines from labels"):
         label_miner_xbm(student, teacher_emb=teacher)

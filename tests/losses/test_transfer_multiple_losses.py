@@ -34,12 +34,16 @@ def test_list_form_equals_the_weighted_sum_teacher_only_where_read():
     student, teacher, labels = inputs()
     relaxed, contrastive, ms = RelaxedContrastiveLoss(sigma=0.5), ContrastiveLoss(), MultiSimilarityLoss()
     teacher_miner = TeacherSimilarityMiner(pos_topk=2)
-    loss_fn = TransferMultipleLosses([relaxed, contrastive, ms], miners=[None, teacher_miner, None],
-                                     weights=[1.0, 0.5, 0.25])
+    loss_fn = TransferMultipleLosses(
+        [relaxed, contrastive, ms], miners=[None, teacher_miner, None], weights=[1.0, 0.5, 0.25]
+    )
     loss = loss_fn(student, labels, teacher_emb=teacher)
     pairs = teacher_miner(student, labels, teacher_emb=teacher)
-    expected = (relaxed(student, labels, teacher_emb=teacher) + 0.5 * contrastive(student, labels, pairs)
-                + 0.25 * ms(student, labels))
+    expected = (
+        relaxed(student, labels, teacher_emb=teacher)
+        + 0.5 * contrastive(student, labels, pairs)
+        + 0.25 * ms(student, labels)
+    )
     torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(grads(loss, student), grads(expected, student), rtol=1e-10, atol=1e-12)
     assert loss_fn.teacher_readers == ["losses[0] (RelaxedContrastiveLoss)", "miners[1] (TeacherSimilarityMiner)"]
@@ -56,8 +60,9 @@ def test_dict_form_with_a_reference_set_passes_teacher_ref_emb():
     )
     loss = loss_fn(student, labels, None, ref, ref_labels, teacher_emb=teacher, teacher_ref_emb=ref_teacher)
     pairs = teacher_miner(student, labels, ref, ref_labels, teacher_emb=teacher, teacher_ref_emb=ref_teacher)
-    expected = (2.0 * relaxed(student, labels, None, ref, ref_labels, teacher_emb=teacher, teacher_ref_emb=ref_teacher)
-                + contrastive(student, labels, pairs, ref, ref_labels))
+    expected = 2.0 * relaxed(
+        student, labels, None, ref, ref_labels, teacher_emb=teacher, teacher_ref_emb=ref_teacher
+    ) + contrastive(student, labels, pairs, ref, ref_labels)
     torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(grads(loss, student, ref), grads(expected, student, ref), rtol=1e-10, atol=1e-12)
 
@@ -102,10 +107,14 @@ class TeacherOnlyLoss(torch.nn.Module):
 
 def test_bad_forward_inputs():
     student, teacher, labels, ref, ref_teacher, ref_labels = inputs(8, 5)
-    loss_fn = TransferMultipleLosses([RelaxedContrastiveLoss(), ContrastiveLoss()],
-                                     miners=[None, TeacherSimilarityMiner()])
-    with pytest.raises(ValueError, match=r"teacher_emb is required: losses\[0\] \(RelaxedContrastiveLoss\), "
-                                         r"miners\[1\] \(TeacherSimilarityMiner\) read\(s\) the teacher"):
+    loss_fn = TransferMultipleLosses(
+        [RelaxedContrastiveLoss(), ContrastiveLoss()], miners=[None, TeacherSimilarityMiner()]
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"teacher_emb is required: losses\[0\] \(RelaxedContrastiveLoss\), "
+        r"miners\[1\] \(TeacherSimilarityMiner\) read\(s\) the teacher",
+    ):
         loss_fn(student, labels)
     with pytest.raises(ValueError, match="indices_tuple and miners are mutually exclusive"):
         loss_fn(student, labels, MultiSimilarityMiner()(student, labels), teacher_emb=teacher)
@@ -114,39 +123,67 @@ def test_bad_forward_inputs():
     with pytest.raises(ValueError, match="teacher_ref_emb is required: ref_emb was given"):
         loss_fn(student, labels, None, ref, ref_labels, teacher_emb=teacher)
     label_only = TransferMultipleLosses([ContrastiveLoss()])
-    with pytest.raises(ValueError, match=r"teacher_emb was given, but no loss or miner takes it \(losses\[0\] "
-                                         r"\(ContrastiveLoss\)\), so the teacher would be dropped"):
+    with pytest.raises(
+        ValueError,
+        match=r"teacher_emb was given, but no loss or miner takes it \(losses\[0\] "
+        r"\(ContrastiveLoss\)\), so the teacher would be dropped",
+    ):
         label_only(student, labels, teacher_emb=teacher)
     with_memory = TransferMultipleLosses([TransferCrossBatchMemory(RelaxedContrastiveLoss(), 6, 9)])
     with pytest.raises(ValueError, match=r"losses\[0\] \(TransferCrossBatchMemory\) takes no ref_emb"):
         with_memory(student, labels, None, ref, ref_labels, teacher_emb=teacher, teacher_ref_emb=ref_teacher)
     with pytest.raises(ValueError, match="TeacherOnlyLoss takes teacher_emb but no teacher_ref_emb"):
-        TransferMultipleLosses([TeacherOnlyLoss()])(student, labels, None, ref, ref_labels, teacher_emb=teacher,
-                                                    teacher_ref_emb=ref_teacher)
+        TransferMultipleLosses([TeacherOnlyLoss()])(
+            student, labels, None, ref, ref_labels, teacher_emb=teacher, teacher_ref_emb=ref_teacher
+        )
 
 
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [
-        ({"losses": ContrastiveLoss()}, TypeError,
-         "losses must be a list, tuple or dict of losses; got ContrastiveLoss"),
+        (
+            {"losses": ContrastiveLoss()},
+            TypeError,
+            "losses must be a list, tuple or dict of losses; got ContrastiveLoss",
+        ),
         ({"losses": []}, ValueError, "losses must hold at least one loss; got an empty collection"),
         ({"losses": [ContrastiveLoss(), "x"]}, TypeError, r"losses\[1\] must be a torch.nn.Module \(a loss\); got str"),
-        ({"losses": [ContrastiveLoss()], "miners": {"a": None}}, TypeError,
-         r"miners must be a list or tuple like losses \(losses is a list\); got dict"),
-        ({"losses": [ContrastiveLoss()], "miners": [None, None]}, ValueError,
-         "miners must have one entry per loss: expected 1, got 2"),
-        ({"losses": [ContrastiveLoss()], "miners": [len]}, TypeError,
-         r"miners\[0\] must be a torch.nn.Module \(a miner\) or None; got builtin_function_or_method"),
-        ({"losses": {"a": ContrastiveLoss()}, "miners": [None]}, TypeError,
-         r"miners must be a dict keyed like losses \(losses is a dict\); got list"),
-        ({"losses": {"a": ContrastiveLoss()}, "miners": {"b": MultiSimilarityMiner()}}, ValueError,
-         r"miners must have keys among those of losses \(\['a'\]\); got unknown keys \['b'\]"),
-        ({"losses": {"a": ContrastiveLoss(), "b": ContrastiveLoss()}, "weights": {"a": 1.0}}, ValueError,
-         r"weights must have the same keys as losses .*missing keys \['b'\]"),
+        (
+            {"losses": [ContrastiveLoss()], "miners": {"a": None}},
+            TypeError,
+            r"miners must be a list or tuple like losses \(losses is a list\); got dict",
+        ),
+        (
+            {"losses": [ContrastiveLoss()], "miners": [None, None]},
+            ValueError,
+            "miners must have one entry per loss: expected 1, got 2",
+        ),
+        (
+            {"losses": [ContrastiveLoss()], "miners": [len]},
+            TypeError,
+            r"miners\[0\] must be a torch.nn.Module \(a miner\) or None; got builtin_function_or_method",
+        ),
+        (
+            {"losses": {"a": ContrastiveLoss()}, "miners": [None]},
+            TypeError,
+            r"miners must be a dict keyed like losses \(losses is a dict\); got list",
+        ),
+        (
+            {"losses": {"a": ContrastiveLoss()}, "miners": {"b": MultiSimilarityMiner()}},
+            ValueError,
+            r"miners must have keys among those of losses \(\['a'\]\); got unknown keys \['b'\]",
+        ),
+        (
+            {"losses": {"a": ContrastiveLoss(), "b": ContrastiveLoss()}, "weights": {"a": 1.0}},
+            ValueError,
+            r"weights must have the same keys as losses .*missing keys \['b'\]",
+        ),
         ({"losses": [ContrastiveLoss()], "weights": [-1.0]}, ValueError, r"weights\[0\] must be >= 0; got -1.0"),
-        ({"losses": {"a": ContrastiveLoss()}, "weights": {"a": "1"}}, TypeError,
-         r"weights\['a'\] must be a real number; got str"),
+        (
+            {"losses": {"a": ContrastiveLoss()}, "weights": {"a": "1"}},
+            TypeError,
+            r"weights\['a'\] must be a real number; got str",
+        ),
     ],
 )
 def test_bad_construction_arguments(kwargs, error, match):

@@ -34,8 +34,10 @@ def twins(*tensors):
     return [t.detach().clone().requires_grad_() for t in tensors]
 
 
-@pytest.mark.parametrize("loss_class,loop", [(RelaxedContrastiveLoss, loop_relaxed_contrastive),
-                                             (RelaxedMultiSimilarityLoss, loop_relaxed_multi_similarity)])
+@pytest.mark.parametrize(
+    "loss_class,loop",
+    [(RelaxedContrastiveLoss, loop_relaxed_contrastive), (RelaxedMultiSimilarityLoss, loop_relaxed_multi_similarity)],
+)
 def test_symmetric_is_the_loss_on_the_2n_batch_of_both_views(loss_class, loop):
     view1, view2, teacher1, teacher2 = views()
     loss = TransferSelfSupervisedLoss(loss_class())(view1, view2, teacher_emb=teacher1, teacher_ref_emb=teacher2)
@@ -46,8 +48,10 @@ def test_symmetric_is_the_loss_on_the_2n_batch_of_both_views(loss_class, loop):
         torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-10)
 
 
-@pytest.mark.parametrize("loss_class,loop", [(RelaxedContrastiveLoss, loop_relaxed_contrastive),
-                                             (RelaxedMultiSimilarityLoss, loop_relaxed_multi_similarity)])
+@pytest.mark.parametrize(
+    "loss_class,loop",
+    [(RelaxedContrastiveLoss, loop_relaxed_contrastive), (RelaxedMultiSimilarityLoss, loop_relaxed_multi_similarity)],
+)
 def test_asymmetric_uses_view_two_as_the_reference_set(loss_class, loop):
     view1, view2, teacher1, teacher2 = views(seed=1)
     loss_fn = TransferSelfSupervisedLoss(loss_class(), symmetric=False)
@@ -64,8 +68,9 @@ def test_generated_labels_mark_the_two_views_of_a_sample():
     loss_fn = TransferSelfSupervisedLoss(RelaxedContrastiveLoss(similarity=LabelSimilarity()))
     loss = loss_fn(view1, view2, teacher_emb=teacher1, teacher_ref_emb=teacher2)
     same_sample = (torch.arange(10)[:, None] % 5 == torch.arange(10)[None, :] % 5).double()
-    expected = loop_relaxed_contrastive(torch.cat([view1, view2]), torch.cat([teacher1, teacher2]),
-                                        weights=same_sample.tolist())
+    expected = loop_relaxed_contrastive(
+        torch.cat([view1, view2]), torch.cat([teacher1, teacher2]), weights=same_sample.tolist()
+    )
     torch.testing.assert_close(loss, expected, rtol=1e-10, atol=1e-12)
 
 
@@ -74,14 +79,17 @@ def test_wraps_the_combinators_and_dark_rank_with_its_triplet_term():
     combined = TransferMultipleLosses([RelaxedContrastiveLoss(), MultiSimilarityLoss()], weights=[1.0, 0.5])
     loss = TransferSelfSupervisedLoss(combined)(view1, view2, teacher_emb=teacher1, teacher_ref_emb=teacher2)
     both, labels = torch.cat([view1, view2]), torch.arange(6).repeat(2)
-    expected = (RelaxedContrastiveLoss()(both, teacher_emb=torch.cat([teacher1, teacher2]))
-                + 0.5 * MultiSimilarityLoss()(both, labels))
+    expected = RelaxedContrastiveLoss()(
+        both, teacher_emb=torch.cat([teacher1, teacher2])
+    ) + 0.5 * MultiSimilarityLoss()(both, labels)
     torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-12)
     dark_rank = DarkRankLoss(normalize_embeddings=True)
-    loss = TransferSelfSupervisedLoss(dark_rank, symmetric=False)(view1, view2, teacher_emb=teacher1,
-                                                                  teacher_ref_emb=teacher2)
-    expected = dark_rank(view1, torch.arange(6), None, view2, torch.arange(6), teacher_emb=teacher1,
-                         teacher_ref_emb=teacher2)
+    loss = TransferSelfSupervisedLoss(dark_rank, symmetric=False)(
+        view1, view2, teacher_emb=teacher1, teacher_ref_emb=teacher2
+    )
+    expected = dark_rank(
+        view1, torch.arange(6), None, view2, torch.arange(6), teacher_emb=teacher1, teacher_ref_emb=teacher2
+    )
     torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-12)
     memory = TransferCrossBatchMemory(RelaxedContrastiveLoss(), 4, 10, memory_size=24)
     loss = TransferSelfSupervisedLoss(memory)(view1, view2, teacher_emb=teacher1, teacher_ref_emb=teacher2)

@@ -17,8 +17,9 @@ def brute_force(teacher, ref_teacher, pos_topk, pos_threshold, neg_threshold, si
     g = [t / t.norm() for t in ref_teacher]
     pos, neg = set(), set()
     for i in range(len(f)):
-        sims = {j: math.exp(-float(((f[i] - g[j]) ** 2).sum()) / sigma)
-                for j in range(len(g)) if not (self_ref and i == j)}
+        sims = {
+            j: math.exp(-float(((f[i] - g[j]) ** 2).sum()) / sigma) for j in range(len(g)) if not (self_ref and i == j)
+        }
         ranked = sorted(sims, key=lambda j: -sims[j])
         for j, w in sims.items():
             is_pos = True
@@ -41,8 +42,15 @@ def as_sets(out):
 @pytest.mark.parametrize("n", [2, 7, 30])
 @pytest.mark.parametrize(
     "pos_topk,pos_threshold,neg_threshold",
-    [(1, None, None), (3, None, None), (None, 0.5, None), (4, 0.3, None), (2, None, 0.2), (None, 0.6, 0.4),
-     (50, None, None)],
+    [
+        (1, None, None),
+        (3, None, None),
+        (None, 0.5, None),
+        (4, 0.3, None),
+        (2, None, 0.2),
+        (None, 0.6, 0.4),
+        (50, None, None),
+    ],
 )
 def test_matches_brute_force(n, pos_topk, pos_threshold, neg_threshold):
     teacher = torch.randn(n, 5, dtype=torch.float64)
@@ -93,8 +101,11 @@ def test_feeds_pml_pair_losses_and_relaxed_loss():
 @pytest.mark.parametrize(
     "kwargs,error,message",
     [
-        (dict(pos_topk=None, pos_threshold=None), ValueError,
-         "needs a positive rule: set pos_topk and/or pos_threshold"),
+        (
+            dict(pos_topk=None, pos_threshold=None),
+            ValueError,
+            "needs a positive rule: set pos_topk and/or pos_threshold",
+        ),
         (dict(pos_topk=0), ValueError, r"pos_topk must be >= 1; got 0"),
         (dict(pos_topk=1.5), TypeError, r"pos_topk must be an int >= 1 or None; got float"),
         (dict(pos_threshold=1.2), ValueError, r"pos_threshold must be in \[0, 1\]; got 1.2"),
@@ -126,8 +137,11 @@ def test_query_offset_gives_the_rows_of_the_full_batch(pos_topk, pos_threshold, 
     full_pos, full_neg = as_sets(miner(torch.randn(11, 3), teacher_emb=teacher))
     offset, n = 4, 5
     out = miner(
-        torch.randn(n, 3), ref_emb=torch.randn(11, 3), teacher_emb=teacher[offset : offset + n],
-        teacher_ref_emb=teacher, query_offset=offset,
+        torch.randn(n, 3),
+        ref_emb=torch.randn(11, 3),
+        teacher_emb=teacher[offset : offset + n],
+        teacher_ref_emb=teacher,
+        query_offset=offset,
     )
     pos, neg = as_sets(out)
     assert pos == {(a - offset, b) for a, b in full_pos if offset <= a < offset + n}

@@ -1,4 +1,5 @@
 """The NumPy CRC-32 of pml_relaxed.models._batch_hashing against zlib, and the batch path against text_ids."""
+
 import zlib
 
 import numpy as np

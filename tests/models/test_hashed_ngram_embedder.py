@@ -226,8 +226,16 @@ def test_collator_errors():
 
 @pytest.mark.parametrize("dtype", [None, torch.float32])
 def test_pml_trainer_runs_on_collated_texts(dtype):
-    texts = ["lost my card", "card lost", "where is my card", "card not arrived",
-             "exchange rate", "rate for euros", "currency exchange", "what rate do you use"]
+    texts = [
+        "lost my card",
+        "card lost",
+        "where is my card",
+        "card not arrived",
+        "exchange rate",
+        "rate for euros",
+        "currency exchange",
+        "what rate do you use",
+    ]
     dataset = [(t, i // 4) for i, t in enumerate(texts)]
     model = HashedNgramEmbedder(**SMALL)
     before = model.bag.weight.detach().clone()

@@ -1,4 +1,5 @@
 """HashedNgramEmbedder.encode / save_pretrained / from_pretrained, and the saved folder in sentence-transformers."""
+
 import json
 
 import pytest
@@ -59,7 +60,10 @@ def test_save_pretrained_round_trips_weights_config_and_vectors(tmp_path):
     model.save_pretrained(tmp_path / "student")
     files = sorted(p.name for p in (tmp_path / "student").iterdir())
     assert files == [
-        "config_sentence_transformers.json", "model.safetensors", "modules.json", "pml_relaxed_config.json"
+        "config_sentence_transformers.json",
+        "model.safetensors",
+        "modules.json",
+        "pml_relaxed_config.json",
     ]
     loaded = HashedNgramEmbedder.from_pretrained(tmp_path / "student")
     assert not loaded.training and loaded.get_config() == model.get_config()
@@ -75,8 +79,12 @@ def test_sentence_transformer_loads_the_folder_and_returns_the_same_vectors(tmp_
     model.save_pretrained(tmp_path)
     modules = json.loads((tmp_path / "modules.json").read_text())
     assert modules == [
-        {"idx": 0, "name": "0", "path": "",
-         "type": "pml_relaxed.models.hashed_ngram_sentence_module.HashedNgramSentenceModule"}
+        {
+            "idx": 0,
+            "name": "0",
+            "path": "",
+            "type": "pml_relaxed.models.hashed_ngram_sentence_module.HashedNgramSentenceModule",
+        }
     ]
     served = SentenceTransformer(str(tmp_path), trust_remote_code=True, device="cpu")
     assert isinstance(served[0], HashedNgramSentenceModule) and served.get_embedding_dimension() == 8

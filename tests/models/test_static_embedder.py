@@ -1,4 +1,5 @@
 """StaticEmbedder against a float64 mean of token vectors, and its Model2Vec round trip."""
+
 import numpy as np
 import pytest
 import torch

@@ -10,14 +10,21 @@ def as_tensor(rows):
     return torch.tensor(rows, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("k, kq, weight, normalize, sigma", [
-    (4, None, 0.5, True, 1.0), (3, None, 0.5, True, 0.5), (5, 2, 0.3, False, 2.0), (1, None, 1.0, True, 1.0),
-    (7, 4, 0.8, True, 1.0),
-])
+@pytest.mark.parametrize(
+    "k, kq, weight, normalize, sigma",
+    [
+        (4, None, 0.5, True, 1.0),
+        (3, None, 0.5, True, 0.5),
+        (5, 2, 0.3, False, 2.0),
+        (1, None, 1.0, True, 1.0),
+        (7, 4, 0.8, True, 1.0),
+    ],
+)
 def test_matches_loop_reference_on_random_embeddings(k, kq, weight, normalize, sigma):
     teacher = torch.randn(13, 5, dtype=torch.float64)
-    similarity = ContextualSimilarity(k=k, sigma=sigma, query_expansion_k=kq, contextual_weight=weight,
-                                      normalize=normalize)
+    similarity = ContextualSimilarity(
+        k=k, sigma=sigma, query_expansion_k=kq, contextual_weight=weight, normalize=normalize
+    )
     w = similarity(teacher)
     expected = as_tensor(loop_contextual_similarity(teacher, k, sigma, kq, weight, normalize))
     torch.testing.assert_close(w, expected, rtol=1e-10, atol=1e-12)
@@ -58,8 +65,7 @@ def test_labels_mark_views_rank_the_other_views_first():
     sim = ContextualSimilarity(k=2, contextual_weight=1.0, normalize=False, labels_mark_views=True)
     assert sim.requires_labels
     assert sim.ranking(points, labels)[0].tolist() == [0, 2, 1]
-    torch.testing.assert_close(sim(points, labels=labels), as_tensor([[1, 0, 1], [0, 1, 0], [1, 0, 1]]),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(sim(points, labels=labels), as_tensor([[1, 0, 1], [0, 1, 0], [1, 0, 1]]), rtol=0, atol=0)
     teacher = torch.randn(12, 4, dtype=torch.float64)
     views = torch.arange(6).repeat_interleave(2)
     expected = as_tensor(loop_contextual_similarity(teacher, 4, view_labels=views))

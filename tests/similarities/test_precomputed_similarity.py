@@ -11,14 +11,16 @@ def loop_relaxed_contrastive(student, weights, delta=1.0, ref_student=None):
     refs = student if self_ref else ref_student
     total = torch.zeros((), dtype=student.dtype)
     for i in range(student.shape[0]):
-        dists = [torch.zeros((), dtype=student.dtype) if self_ref and i == j else (student[i] - refs[j]).norm()
-                 for j in range(refs.shape[0])]
+        dists = [
+            torch.zeros((), dtype=student.dtype) if self_ref and i == j else (student[i] - refs[j]).norm()
+            for j in range(refs.shape[0])
+        ]
         mean = sum(dists) / refs.shape[0]
         for j, dist in enumerate(dists):
             if self_ref and i == j:
                 continue
             w, d = float(weights[i][j]), dist / mean
-            total = total + w * d ** 2 + (1 - w) * torch.clamp(delta - d, min=0) ** 2
+            total = total + w * d**2 + (1 - w) * torch.clamp(delta - d, min=0) ** 2
     return total / student.shape[0]
 
 
@@ -40,8 +42,11 @@ def test_matrix_with_a_reference_set_and_rows():
     assert torch.equal(rows(1, 3), weights[1:3]) and torch.equal(rows(0, 5), weights)
     student, refs = torch.randn(5, 4, dtype=torch.float64, requires_grad=True), torch.randn(7, 4, dtype=torch.float64)
     loss = RelaxedContrastiveLoss(similarity=sim, block_size=2)(
-        student, ref_emb=refs, teacher_emb=torch.zeros(5, 1, dtype=torch.float64),
-        teacher_ref_emb=torch.zeros(7, 1, dtype=torch.float64))
+        student,
+        ref_emb=refs,
+        teacher_emb=torch.zeros(5, 1, dtype=torch.float64),
+        teacher_ref_emb=torch.zeros(7, 1, dtype=torch.float64),
+    )
     torch.testing.assert_close(loss, loop_relaxed_contrastive(student, weights, ref_student=refs))
 
 
@@ -50,8 +55,9 @@ def test_kernel_matrix_reproduces_the_teacher_loss():
     student = torch.randn(10, 3, dtype=torch.float64)
     sim = PrecomputedSimilarity(GaussianKernel()(teacher))
     for loss_cls in (RelaxedContrastiveLoss, RelaxedMultiSimilarityLoss):
-        torch.testing.assert_close(loss_cls(similarity=sim)(student, teacher_emb=teacher),
-                                   loss_cls()(student, teacher_emb=teacher))
+        torch.testing.assert_close(
+            loss_cls(similarity=sim)(student, teacher_emb=teacher), loss_cls()(student, teacher_emb=teacher)
+        )
 
 
 def test_callable_gets_the_full_reference_set_and_labels():
@@ -94,8 +100,9 @@ def test_errors():
         PrecomputedSimilarity(torch.tensor([[1.0, float("nan")], [0.0, 1.0]]))
     with pytest.raises(ValueError, match="requires_labels is for a callable"):
         PrecomputedSimilarity(torch.ones(2, 2), requires_labels=True)
-    with pytest.raises(ValueError, match="4 queries and 4 references, but the precomputed relaxed_labels matrix "
-                                         "has shape \\(3, 3\\)"):
+    with pytest.raises(
+        ValueError, match="4 queries and 4 references, but the precomputed relaxed_labels matrix has shape \\(3, 3\\)"
+    ):
         PrecomputedSimilarity(torch.ones(3, 3))(torch.zeros(4, 2))
     with pytest.raises(ValueError, match="result must have shape \\(4, 4\\)"):
         PrecomputedSimilarity(lambda t, r, lab, ref_lab: torch.ones(4, 3))(torch.zeros(4, 2))

@@ -1,4 +1,5 @@
 """resolve_similarity: the one resolution of similarity / sigma / normalize_teacher (losses and miner)."""
+
 import pytest
 import torch
 
@@ -23,10 +24,16 @@ def test_a_given_similarity_is_used_as_is():
 @pytest.mark.parametrize(
     "kwargs,error,message",
     [
-        ({"similarity": torch.nn.Identity()}, TypeError,
-         r"similarity must be a pml_relaxed similarity .* got Identity"),
-        ({"similarity": LabelSimilarity(), "sigma": 2.0}, ValueError,
-         r"sigma and normalize_teacher configure the default GaussianKernel; with similarity=LabelSimilarity"),
+        (
+            {"similarity": torch.nn.Identity()},
+            TypeError,
+            r"similarity must be a pml_relaxed similarity .* got Identity",
+        ),
+        (
+            {"similarity": LabelSimilarity(), "sigma": 2.0},
+            ValueError,
+            r"sigma and normalize_teacher configure the default GaussianKernel; with similarity=LabelSimilarity",
+        ),
         ({"similarity": LabelSimilarity(), "normalize_teacher": False}, ValueError, r"normalize_teacher=False"),
         ({"similarity": None, "sigma": 0.0}, ValueError, r"sigma must be > 0; got 0.0"),
     ],

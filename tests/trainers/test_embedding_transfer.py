@@ -105,7 +105,9 @@ def test_trains_student_with_sampler_tester_hooks_and_frozen_teacher(trained_tea
     untrained_corr = distance_correlation(torch.nn.Sequential(trunk, embedder), teacher)
     batches, epochs = [], []
     trainer = make_trainer(
-        teacher, trunk, embedder,
+        teacher,
+        trunk,
+        embedder,
         lr_schedulers={"trunk_scheduler_by_epoch": None},
         end_of_iteration_hook=lambda t: batches.append(t.losses["transfer_loss"].item()),
         end_of_epoch_hook=lambda t: epochs.append(r_at_1(t.models["trunk"], t.models["embedder"])),
@@ -158,7 +160,9 @@ def test_metric_loss_combined_with_weights_and_miner_with_pml_pair_loss(trained_
     trunk = mlp(8)
     metric_loss = RecordingMultiSimilarityLoss()
     trainer = make_trainer(
-        trained_teacher, trunk, torch.nn.Identity(),
+        trained_teacher,
+        trunk,
+        torch.nn.Identity(),
         loss_funcs={"transfer_loss": losses.ContrastiveLoss(), "metric_loss": metric_loss},
         mining_funcs={"tuple_miner": TeacherSimilarityMiner(pos_topk=2)},
         loss_weights={"transfer_loss": 1.0, "metric_loss": 0.5},
@@ -180,16 +184,20 @@ def test_metric_loss_combined_with_weights_and_miner_with_pml_pair_loss(trained_
 
 def test_transfer_loss_without_teacher_needs_teacher_miner(trained_teacher):
     with pytest.raises(ValueError, match="takes no teacher_emb, so it needs a teacher-based tuple_miner"):
-        make_trainer(trained_teacher, mlp(8), torch.nn.Identity(),
-                     loss_funcs={"transfer_loss": losses.ContrastiveLoss()})
+        make_trainer(
+            trained_teacher, mlp(8), torch.nn.Identity(), loss_funcs={"transfer_loss": losses.ContrastiveLoss()}
+        )
 
 
 def test_teacher_is_required():
     trunk = mlp(8)
     with pytest.raises(AssertionError, match='models must contain "teacher"'):
         EmbeddingTransfer(
-            models={"trunk": trunk}, optimizers={}, batch_size=8,
-            loss_funcs={"transfer_loss": RelaxedContrastiveLoss()}, dataset=Digits("train"),
+            models={"trunk": trunk},
+            optimizers={},
+            batch_size=8,
+            loss_funcs={"transfer_loss": RelaxedContrastiveLoss()},
+            dataset=Digits("train"),
         )
 
 
@@ -208,7 +216,9 @@ def test_pml_logging_presets_record_losses_and_run_the_tester(trained_teacher, t
     end_of_epoch = hooks.end_of_epoch_hook(tester, {"val": Digits("test")}, str(tmp_path / "models"), test_interval=1)
     trunk = mlp(8)
     trainer = make_trainer(
-        trained_teacher, trunk, torch.nn.Identity(),
+        trained_teacher,
+        trunk,
+        torch.nn.Identity(),
         loss_funcs={"transfer_loss": RelaxedContrastiveLoss(collect_stats=True)},
         end_of_iteration_hook=hooks.end_of_iteration_hook,
         end_of_epoch_hook=end_of_epoch,
@@ -233,10 +243,20 @@ class RecordingRelaxedContrastiveLoss(RelaxedContrastiveLoss):
         super().__init__(**kwargs)
         self.calls = []
 
-    def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None, *,
-                teacher_emb, teacher_ref_emb=None):
-        self.calls.append({"embeddings": embeddings.detach().clone(), "labels": labels,
-                           "teacher_emb": teacher_emb.detach().clone()})
+    def forward(
+        self,
+        embeddings,
+        labels=None,
+        indices_tuple=None,
+        ref_emb=None,
+        ref_labels=None,
+        *,
+        teacher_emb,
+        teacher_ref_emb=None,
+    ):
+        self.calls.append(
+            {"embeddings": embeddings.detach().clone(), "labels": labels, "teacher_emb": teacher_emb.detach().clone()}
+        )
         return super().forward(embeddings, labels, indices_tuple, ref_emb, ref_labels, teacher_emb=teacher_emb)
 
 
@@ -245,8 +265,9 @@ class RecordingMiner(TeacherSimilarityMiner):
         super().__init__(**kwargs)
         self.labels_seen = []
 
-    def forward(self, embeddings, labels=None, ref_emb=None, ref_labels=None, *, teacher_emb=None,
-                teacher_ref_emb=None):
+    def forward(
+        self, embeddings, labels=None, ref_emb=None, ref_labels=None, *, teacher_emb=None, teacher_ref_emb=None
+    ):
         self.labels_seen.append(labels)
         return super().forward(embeddings, labels, ref_emb, ref_labels, teacher_emb=teacher_emb)
 
@@ -303,8 +324,11 @@ def test_unlabeled_dataset_trains_and_the_transfer_loss_gets_labels_none():
 def test_unlabeled_dataset_with_a_teacher_miner_and_a_pml_pair_loss():
     miner = RecordingMiner(pos_topk=2)
     trainer = small_trainer(
-        mlp(16), mlp(8), labeled=False,
-        loss_funcs={"transfer_loss": losses.ContrastiveLoss()}, mining_funcs={"tuple_miner": miner},
+        mlp(16),
+        mlp(8),
+        labeled=False,
+        loss_funcs={"transfer_loss": losses.ContrastiveLoss()},
+        mining_funcs={"tuple_miner": miner},
     )
     trainer.train(num_epochs=1)
     assert miner.labels_seen == [None, None]
@@ -314,11 +338,14 @@ def test_unlabeled_dataset_with_a_teacher_miner_and_a_pml_pair_loss():
 
 def test_unlabeled_batch_with_a_label_metric_loss_raises_a_clear_error():
     trainer = small_trainer(
-        mlp(16), mlp(8), labeled=False,
+        mlp(16),
+        mlp(8),
+        labeled=False,
         loss_funcs={"transfer_loss": RelaxedContrastiveLoss(), "metric_loss": losses.MultiSimilarityLoss()},
     )
-    with pytest.raises(ValueError, match="metric_loss MultiSimilarityLoss needs labels, but data_and_label_getter "
-                                         "returned labels None"):
+    with pytest.raises(
+        ValueError, match="metric_loss MultiSimilarityLoss needs labels, but data_and_label_getter returned labels None"
+    ):
         trainer.train(num_epochs=1)
 
 
@@ -334,7 +361,9 @@ def test_unlabeled_batch_with_a_subset_batch_miner_raises_a_clear_error():
 
 def test_metric_loss_with_weight_zero_is_allowed_without_labels():
     trainer = small_trainer(
-        mlp(16), mlp(8), labeled=False,
+        mlp(16),
+        mlp(8),
+        labeled=False,
         loss_funcs={"transfer_loss": RelaxedContrastiveLoss(), "metric_loss": losses.MultiSimilarityLoss()},
         loss_weights={"transfer_loss": 1.0, "metric_loss": 0.0},
     )
@@ -400,8 +429,9 @@ def test_teacher_dtype_and_device_options_move_the_teacher():
     teacher = mlp(16)
     trunk = CountingModule(mlp(8))
     transfer_loss = RecordingRelaxedContrastiveLoss()
-    trainer = small_trainer(teacher, trunk, loss_funcs={"transfer_loss": transfer_loss},
-                            teacher_dtype=torch.float64, teacher_device="cpu")
+    trainer = small_trainer(
+        teacher, trunk, loss_funcs={"transfer_loss": transfer_loss}, teacher_dtype=torch.float64, teacher_device="cpu"
+    )
     assert trainer.teacher_input_spec() == (CPU, torch.float64)
     assert all(p.dtype == torch.float64 for p in teacher.parameters())
     trainer.train(num_epochs=1)
@@ -440,7 +470,8 @@ def test_bad_teacher_options_are_rejected(kwargs, error, match):
 def test_no_teacher_forward_when_the_transfer_loss_has_weight_zero():
     teacher, seen = CountingModule(mlp(16)), []
     trainer = small_trainer(
-        teacher, mlp(8),
+        teacher,
+        mlp(8),
         loss_funcs={"transfer_loss": RelaxedContrastiveLoss(), "metric_loss": losses.MultiSimilarityLoss()},
         loss_weights={"transfer_loss": 0.0, "metric_loss": 1.0},
         end_of_iteration_hook=lambda t: seen.append((float(t.losses["transfer_loss"]), float(t.losses["metric_loss"]))),
@@ -454,7 +485,8 @@ def test_teacher_still_runs_at_weight_zero_when_the_miner_takes_it():
     teacher = CountingModule(mlp(16))
     miner = RecordingMiner(pos_topk=1)
     trainer = small_trainer(
-        teacher, mlp(8),
+        teacher,
+        mlp(8),
         loss_funcs={"transfer_loss": losses.ContrastiveLoss(), "metric_loss": losses.MultiSimilarityLoss()},
         mining_funcs={"tuple_miner": miner},
         loss_weights={"transfer_loss": 0.0, "metric_loss": 1.0},
@@ -465,8 +497,10 @@ def test_teacher_still_runs_at_weight_zero_when_the_miner_takes_it():
 
 def test_no_warning_for_the_optional_metric_loss(caplog):
     trunk, embedder = mlp(8), torch.nn.Linear(8, 4)
-    optimizers = {"trunk_optimizer": torch.optim.SGD(trunk.parameters(), lr=0.1),
-                  "embedder_optimizer": torch.optim.SGD(embedder.parameters(), lr=0.1)}
+    optimizers = {
+        "trunk_optimizer": torch.optim.SGD(trunk.parameters(), lr=0.1),
+        "embedder_optimizer": torch.optim.SGD(embedder.parameters(), lr=0.1),
+    }
     models = {"trunk": trunk, "embedder": embedder}
     with caplog.at_level(logging.WARNING, logger="PML"):
         small_trainer(mlp(16), trunk, models={**models, "teacher": mlp(16)}, optimizers=optimizers)
@@ -474,6 +508,10 @@ def test_no_warning_for_the_optional_metric_loss(caplog):
     # PML's key checker still warns about what matters: a student model without an optimizer
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="PML"):
-        small_trainer(mlp(16), trunk, models={**models, "teacher": mlp(16)},
-                      optimizers={"trunk_optimizer": optimizers["trunk_optimizer"]})
+        small_trainer(
+            mlp(16),
+            trunk,
+            models={**models, "teacher": mlp(16)},
+            optimizers={"trunk_optimizer": optimizers["trunk_optimizer"]},
+        )
     assert [r.getMessage() for r in caplog.records] == ['optimizers is missing "embedder_optimizer"']

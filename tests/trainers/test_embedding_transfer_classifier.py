@@ -1,4 +1,5 @@
 """EmbeddingTransfer's classifier head (PML's TrainWithClassifier pattern)."""
+
 import pytest
 import torch
 
@@ -18,9 +19,18 @@ def make_trainer(student, classifier, teacher, loss_weights=None, getter=None, *
         models["classifier"] = classifier
         optimizers["classifier_optimizer"] = torch.optim.SGD(classifier.parameters(), lr=0.1)
     return EmbeddingTransfer(
-        models=models, optimizers=optimizers, batch_size=8, loss_funcs=loss_funcs, loss_weights=loss_weights,
-        dataset=torch.utils.data.TensorDataset(inputs, labels), iterations_per_epoch=2, dataloader_num_workers=0,
-        data_device=CPU, dtype=torch.float64, data_and_label_getter=getter)
+        models=models,
+        optimizers=optimizers,
+        batch_size=8,
+        loss_funcs=loss_funcs,
+        loss_weights=loss_weights,
+        dataset=torch.utils.data.TensorDataset(inputs, labels),
+        iterations_per_epoch=2,
+        dataloader_num_workers=0,
+        data_device=CPU,
+        dtype=torch.float64,
+        data_and_label_getter=getter,
+    )
 
 
 def test_total_loss_is_the_weighted_sum_with_cross_entropy_on_the_student_embeddings():
@@ -38,8 +48,9 @@ def test_total_loss_is_the_weighted_sum_with_cross_entropy_on_the_student_embedd
             emb = student(data)
             ce = torch.nn.functional.cross_entropy(torch.nn.functional.linear(emb, *before), labels)
             rc = RelaxedContrastiveLoss()(emb, teacher_emb=teacher(data))
-        records.append((float(trainer.losses["classifier_loss"]), float(ce), float(trainer.losses["transfer_loss"]),
-                        float(rc)))
+        records.append(
+            (float(trainer.losses["classifier_loss"]), float(ce), float(trainer.losses["transfer_loss"]), float(rc))
+        )
 
     totals = []
     trainer.calculate_loss = calculate_and_check
@@ -58,8 +69,13 @@ def test_total_loss_is_the_weighted_sum_with_cross_entropy_on_the_student_embedd
 def test_classifier_gradient_matches_the_explicit_objective():
     student, classifier = torch.nn.Linear(5, 4).double(), torch.nn.Linear(4, 3).double()
     teacher = torch.nn.Linear(5, 6).double()
-    trainer = make_trainer(student, classifier, teacher, {"transfer_loss": 0.5, "classifier_loss": 1.5},
-                           classifier_loss=torch.nn.CrossEntropyLoss())
+    trainer = make_trainer(
+        student,
+        classifier,
+        teacher,
+        {"transfer_loss": 0.5, "classifier_loss": 1.5},
+        classifier_loss=torch.nn.CrossEntropyLoss(),
+    )
     trainer.initialize_dataloader()
     trainer.zero_losses()
     trainer.zero_grad()
@@ -72,11 +88,13 @@ def test_classifier_gradient_matches_the_explicit_objective():
     s2.load_state_dict(student.state_dict())
     c2.load_state_dict(classifier.state_dict())
     emb = s2(data)
-    objective = 0.5 * RelaxedContrastiveLoss()(emb, teacher_emb=teacher(data)) + \
-        1.5 * torch.nn.functional.cross_entropy(c2(emb), labels)
+    objective = 0.5 * RelaxedContrastiveLoss()(
+        emb, teacher_emb=teacher(data)
+    ) + 1.5 * torch.nn.functional.cross_entropy(c2(emb), labels)
     objective.backward()
-    for got, want in zip(list(student.parameters()) + list(classifier.parameters()),
-                         list(s2.parameters()) + list(c2.parameters())):
+    for got, want in zip(
+        list(student.parameters()) + list(classifier.parameters()), list(s2.parameters()) + list(c2.parameters())
+    ):
         torch.testing.assert_close(got.grad, want.grad, rtol=1e-10, atol=1e-12)
 
 
@@ -84,8 +102,13 @@ def test_weight_zero_skips_the_head():
     student, classifier = torch.nn.Linear(5, 4).double(), torch.nn.Linear(4, 3).double()
     calls = []
     classifier.register_forward_hook(lambda *a: calls.append(1))
-    trainer = make_trainer(student, classifier, torch.nn.Linear(5, 6).double(),
-                           {"transfer_loss": 1.0, "classifier_loss": 0.0}, classifier_loss=torch.nn.CrossEntropyLoss())
+    trainer = make_trainer(
+        student,
+        classifier,
+        torch.nn.Linear(5, 6).double(),
+        {"transfer_loss": 1.0, "classifier_loss": 0.0},
+        classifier_loss=torch.nn.CrossEntropyLoss(),
+    )
     trainer.train(num_epochs=1)
     assert calls == []
 
@@ -97,7 +120,8 @@ def test_head_and_loss_come_together_and_need_labels():
         make_trainer(student, classifier, teacher)
     with pytest.raises(ValueError, match="got loss_funcs\\['classifier_loss'\\] without models\\['classifier'\\]"):
         make_trainer(student, None, teacher, classifier_loss=torch.nn.CrossEntropyLoss())
-    trainer = make_trainer(student, classifier, teacher, classifier_loss=torch.nn.CrossEntropyLoss(),
-                           getter=lambda batch: (batch[0], None))
+    trainer = make_trainer(
+        student, classifier, teacher, classifier_loss=torch.nn.CrossEntropyLoss(), getter=lambda batch: (batch[0], None)
+    )
     with pytest.raises(ValueError, match="classifier_loss CrossEntropyLoss needs labels"):
         trainer.train(num_epochs=1)

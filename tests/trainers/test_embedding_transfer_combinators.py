@@ -1,4 +1,5 @@
 """TransferCrossBatchMemory and TransferMultipleLosses as EmbeddingTransfer's transfer_loss."""
+
 import logging
 
 import torch
@@ -43,8 +44,9 @@ def test_cross_batch_memory_as_transfer_loss():
     torch.manual_seed(0)
     teacher, trunk = mlp(16), mlp(8)
     teacher_before, trunk_before = frozen_copy(teacher), frozen_copy(trunk)
-    xbm = TransferCrossBatchMemory(RelaxedContrastiveLoss(), embedding_size=8, teacher_embedding_size=16,
-                                   memory_size=80)
+    xbm = TransferCrossBatchMemory(
+        RelaxedContrastiveLoss(), embedding_size=8, teacher_embedding_size=16, memory_size=80
+    )
     seen = []
 
     def hook(trainer):
@@ -65,8 +67,9 @@ def test_multiple_losses_as_transfer_loss_gets_the_teacher_per_member():
     teacher, trunk = mlp(16), mlp(8)
     miner = TeacherSimilarityMiner(pos_topk=2)
     relaxed, pairs = RelaxedContrastiveLoss(), losses.ContrastiveLoss()
-    combined = TransferMultipleLosses({"relaxed": relaxed, "pairs": pairs}, miners={"pairs": miner},
-                                      weights={"relaxed": 1.0, "pairs": 0.5})
+    combined = TransferMultipleLosses(
+        {"relaxed": relaxed, "pairs": pairs}, miners={"pairs": miner}, weights={"relaxed": 1.0, "pairs": 0.5}
+    )
     seen = []
     make_trainer(combined, teacher, trunk, lambda t: seen.append(t.losses["transfer_loss"].item()), 3).train(1)
     assert len(seen) == 3 and all(loss > 0 for loss in seen)

@@ -1,4 +1,5 @@
 """EmbeddingTransfer's EMA teacher mode: a momentum copy of the student, updated after every optimizer step."""
+
 import copy
 
 import pytest
@@ -29,11 +30,18 @@ def make_trainer(trunk, embedder, momentum, hook=None, iterations=3, **kwargs):
     return EmbeddingTransfer(
         models={"trunk": trunk, "embedder": embedder},
         optimizers={"trunk_optimizer": torch.optim.SGD(params, lr=0.5)},
-        batch_size=10, loss_funcs={"transfer_loss": RelaxedContrastiveLoss(
-            similarity=ContextualSimilarity(k=3), block_size=0)},
-        dataset=data, data_and_label_getter=lambda batch: (batch[0], None), iterations_per_epoch=iterations,
-        dataloader_num_workers=0, data_device=CPU, dtype=torch.float64, ema_momentum=momentum,
-        end_of_iteration_hook=hook, **kwargs)
+        batch_size=10,
+        loss_funcs={"transfer_loss": RelaxedContrastiveLoss(similarity=ContextualSimilarity(k=3), block_size=0)},
+        dataset=data,
+        data_and_label_getter=lambda batch: (batch[0], None),
+        iterations_per_epoch=iterations,
+        dataloader_num_workers=0,
+        data_device=CPU,
+        dtype=torch.float64,
+        ema_momentum=momentum,
+        end_of_iteration_hook=hook,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9, 0.999, 1.0])
@@ -41,8 +49,12 @@ def test_ema_teacher_follows_the_explicit_formula_after_every_step(momentum):
     torch.manual_seed(0)
     trunk, embedder = student_parts()
     snapshots = []
-    trainer = make_trainer(trunk, embedder, momentum, hook=lambda t: snapshots.append(
-        (state(t.models["trunk"], t.models["embedder"]), state(*t.teacher))))
+    trainer = make_trainer(
+        trunk,
+        embedder,
+        momentum,
+        hook=lambda t: snapshots.append((state(t.models["trunk"], t.models["embedder"]), state(*t.teacher))),
+    )
     assert trainer.teacher is not trunk and "teacher" not in trainer.models
     expected = state(trunk, embedder)  # the teacher starts as a copy of the student
     assert all(torch.equal(a, b) for a, b in zip(state(*trainer.teacher), expected))
@@ -94,10 +106,13 @@ def test_save_teacher_keeps_the_ema_teacher_in_models():
     assert trainer.models["teacher"] is trainer.teacher
 
 
-@pytest.mark.parametrize("momentum, error, match", [
-    (1.5, ValueError, "ema_momentum must be in \\[0, 1\\]; got 1.5"),
-    ("0.9", TypeError, "ema_momentum must be a real number"),
-])
+@pytest.mark.parametrize(
+    "momentum, error, match",
+    [
+        (1.5, ValueError, "ema_momentum must be in \\[0, 1\\]; got 1.5"),
+        ("0.9", TypeError, "ema_momentum must be a real number"),
+    ],
+)
 def test_bad_momentum(momentum, error, match):
     trunk, embedder = student_parts()
     with pytest.raises(error, match=match):
@@ -108,6 +123,12 @@ def test_ema_with_a_given_teacher_is_refused():
     trunk, embedder = student_parts()
     models = {"trunk": trunk, "teacher": torch.nn.Linear(6, 3)}
     with pytest.raises(ValueError, match="models must not hold a 'teacher'; got models\\['teacher'\\] = Linear"):
-        EmbeddingTransfer(models=models, optimizers={}, batch_size=4,
-                          loss_funcs={"transfer_loss": RelaxedContrastiveLoss()}, dataset=None, ema_momentum=0.9)
+        EmbeddingTransfer(
+            models=models,
+            optimizers={},
+            batch_size=4,
+            loss_funcs={"transfer_loss": RelaxedContrastiveLoss()},
+            dataset=None,
+            ema_momentum=0.9,
+        )
     assert set(models) == {"trunk", "teacher"}

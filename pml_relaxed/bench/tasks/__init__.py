@@ -4,6 +4,7 @@ API: ``run_task(TaskConfig(task="ssl", split="val", ...))`` trains, appends to `
 and writes ``results.csv`` / ``results.md``; the CLI parses the same options (``pml-relaxed bench --task ssl
 --help``). The default ``--task metric`` is the metric-learning benchmark (``pml-relaxed bench``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,9 +29,13 @@ def get_task_parser() -> argparse.ArgumentParser:
     defaults = TaskConfig(task="ssl")
     p = argparse.ArgumentParser(prog="pml-relaxed bench --task", description=__doc__.splitlines()[0])
     p.add_argument("--task", required=True, choices=list(RUNNERS))
-    p.add_argument("--split", default=defaults.split, choices=["val", "test"],
-                   help="val: held-out training classes (ssl, self-taught) or items (classification), for model "
-                        "selection; test: the unseen test classes / items")
+    p.add_argument(
+        "--split",
+        default=defaults.split,
+        choices=["val", "test"],
+        help="val: held-out training classes (ssl, self-taught) or items (classification), for model "
+        "selection; test: the unseen test classes / items",
+    )
     p.add_argument("--seeds", type=int, default=defaults.seeds)
     p.add_argument("--seed", type=int, default=defaults.seed, help="first student seed")
     p.add_argument("--teacher-seed", type=int, default=defaults.teacher_seed)
@@ -38,19 +43,40 @@ def get_task_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-epochs", type=int, default=defaults.teacher_epochs)
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per batch (before views)")
     p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--temperatures", type=float, nargs="+", default=defaults.temperatures,
-                   help="NTXent temperatures of the baselines (and of the ssl teacher by default): a grid")
-    p.add_argument("--teacher-temperatures", type=float, nargs="+", default=None,
-                   help="ssl: NTXent temperatures of the teachers (default: --temperatures)")
+    p.add_argument(
+        "--temperatures",
+        type=float,
+        nargs="+",
+        default=defaults.temperatures,
+        help="NTXent temperatures of the baselines (and of the ssl teacher by default): a grid",
+    )
+    p.add_argument(
+        "--teacher-temperatures",
+        type=float,
+        nargs="+",
+        default=None,
+        help="ssl: NTXent temperatures of the teachers (default: --temperatures)",
+    )
     p.add_argument("--sigmas", type=float, nargs="+", default=defaults.sigmas, help="relaxed-label bandwidths")
     p.add_argument("--delta", type=float, default=defaults.delta)
     p.add_argument("--ks", type=int, nargs="+", default=defaults.ks, help="self-taught: ContextualSimilarity k")
-    p.add_argument("--ema-momenta", type=float, nargs="+", default=defaults.ema_momenta,
-                   help="self-taught: EMA teacher momenta")
-    p.add_argument("--weights", type=float, nargs="+", default=defaults.weights,
-                   help="classification: weights of the transfer loss next to cross-entropy")
-    p.add_argument("--kd-temperatures", type=float, nargs="+", default=defaults.kd_temperatures,
-                   help="classification: Hinton KD temperatures")
+    p.add_argument(
+        "--ema-momenta", type=float, nargs="+", default=defaults.ema_momenta, help="self-taught: EMA teacher momenta"
+    )
+    p.add_argument(
+        "--weights",
+        type=float,
+        nargs="+",
+        default=defaults.weights,
+        help="classification: weights of the transfer loss next to cross-entropy",
+    )
+    p.add_argument(
+        "--kd-temperatures",
+        type=float,
+        nargs="+",
+        default=defaults.kd_temperatures,
+        help="classification: Hinton KD temperatures",
+    )
     p.add_argument("--methods", nargs="+", default=None, help="default: all of the task's methods")
     p.add_argument("--settings", nargs="+", default=None, help="ssl: student settings (default: all)")
     p.add_argument("--output-dir", default=None, help="default: results/task_<task>")
@@ -67,11 +93,13 @@ def run_task(cfg: TaskConfig, command: Optional[str] = None) -> List[Path]:
     known = {"ssl": ssl.METHODS, "classification": classification.METHODS, "self-taught": self_taught.METHODS}
     unknown = [m for m in cfg.methods or [] if m not in known[cfg.task]]
     if unknown:
-        raise ValueError(f"methods has unknown name(s) {unknown} for task {cfg.task}; expected some of "
-                         f"{list(known[cfg.task])}")
+        raise ValueError(
+            f"methods has unknown name(s) {unknown} for task {cfg.task}; expected some of {list(known[cfg.task])}"
+        )
     if cfg.settings is not None and (cfg.task != "ssl" or any(s not in ssl.SETTINGS for s in cfg.settings)):
-        raise ValueError(f"settings must be some of {list(ssl.SETTINGS)} (task ssl only); got {cfg.settings} for "
-                         f"task {cfg.task}")
+        raise ValueError(
+            f"settings must be some of {list(ssl.SETTINGS)} (task ssl only); got {cfg.settings} for task {cfg.task}"
+        )
     if cfg.seeds < 1:
         raise ValueError(f"seeds must be >= 1; got {cfg.seeds}")
     out = Path(cfg.output_dir or Path("results") / f"task_{cfg.task}")
@@ -81,8 +109,11 @@ def run_task(cfg: TaskConfig, command: Optional[str] = None) -> List[Path]:
         f.write(f"{now}  {command or repr(cfg)}\n")
     records = RUNNERS[cfg.task](cfg, log)
     calls = (out / "commands.txt").read_text().strip().splitlines()
-    header = (f"# {cfg.task}\n\nCommands (commands.txt):\n\n" + "\n".join(f"    {c}" for c in calls)
-              + f"\n\nMachine: {machine()}  \nVersions: {versions()}  \nWritten: {now}")
+    header = (
+        f"# {cfg.task}\n\nCommands (commands.txt):\n\n"
+        + "\n".join(f"    {c}" for c in calls)
+        + f"\n\nMachine: {machine()}  \nVersions: {versions()}  \nWritten: {now}"
+    )
     return write_results(records, out, header, METRICS[cfg.task])
 
 

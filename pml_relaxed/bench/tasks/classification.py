@@ -1,6 +1,7 @@
 """``--task classification``: a small student classifier trained with cross-entropy alone, or with a transfer
 loss from a trained teacher classifier next to it: RelaxedContrastiveLoss or RKD on the penultimate
 embeddings, or Hinton KD on the logits; top-1 accuracy on a within-class split of digits."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -62,17 +63,22 @@ def train_teacher(images, labels, cfg: TaskConfig, cache: Optional[Path] = None)
         teacher.load_state_dict(torch.load(cache, map_location=cfg.device))
         seconds = 0.0
     else:
-        seconds = fit(trainers.TrainWithClassifier, {"trunk": trunk, "classifier": head},
-                      {"classifier_loss": torch.nn.CrossEntropyLoss()}, torch.utils.data.TensorDataset(images, labels),
-                      cfg, cfg.teacher_epochs, collate_fn=AugmentCollate())
+        seconds = fit(
+            trainers.TrainWithClassifier,
+            {"trunk": trunk, "classifier": head},
+            {"classifier_loss": torch.nn.CrossEntropyLoss()},
+            torch.utils.data.TensorDataset(images, labels),
+            cfg,
+            cfg.teacher_epochs,
+            collate_fn=AugmentCollate(),
+        )
         if cache is not None:
             torch.save(teacher.state_dict(), cache)
     trunk.eval(), head.eval()
     return trunk, head, seconds
 
 
-def train_student(method: str, options: dict, teacher_trunk, teacher_head, images, labels, cfg: TaskConfig,
-                  seed: int):
+def train_student(method: str, options: dict, teacher_trunk, teacher_head, images, labels, cfg: TaskConfig, seed: int):
     seed_everything(seed)
     trunk, head = mlp(STUDENT[1], STUDENT[2]).to(cfg.device), torch.nn.Linear(STUDENT[2], NUM_CLASSES).to(cfg.device)
     models = {"trunk": trunk, "classifier": head}
@@ -86,11 +92,15 @@ def train_student(method: str, options: dict, teacher_trunk, teacher_head, image
             loss_funcs["transfer_loss"] = HintonKDLoss(head, temperature=options["kd_temperature"])
         else:
             models["teacher"] = teacher_trunk
-            loss_funcs["transfer_loss"] = (RelaxedContrastiveLoss(sigma=options["sigma"], delta=cfg.delta)
-                                           if method == "ce+relaxed_contrastive" else RKDLoss())
+            loss_funcs["transfer_loss"] = (
+                RelaxedContrastiveLoss(sigma=options["sigma"], delta=cfg.delta)
+                if method == "ce+relaxed_contrastive"
+                else RKDLoss()
+            )
         weights = {"classifier_loss": 1.0, "transfer_loss": options["weight"]}
-        seconds = fit(EmbeddingTransfer, models, loss_funcs, dataset, cfg, cfg.epochs, collate_fn=collate,
-                      loss_weights=weights)
+        seconds = fit(
+            EmbeddingTransfer, models, loss_funcs, dataset, cfg, cfg.epochs, collate_fn=collate, loss_weights=weights
+        )
     return torch.nn.Sequential(trunk, head), seconds
 
 
@@ -110,16 +120,36 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
     teacher_trunk, teacher_head, seconds = train_teacher(train_images, train_labels, cfg, cache)
     setting = f"{TEACHER[0]}->{STUDENT[0]}"
     if not log.done(cfg.split, "teacher", "ce", cfg.teacher_seed, {}):
-        log.add(record(cfg, "teacher", "ce", cfg.teacher_seed, {},
-                       top1_accuracy(torch.nn.Sequential(teacher_trunk, teacher_head), eval_images, eval_labels,
-                                     cfg.device), seconds, cfg.teacher_epochs))
+        log.add(
+            record(
+                cfg,
+                "teacher",
+                "ce",
+                cfg.teacher_seed,
+                {},
+                top1_accuracy(torch.nn.Sequential(teacher_trunk, teacher_head), eval_images, eval_labels, cfg.device),
+                seconds,
+                cfg.teacher_epochs,
+            )
+        )
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         for method in cfg.methods or METHODS:
             for options in method_options(method, cfg):
                 if log.done(cfg.split, setting, method, seed, options):
                     continue
-                model, seconds = train_student(method, options, teacher_trunk, teacher_head, train_images,
-                                               train_labels, cfg, seed)
-                log.add(record(cfg, setting, method, seed, options,
-                               top1_accuracy(model, eval_images, eval_labels, cfg.device), seconds, cfg.epochs))
+                model, seconds = train_student(
+                    method, options, teacher_trunk, teacher_head, train_images, train_labels, cfg, seed
+                )
+                log.add(
+                    record(
+                        cfg,
+                        setting,
+                        method,
+                        seed,
+                        options,
+                        top1_accuracy(model, eval_images, eval_labels, cfg.device),
+                        seconds,
+                        cfg.epochs,
+                    )
+                )
     return log.records

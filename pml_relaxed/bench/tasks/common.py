@@ -1,5 +1,6 @@
 """What the three tasks beyond labelled metric learning share: digits splits, two-view batches, PML training,
 evaluation (retrieval, k-NN and top-1 accuracy) and the results files (runs.jsonl, results.csv, results.md)."""
+
 from __future__ import annotations
 
 import itertools
@@ -89,8 +90,8 @@ def within_class_split(split: str, split_seed: int = 0):
         idx = idx[torch.randperm(len(idx), generator=generator)]
         n_train, n_val = int(0.6 * len(idx)), int(0.2 * len(idx))
         parts["train"].append(idx[:n_train])
-        parts["val"].append(idx[n_train:n_train + n_val])
-        parts["test"].append(idx[n_train + n_val:])
+        parts["val"].append(idx[n_train : n_train + n_val])
+        parts["test"].append(idx[n_train + n_val :])
     train, evaluation = torch.cat(parts["train"]), torch.cat(parts[split])
     return data.images[train], data.labels[train], data.images[evaluation], data.labels[evaluation]
 
@@ -142,8 +143,18 @@ def mlp(hidden: int, dim: int) -> torch.nn.Module:
 # -------------------------------------------------------------------------------------------- training
 
 
-def fit(trainer_cls, models: dict, loss_funcs: dict, dataset, cfg: TaskConfig, epochs: int, *,
-        collate_fn=None, loss_weights: Optional[dict] = None, **trainer_kwargs) -> float:
+def fit(
+    trainer_cls,
+    models: dict,
+    loss_funcs: dict,
+    dataset,
+    cfg: TaskConfig,
+    epochs: int,
+    *,
+    collate_fn=None,
+    loss_weights: Optional[dict] = None,
+    **trainer_kwargs,
+) -> float:
     """Trains with a PML trainer (AdamW over every trained model, cosine schedule); returns the seconds."""
     trained = [m for name, m in models.items() if name != "teacher"]
     params = [p for m in trained for p in m.parameters() if p.requires_grad]
@@ -151,10 +162,19 @@ def fit(trainer_cls, models: dict, loss_funcs: dict, dataset, cfg: TaskConfig, e
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=iterations * epochs)
     trainer = trainer_cls(
-        models=models, optimizers={"trunk_optimizer": optimizer}, batch_size=cfg.batch_size, loss_funcs=loss_funcs,
-        loss_weights=loss_weights, dataset=dataset, collate_fn=collate_fn, iterations_per_epoch=iterations,
-        lr_schedulers={"trunk_scheduler_by_iteration": scheduler}, dataloader_num_workers=0,
-        data_device=torch.device(cfg.device), **trainer_kwargs)
+        models=models,
+        optimizers={"trunk_optimizer": optimizer},
+        batch_size=cfg.batch_size,
+        loss_funcs=loss_funcs,
+        loss_weights=loss_weights,
+        dataset=dataset,
+        collate_fn=collate_fn,
+        iterations_per_epoch=iterations,
+        lr_schedulers={"trunk_scheduler_by_iteration": scheduler},
+        dataloader_num_workers=0,
+        data_device=torch.device(cfg.device),
+        **trainer_kwargs,
+    )
     start = time.perf_counter()
     with quiet_pml():
         trainer.train(num_epochs=epochs)
@@ -197,11 +217,21 @@ def top1_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Te
 # --------------------------------------------------------------------------------------------- results
 
 
-def record(cfg: TaskConfig, setting: str, method: str, seed: int, options: dict, metrics: dict,
-           seconds: float, epochs: int) -> dict:
-    return {"task": cfg.task, "split": cfg.split, "setting": setting, "method": method, "seed": seed,
-            "options": options, "metrics": metrics, "train_seconds": round(seconds, 2), "epochs": epochs,
-            "config": {k: v for k, v in asdict(cfg).items() if k not in ("output_dir",)}}
+def record(
+    cfg: TaskConfig, setting: str, method: str, seed: int, options: dict, metrics: dict, seconds: float, epochs: int
+) -> dict:
+    return {
+        "task": cfg.task,
+        "split": cfg.split,
+        "setting": setting,
+        "method": method,
+        "seed": seed,
+        "options": options,
+        "metrics": metrics,
+        "train_seconds": round(seconds, 2),
+        "epochs": epochs,
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("output_dir",)},
+    }
 
 
 def option_string(options: dict) -> str:
@@ -254,12 +284,19 @@ def write_results(records: List[dict], out: Path, header: str, metrics: Sequence
     columns = ["split", "setting", "method", "options", "seeds"] + [c for m in metrics for c in (m, f"{m}_std")]
     csv_lines = [",".join(columns)] + [",".join(_csv(row.get(c, "")) for c in columns) for row in rows]
     (out / "results.csv").write_text("\n".join(csv_lines) + "\n")
-    md = [header, "", "| split | setting | method | options | seeds | " + " | ".join(metrics) + " |",
-          "|" + "---|" * (5 + len(metrics))]
+    md = [
+        header,
+        "",
+        "| split | setting | method | options | seeds | " + " | ".join(metrics) + " |",
+        "|" + "---|" * (5 + len(metrics)),
+    ]
     for row in sorted(rows, key=lambda r: (r["split"], r["setting"], r["method"], r["options"])):
         cells = [f"{100 * row[m]:.2f} ± {100 * row[m + '_std']:.2f}" if m in row else "" for m in metrics]
-        md.append(f"| {row['split']} | {row['setting']} | {row['method']} | {row['options']} | {row['seeds']} | "
-                  + " | ".join(cells) + " |")
+        md.append(
+            f"| {row['split']} | {row['setting']} | {row['method']} | {row['options']} | {row['seeds']} | "
+            + " | ".join(cells)
+            + " |"
+        )
     (out / "results.md").write_text("\n".join(md) + "\n")
     return [out / "results.csv", out / "results.md"]
 
@@ -274,8 +311,11 @@ class RunLog:
     def __init__(self, out: Path) -> None:
         self.path = out / "runs.jsonl"
         out.mkdir(parents=True, exist_ok=True)
-        self.records = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()] \
-            if self.path.exists() else []
+        self.records = (
+            [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+            if self.path.exists()
+            else []
+        )
 
     @staticmethod
     def key(split: str, setting: str, method: str, seed: int, options: dict) -> tuple:
@@ -283,8 +323,9 @@ class RunLog:
 
     def done(self, split, setting, method, seed, options) -> bool:
         wanted = self.key(split, setting, method, seed, options)
-        return any(self.key(r["split"], r["setting"], r["method"], r["seed"], r["options"]) == wanted
-                   for r in self.records)
+        return any(
+            self.key(r["split"], r["setting"], r["method"], r["seed"], r["options"]) == wanted for r in self.records
+        )
 
     def add(self, rec: dict) -> None:
         self.records.append(rec)

@@ -1,6 +1,7 @@
 """``--task self-taught``: STML-style metric learning without labels from a random initialisation: an EMA copy
 of the student gives ContextualSimilarity relaxed labels to RelaxedContrastiveLoss, against NTXent trained for
 the same number of steps; evaluated on unseen classes."""
+
 from __future__ import annotations
 
 from typing import List
@@ -35,8 +36,16 @@ def train_stml(cfg: TaskConfig, images, k: int, momentum: float, sigma: float, s
     model = mlp(SETTING[1], SETTING[2]).to(cfg.device)
     similarity = ContextualSimilarity(k=k, sigma=sigma, labels_mark_views=True)
     loss = RelaxedContrastiveLoss(similarity=similarity, delta=cfg.delta, block_size=0)
-    seconds = fit(EmbeddingTransfer, {"trunk": model}, {"transfer_loss": loss}, Images(images), cfg, cfg.epochs,
-                  collate_fn=TwoViewCollate(digits_augment()), ema_momentum=momentum)
+    seconds = fit(
+        EmbeddingTransfer,
+        {"trunk": model},
+        {"transfer_loss": loss},
+        Images(images),
+        cfg,
+        cfg.epochs,
+        collate_fn=TwoViewCollate(digits_augment()),
+        ema_momentum=momentum,
+    )
     return model, seconds
 
 
@@ -51,14 +60,35 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
                 if log.done(cfg.split, setting, "ntxent", seed, options):
                     continue
                 model, seconds = train_ntxent(SETTING[1], SETTING[2], train_images, cfg, temperature, seed, cfg.epochs)
-                log.add(record(cfg, setting, "ntxent", seed, options,
-                               retrieval_scores(model, eval_images, eval_labels, cfg.device), seconds, cfg.epochs))
+                log.add(
+                    record(
+                        cfg,
+                        setting,
+                        "ntxent",
+                        seed,
+                        options,
+                        retrieval_scores(model, eval_images, eval_labels, cfg.device),
+                        seconds,
+                        cfg.epochs,
+                    )
+                )
         if "stml" in methods:
             for options in grid(k=cfg.ks, ema_momentum=cfg.ema_momenta, sigma=cfg.sigmas):
                 if log.done(cfg.split, setting, "stml", seed, options):
                     continue
-                model, seconds = train_stml(cfg, train_images, options["k"], options["ema_momentum"],
-                                            options["sigma"], seed)
-                log.add(record(cfg, setting, "stml", seed, options,
-                               retrieval_scores(model, eval_images, eval_labels, cfg.device), seconds, cfg.epochs))
+                model, seconds = train_stml(
+                    cfg, train_images, options["k"], options["ema_momentum"], options["sigma"], seed
+                )
+                log.add(
+                    record(
+                        cfg,
+                        setting,
+                        "stml",
+                        seed,
+                        options,
+                        retrieval_scores(model, eval_images, eval_labels, cfg.device),
+                        seconds,
+                        cfg.epochs,
+                    )
+                )
     return log.records

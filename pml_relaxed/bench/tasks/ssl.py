@@ -1,5 +1,6 @@
 """``--task ssl``: a teacher trained without labels (NTXent on two views) transferred to a student with the
 relaxed contrastive loss, against the same student trained with NTXent alone; no class label is ever read."""
+
 from __future__ import annotations
 
 from typing import Dict, List
@@ -37,25 +38,40 @@ def unlabeled_getter(batch):
     return batch[0], None
 
 
-def train_ntxent(hidden: int, dim: int, images: torch.Tensor, cfg: TaskConfig, temperature: float, seed: int,
-                 epochs: int):
+def train_ntxent(
+    hidden: int, dim: int, images: torch.Tensor, cfg: TaskConfig, temperature: float, seed: int, epochs: int
+):
     """A network trained from scratch with SelfSupervisedLoss(NTXentLoss) on two views (PML's MetricLossOnly)."""
     seed_everything(seed)
     model = mlp(hidden, dim).to(cfg.device)
     loss = TwoViewLoss(pml_losses.NTXentLoss(temperature=temperature))
-    seconds = fit(trainers.MetricLossOnly, {"trunk": model}, {"metric_loss": loss}, Images(images), cfg, epochs,
-                  collate_fn=TwoViewCollate(digits_augment()))
+    seconds = fit(
+        trainers.MetricLossOnly,
+        {"trunk": model},
+        {"metric_loss": loss},
+        Images(images),
+        cfg,
+        epochs,
+        collate_fn=TwoViewCollate(digits_augment()),
+    )
     return model, seconds
 
 
-def train_transfer(teacher, hidden: int, dim: int, images: torch.Tensor, cfg: TaskConfig, sigma: float,
-                   seed: int):
+def train_transfer(teacher, hidden: int, dim: int, images: torch.Tensor, cfg: TaskConfig, sigma: float, seed: int):
     """A student trained from the frozen teacher with RelaxedContrastiveLoss on the same two-view batches."""
     seed_everything(seed)
     model = mlp(hidden, dim).to(cfg.device)
     loss = RelaxedContrastiveLoss(sigma=sigma, delta=cfg.delta)
-    seconds = fit(EmbeddingTransfer, {"trunk": model, "teacher": teacher}, {"transfer_loss": loss}, Images(images),
-                  cfg, cfg.epochs, collate_fn=TwoViewCollate(digits_augment()), data_and_label_getter=unlabeled_getter)
+    seconds = fit(
+        EmbeddingTransfer,
+        {"trunk": model, "teacher": teacher},
+        {"transfer_loss": loss},
+        Images(images),
+        cfg,
+        cfg.epochs,
+        collate_fn=TwoViewCollate(digits_augment()),
+        data_and_label_getter=unlabeled_getter,
+    )
     return model, seconds
 
 
@@ -65,21 +81,32 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
     teachers: Dict[float, torch.nn.Module] = {}
     for temperature in (cfg.teacher_temperatures or cfg.temperatures) if "relaxed_contrastive" in methods else []:
         options = {"temperature": temperature}
-        cache = log.path.parent / (f"teacher_ssl_{cfg.split}_t{temperature:g}_e{cfg.teacher_epochs}_"
-                                   f"s{cfg.teacher_seed}.pt")  # a teacher of another split or budget never loads
+        cache = log.path.parent / (
+            f"teacher_ssl_{cfg.split}_t{temperature:g}_e{cfg.teacher_epochs}_s{cfg.teacher_seed}.pt"
+        )  # a teacher of another split or budget never loads
         if cache.exists():
             teacher, seconds = mlp(TEACHER[1], TEACHER[2]).to(cfg.device), 0.0
             teacher.load_state_dict(torch.load(cache, map_location=cfg.device))
         else:
-            teacher, seconds = train_ntxent(TEACHER[1], TEACHER[2], train_images, cfg, temperature,
-                                            cfg.teacher_seed, cfg.teacher_epochs)
+            teacher, seconds = train_ntxent(
+                TEACHER[1], TEACHER[2], train_images, cfg, temperature, cfg.teacher_seed, cfg.teacher_epochs
+            )
             torch.save(teacher.state_dict(), cache)
         teacher.eval()
         teachers[temperature] = teacher
         if not log.done(cfg.split, "teacher", "ntxent", cfg.teacher_seed, options):
-            log.add(record(cfg, "teacher", "ntxent", cfg.teacher_seed, options,
-                           retrieval_scores(teacher, eval_images, eval_labels, cfg.device), seconds,
-                           cfg.teacher_epochs))
+            log.add(
+                record(
+                    cfg,
+                    "teacher",
+                    "ntxent",
+                    cfg.teacher_seed,
+                    options,
+                    retrieval_scores(teacher, eval_images, eval_labels, cfg.device),
+                    seconds,
+                    cfg.teacher_epochs,
+                )
+            )
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         for setting, (_, hidden, dim) in SETTINGS.items():
             if cfg.settings is not None and setting not in cfg.settings:
@@ -90,14 +117,35 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
                     if log.done(cfg.split, setting, "ntxent", seed, options):
                         continue
                     model, seconds = train_ntxent(hidden, dim, train_images, cfg, temperature, seed, cfg.epochs)
-                    log.add(record(cfg, setting, "ntxent", seed, options,
-                                   retrieval_scores(model, eval_images, eval_labels, cfg.device), seconds, cfg.epochs))
+                    log.add(
+                        record(
+                            cfg,
+                            setting,
+                            "ntxent",
+                            seed,
+                            options,
+                            retrieval_scores(model, eval_images, eval_labels, cfg.device),
+                            seconds,
+                            cfg.epochs,
+                        )
+                    )
             if "relaxed_contrastive" in methods:
                 for options in grid(teacher_temperature=list(teachers), sigma=cfg.sigmas):
                     if log.done(cfg.split, setting, "relaxed_contrastive", seed, options):
                         continue
-                    model, seconds = train_transfer(teachers[options["teacher_temperature"]], hidden, dim,
-                                                    train_images, cfg, options["sigma"], seed)
-                    log.add(record(cfg, setting, "relaxed_contrastive", seed, options,
-                                   retrieval_scores(model, eval_images, eval_labels, cfg.device), seconds, cfg.epochs))
+                    model, seconds = train_transfer(
+                        teachers[options["teacher_temperature"]], hidden, dim, train_images, cfg, options["sigma"], seed
+                    )
+                    log.add(
+                        record(
+                            cfg,
+                            setting,
+                            "relaxed_contrastive",
+                            seed,
+                            options,
+                            retrieval_scores(model, eval_images, eval_labels, cfg.device),
+                            seconds,
+                            cfg.epochs,
+                        )
+                    )
     return log.records
