@@ -20,7 +20,8 @@ from .config import BenchConfig, get_args_parser, held_out_args
 from .methods import DEFAULT_METHODS, METHODS, QUICK_METHODS
 from .registry import DATASETS
 from .report import write_results
-from .runner import load_done, run_all
+from .runner import append_records, load_done, run_all
+from .text_peers import check_peer_options, run_peers
 
 __all__ = ["BenchConfig", "get_args_parser", "held_out_args", "main", "resolve", "machine", "versions", "DATASETS"]
 
@@ -70,6 +71,7 @@ def _check_dataset_options(config: BenchConfig) -> None:
         raise ValueError(
             f"{', '.join(text_options)} shape the text student (--dataset banking77); got --dataset {config.dataset}"
         )
+    check_peer_options(config)
 
 
 def machine() -> str:
@@ -133,6 +135,10 @@ def main(config: BenchConfig, argv: Optional[List[str]] = None) -> List[Path]:
             )
     else:
         records = run_all(data, config)
+        if config.peers:  # after the students, on the same machine in the same process
+            new = run_peers(data, config, records)
+            append_records(Path(config.output_dir) / "runs.jsonl", new)
+            records = records + new
     if not config.report:
         return []
     command = "pml-relaxed bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:]))

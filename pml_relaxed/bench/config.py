@@ -18,6 +18,8 @@ from .methods import DEFAULT_METHODS
 
 #: the datasets ``--dataset`` accepts (the registry in :mod:`pml_relaxed.bench.registry` builds them)
 DATASET_NAMES = ("digits", "omniglot", "banking77", "cub", "cars", "sop")
+#: the peers ``--peers`` accepts (:mod:`pml_relaxed.bench.text_peers` builds them)
+PEER_NAMES = ("model2vec", "pca")
 
 
 def _option(default: Any, help: str, **argparse_options: Any) -> Any:
@@ -86,6 +88,15 @@ class BenchConfig:
         "banking77: drop each hashed n-gram id of a training view with this probability, so a text's two "
         "views differ (NgramDropout; the cached teacher sees the whole text)",
     )
+    peers: Optional[List[str]] = _option(
+        None,
+        "banking77: also score and time what a user would pick instead of training a student, in the same run: "
+        "model2vec (its distillation of the same teacher; pip install 'pml-relaxed[model2vec]'), pca (the "
+        "teacher's embeddings reduced by a PCA fitted on the training texts)",
+        choices=PEER_NAMES,
+    )
+    model2vec_dims: Optional[List[int]] = _option(None, "--peers model2vec: its dimensions (default: 32 64 256)")
+    pca_dims: Optional[List[int]] = _option(None, "--peers pca: its dimensions (default: 16 32 64)")
     backbone: str = _option(
         "resnet50",
         "cub/cars/sop: torchvision ImageNet ResNets (paper) or a from-scratch Conv-4",

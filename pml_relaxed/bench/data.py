@@ -10,7 +10,7 @@ batch at once (one affine draw per image), which keeps the CPU busy with the net
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import Dataset
@@ -75,6 +75,8 @@ class BenchData:
     teacher_throughput_fn: Optional[Callable[[], float]] = None  # items/s of the given teacher
     train_views: Optional[Callable[[int], Tuple[Dataset, Callable]]] = None  # per-item views (images on disk)
     student_options: Optional[Dict[str, object]] = None  # constructor options of the students, recorded per run
+    texts: Optional[Tuple[List[str], List[str]]] = None  # text datasets: the (training, evaluation) raw strings
+    teacher_encoder: Optional[Callable[[List[str]], torch.Tensor]] = None  # the given teacher on raw strings
 
     @property
     def num_train_classes(self) -> int:

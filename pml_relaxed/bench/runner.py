@@ -373,6 +373,12 @@ def _key(record: dict) -> tuple:
     return record["dataset"], record["eval_split"], record["setting"], record["method"], record["seed"]
 
 
+def append_records(runs_path: Path, records: List[dict]) -> None:
+    """Appends ``records`` to ``runs_path`` (a ``runs.jsonl``), one JSON object a line."""
+    with runs_path.open("a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+
+
 def run_all(data: BenchData, config: BenchConfig) -> List[dict]:
     """Runs every (setting, method, seed), appending each record to ``runs.jsonl`` (resumable)."""
     out = Path(config.output_dir)
@@ -390,14 +396,11 @@ def run_all(data: BenchData, config: BenchConfig) -> List[dict]:
         return _run_with_workers(config, runs_path, new, todo)
     for setting, method, seed in tqdm.tqdm(todo, desc=f"bench {data.name}", disable=not config.progress):
         new.append(run_student(data, config, setting, method, seed, teacher))
-        with runs_path.open("a") as f:
-            for record in new:
-                f.write(json.dumps(record) + "\n")
+        append_records(runs_path, new)
         records.extend(new)
         new = []
     if new:  # the teacher's record when every student was already done
-        with runs_path.open("a") as f:
-            f.writelines(json.dumps(r) + "\n" for r in new)
+        append_records(runs_path, new)
         records.extend(new)
     return records
 
@@ -405,8 +408,7 @@ def run_all(data: BenchData, config: BenchConfig) -> List[dict]:
 def _run_with_workers(config: BenchConfig, runs_path: Path, new: List[dict], todo: List[tuple]) -> List[dict]:
     """``--workers N``: one ``pml-relaxed bench`` process per pending (setting, method), N at a time."""
     if new:  # the teacher's record goes first, so that no worker records it again
-        with runs_path.open("a") as f:
-            f.writelines(json.dumps(r) + "\n" for r in new)
+        append_records(runs_path, new)
     pairs = list(dict.fromkeys((setting, method) for setting, method, _ in todo))
     failed = run_parallel(config, pairs)
     if failed:

@@ -96,6 +96,8 @@ def banking77_data(config: BenchConfig) -> BenchData:
         # Sentences per second from raw strings, tokenisation included, as a user would serve them.
         throughput_fn=lambda model: sentences_per_second(_uncached(model.model), eval_texts),
         teacher_throughput_fn=lambda: sentences_per_second(teacher_model, eval_texts),
+        texts=(list(train.texts), list(evaluation.texts)),
+        teacher_encoder=teacher_model,
     )
 
 

@@ -1,4 +1,4 @@
-"""What a user would pick instead of training a text student: Model2Vec and PCA of the teacher (issue 20).
+"""What a user would pick instead of training a text student: Model2Vec and PCA of the teacher.
 
 Each peer is a table of embeddings for every text of the bench's teacher table (training texts
 first, then evaluation texts, as :func:`~pml_relaxed.bench.text_data.banking77_data` orders them),
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -164,3 +164,86 @@ def peer_records(data, args, peers: Sequence[Peer], speed: Callable[[Peer], floa
 def peer_setting(data, args, dim: int) -> str:
     """The bench setting among ``args.settings`` whose student has ``dim`` dimensions, else ``"peers"``."""
     return next((name for name in args.settings if data.settings[name][1] == dim), "peers")
+
+
+#: the dimensions of each ``--peers`` entry when ``--model2vec-dims`` / ``--pca-dims`` are not given
+DEFAULT_PEER_DIMS = {"model2vec": (32, 64, 256), "pca": (16, 32, 64)}
+
+
+def peer_dims(config, name: str) -> List[int]:
+    """The dimensions of peer ``name`` (``"model2vec"`` or ``"pca"``) that ``config`` asks for."""
+    given = config.model2vec_dims if name == "model2vec" else config.pca_dims
+    return list(given) if given is not None else list(DEFAULT_PEER_DIMS[name])
+
+
+def check_peer_options(config, num_train_texts: Optional[int] = None, teacher_dim: Optional[int] = None) -> None:
+    """The ``--peers`` options' errors, before anything trains (the data sizes, when known, bound the PCA).
+
+    Raises:
+        ValueError: peers on a dataset other than banking77, dimensions without their peer, or a
+            dimension below 1 (or, for PCA, above the training texts or the teacher's dimension).
+        ImportError: ``--peers model2vec`` without model2vec's distillation extra installed.
+    """
+    peers = config.peers or []
+    if peers and config.dataset != "banking77":
+        raise ValueError(
+            f"--peers needs a pretrained text teacher (--dataset banking77); got --dataset {config.dataset}"
+        )
+    for name in ("model2vec", "pca"):
+        given = config.model2vec_dims if name == "model2vec" else config.pca_dims
+        if given is not None and name not in peers:
+            raise ValueError(f"--{name}-dims sets the {name} peer's dimensions; add {name} to --peers (got {peers})")
+        bad = [d for d in peer_dims(config, name) if d < 1]
+        if name in peers and bad:
+            raise ValueError(f"--{name}-dims must be >= 1; got {peer_dims(config, name)}")
+    if "pca" in peers and num_train_texts is not None and teacher_dim is not None:
+        limit = min(num_train_texts, teacher_dim)
+        if max(peer_dims(config, "pca")) > limit:
+            raise ValueError(
+                f"--pca-dims must be <= {limit} (the training texts and the teacher's dimension bound the PCA); "
+                f"got {peer_dims(config, 'pca')}"
+            )
+    if "model2vec" in peers:
+        _import_model2vec()
+
+
+def run_peers(data, config, records: Sequence[dict]) -> List[dict]:
+    """``pml-relaxed bench --peers ...``: scores and times the peers beside the students of the same run.
+
+    Each peer is evaluated on the bench's evaluation texts like the teacher, and timed on the same
+    raw strings as the students (the first 1,024 evaluation texts, batches of 256, one thread). A peer
+    already in ``records`` (same method, dimension and split) is skipped, so a rerun resumes.
+
+    Args:
+        data: the bench's Banking77 data (:func:`~pml_relaxed.bench.text_data.banking77_data`).
+        config: the resolved :class:`~pml_relaxed.bench.config.BenchConfig`.
+        records: the runs already recorded.
+
+    Returns:
+        The new peer records (``kind="peer"``); the caller appends them to ``runs.jsonl``.
+
+    Raises:
+        ValueError: ``data`` has no raw texts and text teacher (not a text dataset).
+    """
+    from .throughput import sentences_per_second
+
+    if data.texts is None or data.teacher_encoder is None:
+        raise ValueError(f"--peers needs a text dataset with a pretrained teacher; got --dataset {data.name}")
+    train_texts, eval_texts = data.texts
+    check_peer_options(config, len(train_texts), data.teacher_dim)
+    done = {
+        (r["method"], r["student_dim"]) for r in records if r["kind"] == "peer" and r["eval_split"] == data.eval_split
+    }
+    todo = {name: [d for d in peer_dims(config, name) if (f"peer:{name}", d) not in done] for name in config.peers}
+    peers: List[Peer] = []
+    if todo.get("model2vec"):
+        cache = Path(config.teacher_dir or config.output_dir) / "model2vec"
+        peers += model2vec_peers(todo["model2vec"], train_texts + eval_texts, cache)
+    if todo.get("pca"):
+        peers += pca_peers(todo["pca"], data.teacher.embeddings, len(train_texts), data.teacher_encoder)
+    timed_texts = eval_texts[:1024]
+
+    def speed(peer: Peer) -> float:  # a PCA row costs a teacher pass: one pass, not three
+        return sentences_per_second(peer.encode, timed_texts, repeats=1 if peer.method == "peer:pca" else 3)
+
+    return peer_records(data, config, peers, speed)
