@@ -36,9 +36,13 @@ class Peer:
     encode: Callable[[List[str]], object]
 
 
-def _import_model2vec():
+def _import_model2vec(distillation: bool = True):
+    """model2vec's ``StaticModel`` and, with ``distillation``, its ``distill`` (the ``distill`` extra)."""
     try:
         from model2vec import StaticModel
+
+        if not distillation:
+            return StaticModel, None
         from model2vec.distill import distill
     except ImportError as err:
         raise ImportError(_MODEL2VEC_HINT) from err
@@ -51,9 +55,10 @@ def distilled_model2vec(teacher_path: Path, dim: int, cache_dir: Path, dtype: st
     ``dtype="float16"`` (model2vec's own default) returns the same model with its vectors cast to float16,
     as ``distill(..., quantize_to="float16")`` does; its NumPy mean is slower than in float32.
     """
-    static_model_cls, distill = _import_model2vec()
     folder = Path(cache_dir) / f"model2vec_{dim}"
-    if (folder / "config.json").is_file():
+    cached = (folder / "config.json").is_file()
+    static_model_cls, distill = _import_model2vec(distillation=not cached)
+    if cached:
         model = static_model_cls.from_pretrained(str(folder))
     else:
         model = distill(model_name=str(teacher_path), pca_dims=dim, device="cpu", quantize_to="float32")
@@ -204,7 +209,7 @@ def check_peer_options(config, num_train_texts: Optional[int] = None, teacher_di
                 f"got {peer_dims(config, 'pca')}"
             )
     if "model2vec" in peers:
-        _import_model2vec()
+        _import_model2vec(distillation=False)  # distilling (not loading a cached distillation) needs the extra
 
 
 def run_peers(data, config, records: Sequence[dict]) -> List[dict]:
