@@ -100,3 +100,27 @@ def test_every_pycon_example_is_run():
     for page in PAGES:
         for block in re.findall(r"```(\w*)\n(.*?)```", page.read_text(), re.S):
             assert block[0] == "pycon" or ">>> " not in block[1], f"{page.name}: a >>> example in a ```{block[0]} block"
+
+
+def heading_anchors(page):
+    """The anchors of a page's headings, as mkdocs' toc extension makes them."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    anchors = set()
+    for heading in re.findall(r"^#+ (.+)$", text, re.M):
+        slug = re.sub(r"[^\w\s-]", "", heading.replace("`", "")).strip().lower()
+        anchors.add(re.sub(r"[-\s]+", "-", slug))
+    return anchors
+
+
+def test_readme_links_resolve():
+    """README.md is read on the repository's page, outside the site: mkdocs --strict does not check it."""
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(([^)\s]+)\)", readme)
+    local = [link for link in links if not re.match(r"[a-z]+://", link)]
+    assert "docs/index.md" in local and "docs/notebooks.md" in local
+    assert all(f"examples/notebooks/{path.name}" in local for path in (ROOT / "examples" / "notebooks").glob("*.ipynb"))
+    for link in local:
+        path, _, anchor = link.partition("#")
+        assert (ROOT / path).exists(), f"README.md links {link}, which does not exist"
+        if anchor:
+            assert anchor in heading_anchors(ROOT / path), f"README.md links {link}: no such heading"
