@@ -50,6 +50,22 @@ def _relaxed_kwargs(ctx: MethodContext) -> dict:
 
 @dataclass
 class Method:
+    """One compared method of ``--methods``: how to build its losses from a :class:`MethodContext`.
+
+    Attributes:
+        name: the ``--methods`` name, e.g. ``"relaxed_contrastive"``.
+        kind: ``"transfer"`` (learns from the teacher), ``"scratch"`` (PML label loss, no teacher) or
+            ``"combined"`` (both).
+        build: ``build(ctx) -> (loss_funcs, mining_funcs, loss_weights)``, the dicts
+            :class:`~pml_relaxed.trainers.EmbeddingTransfer` takes.
+        description: one line for the results tables.
+
+    Example:
+        >>> method = METHODS["rkd"]
+        >>> method.kind, sorted(method.build(MethodContext(student_dim=8, teacher_dim=64, num_classes=5))[0])
+        ('transfer', ['transfer_loss'])
+    """
+
     name: str
     kind: str  # "transfer" | "scratch" | "combined"
     build: Callable[[MethodContext], Tuple[dict, dict, dict]]
@@ -167,6 +183,8 @@ METHODS: Dict[str, Method] = {
         ),
     ]
 }
+
+"""Every method ``--methods`` accepts, by name (the default runs them all)."""
 
 DEFAULT_METHODS = tuple(METHODS)
 QUICK_METHODS = ("relaxed_contrastive", "rkd", "pkt", "proxy_anchor", "multi_similarity")

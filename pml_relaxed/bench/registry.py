@@ -15,3 +15,4 @@ DATASETS: Dict[str, Callable[[BenchConfig], BenchData]] = {
     "banking77": banking77_data,
     **{name: functools.partial(paper_data, name) for name in PAPER_DATASETS},
 }
+"""The datasets ``--dataset`` accepts: ``DATASETS[name](config)`` builds the :class:`BenchData` of ``config``."""

@@ -62,7 +62,8 @@ def load_runs(path: PathLike) -> List[dict]:
 
     Raises:
         ValueError: if a line is not valid JSON, not an object, or lacks a required key (the message
-            names the file and line number); TypeError: if a field has the wrong type.
+            names the file and line number).
+        TypeError: if a field has the wrong type.
     """
     runs = []
     with open(path, encoding="utf-8") as f:

@@ -83,6 +83,9 @@ def test_committed_notebook_has_outputs(name):
     assert not [output for output in outputs(notebook) if output.output_type == "error"]
     assert "quick=True" not in text_of(notebook), "commit the full setting, not the reduced one"
     assert png_count(notebook) >= PLOTS[name], f"{name}.ipynb shows {png_count(notebook)} plots"
+    if name == "scale":  # the committed outputs include the two-process DDP run, not its skip message
+        assert "skipping the DDP run" not in text_of(notebook)
+        assert "2 rank(s), backend gloo" in text_of(notebook) and "R@1 teacher" in text_of(notebook)
 
 
 def expected_skip(name):
