@@ -22,7 +22,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import torch
 
-_MODEL2VEC_HINT = 'Model2Vec peers need model2vec with distillation: pip install "model2vec[distill]"'
+_MODEL2VEC_HINT = 'Model2Vec peers need model2vec with its distill extra: pip install "pml-relaxed[model2vec]"'
 
 
 @dataclass

@@ -152,16 +152,18 @@ def test_bench_pca_dims_are_bounded_by_the_training_texts(tmp_path):
         _bench(tmp_path, make_banking77(tmp_path), "--peers", "pca", "--pca-dims", "25")
 
 
-def test_bench_peers_model2vec_names_the_extra_when_missing(tmp_path):
-    try:
-        import model2vec.distill  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("model2vec is installed")
+def test_bench_peers_model2vec_names_the_extra_when_missing(tmp_path, monkeypatch):
+    import sys
+
     from pml_relaxed.bench.cli import main
     from pml_relaxed.bench.config import BenchConfig
+    from pml_relaxed.bench.text_peers import distilled_model2vec
 
+    monkeypatch.setitem(sys.modules, "model2vec.distill", None)  # model2vec without its distill extra
+    with pytest.raises(ImportError, match=r'pip install "pml-relaxed\[model2vec\]"'):
+        distilled_model2vec(tmp_path / "teacher", 8, tmp_path / "empty-cache")
+    monkeypatch.setitem(sys.modules, "model2vec", None)  # no model2vec at all: refused before anything runs
     argv = ["--dataset", "banking77", "--peers", "model2vec", "--output-dir", str(tmp_path / "out")]
-    with pytest.raises(ImportError, match=r'pip install "model2vec\[distill\]"'):
+    with pytest.raises(ImportError, match=r'pip install "pml-relaxed\[model2vec\]"'):
         main(BenchConfig.from_args(argv), argv)
+    assert not (tmp_path / "out").exists()
