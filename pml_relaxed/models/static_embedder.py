@@ -122,6 +122,41 @@ class StaticEmbedder(nn.Module):
         vectors = self.bag.weight[1:].detach().cpu().float().numpy().copy()
         return StaticModel(vectors=vectors, tokenizer=self.tokenizer, normalize=normalize, max_length=self.max_length)
 
+    def to_sentence_transformer(self) -> Any:
+        """This model as a ``SentenceTransformer`` built from sentence-transformers' own ``StaticEmbedding``.
+
+        The current vectors and tokenizer (truncation included) go into sentence-transformers' module, so
+        ``model.save(path)`` writes a folder that loads with a plain ``SentenceTransformer(path)``, no
+        ``trust_remote_code`` and no pml-relaxed needed. Its ``encode`` returns this model's vectors for every
+        text without the unknown token; sentence-transformers keeps the unknown token in the mean, where
+        this model drops it (as Model2Vec does).
+
+        Returns:
+            A ``sentence_transformers.SentenceTransformer`` on this model's device (a copy of the vectors).
+
+        Raises:
+            ImportError: sentence-transformers is not installed.
+
+        Example:
+            >>> from tokenizers import Tokenizer, models, pre_tokenizers
+            >>> tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "card": 1, "lost": 2}, unk_token="[UNK]"))
+            >>> tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+            >>> model = StaticEmbedder(tokenizer, torch.randn(3, 8), unk_token_id=0)
+            >>> served = model.to_sentence_transformer()
+            >>> torch.allclose(torch.from_numpy(served.encode(["lost card"])), model.encode(["lost card"]))
+            True
+        """
+        try:
+            from sentence_transformers import SentenceTransformer
+            from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+        except ImportError as err:  # pragma: no cover - exercised only without the text extra
+            raise ImportError(
+                "to_sentence_transformer needs sentence-transformers >= 6: pip install pml-relaxed[text]"
+            ) from err
+        vectors = self.bag.weight[1:].detach().float().clone()
+        module = StaticEmbedding(copy.deepcopy(self.tokenizer), embedding_weights=vectors)
+        return SentenceTransformer(modules=[module], device=str(self.bag.weight.device))
+
     def token_ids(self, texts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
         """Table rows of each text's tokens (token id + 1), concatenated, and the ``(B,)`` offsets of each text.
 

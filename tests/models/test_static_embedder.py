@@ -73,3 +73,24 @@ def test_model2vec_round_trip():
         model.bag.weight[1:] += 1.0  # "trained"
     back = model.to_model2vec(normalize=False)
     torch.testing.assert_close(torch.from_numpy(back.encode(texts)), model(texts), rtol=1e-5, atol=1e-6)
+
+
+def test_sentence_transformer_export_loads_without_remote_code_and_encodes_the_same(tmp_path):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    vectors = np.random.default_rng(3).normal(size=(len(VOCAB), 6))
+    model = StaticEmbedder(word_tokenizer(), torch.from_numpy(vectors).float(), unk_token_id=0, max_length=3)
+    model.to_sentence_transformer().save(str(tmp_path / "static"))
+    served = sentence_transformers.SentenceTransformer(str(tmp_path / "static"), device="cpu")  # no flag
+    known = ["where is my card?", "lost card", "card card card lost"]  # the last one is truncated to 3 tokens
+    got = torch.from_numpy(served.encode(known)).double()
+    expected = torch.from_numpy(
+        np.stack([reference(vectors, " ".join(t.replace("?", " ?").split()[:3])) for t in known])
+    )
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got.float(), model.encode(known), rtol=1e-5, atol=1e-6)
+    # The documented difference: sentence-transformers averages the unknown token in, this model drops it.
+    unknown = torch.from_numpy(served.encode(["zzz lost"])).double()[0]
+    torch.testing.assert_close(unknown, torch.from_numpy(vectors[[0, 3]].mean(axis=0)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        model.encode(["zzz lost"])[0].double(), torch.from_numpy(vectors[3]), rtol=1e-5, atol=1e-6
+    )
