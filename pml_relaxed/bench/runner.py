@@ -329,9 +329,11 @@ def run_student(data: BenchData, config: BenchConfig, setting: str, method_name:
         label_weight=config.label_weight,
         rkd_angle_weight=config.rkd_angle_weight,
     )
-    loss_funcs, mining_funcs, loss_weights = method.build(ctx)
     seed_everything(seed)
     student = data.make_model(arch, dim).to(config.device)
+    # After the seed (a proxy loss's initial proxies are part of the run), after the model (whose
+    # initial weights stay those of the seed alone).
+    loss_funcs, mining_funcs, loss_weights = method.build(ctx)
     epochs = int(config.epochs or data.defaults["epochs"])
     lr = float(config.lr or data.defaults["lr"])
     seconds = train_model(

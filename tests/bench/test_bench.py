@@ -443,3 +443,20 @@ def test_omniglot_validation_alphabets_are_held_out_whole():
         r"alphabets\); got 5",
     ):
         _split_alphabets(names, 5, seed=0)
+
+
+@pytest.mark.parametrize("method", ["proxy_anchor", "relaxed_contrastive+proxy_anchor"])
+def test_a_run_depends_on_its_seed_not_on_what_ran_before(tmp_path, method):
+    import torch
+
+    from pml_relaxed.bench.cli import resolve
+    from pml_relaxed.bench.runner import get_teacher, run_student
+
+    config = BenchConfig.from_args(["--dataset", "digits", *TINY, "--output-dir", str(tmp_path)])
+    data = digits_data(config)
+    config = resolve(config, data.defaults, list(data.settings))
+    teacher = get_teacher(data, config, [])
+    first = run_student(data, config, "compression", method, 0, teacher)
+    torch.rand(1000)  # another run's draws (e.g. a proxy loss built before this one) move the global generator
+    second = run_student(data, config, "compression", method, 0, teacher)
+    assert first["metrics"] == second["metrics"]
