@@ -11,10 +11,11 @@ from pml_relaxed.bench.registry import DATASETS
 
 def _changed(spec, hint):
     """A value of the field's type other than its default."""
-    if spec.metadata.get("choices"):
-        return next(c for c in spec.metadata["choices"] if c != spec.default)
     base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
     kind = base[0]
+    if spec.metadata.get("choices"):
+        choices = [c for c in spec.metadata["choices"] if c != spec.default]
+        return choices if typing.get_origin(kind) is list else choices[0]
     if typing.get_origin(kind) is list:
         return [typing.get_args(kind)[0](7), typing.get_args(kind)[0](8)]
     return {bool: not spec.default, int: 7, float: 0.25, str: "x/y z"}[kind]
