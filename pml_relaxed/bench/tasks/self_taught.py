@@ -15,17 +15,18 @@ from .common import (
     TaskConfig,
     TwoViewCollate,
     digits_augment,
-    digits_unseen_classes,
     fit,
     grid,
-    mlp,
+    network,
     record,
     retrieval_scores,
     seed_everything,
+    unseen_classes,
 )
 from .ssl import train_ntxent
 
-SETTING = ("mlp256", 256, 64)
+#: the network (architecture, embedding dimension) per dataset, randomly initialised (see :func:`.common.network`)
+SETTING = {"digits": ("mlp256", 64), "omniglot": ("conv4-w64", 128)}
 METHODS = ("ntxent", "stml")
 
 
@@ -33,7 +34,7 @@ def train_stml(cfg: TaskConfig, images, k: int, momentum: float, sigma: float, s
     """Random-init student; the teacher is its EMA; relaxed labels: ContextualSimilarity on the teacher, with the
     two views of an image ranked first (the batch's instance ids, never class labels)."""
     seed_everything(seed)
-    model = mlp(SETTING[1], SETTING[2]).to(cfg.device)
+    model = network(*SETTING[cfg.dataset]).to(cfg.device)
     similarity = ContextualSimilarity(k=k, sigma=sigma, labels_mark_views=True)
     loss = RelaxedContrastiveLoss(similarity=similarity, delta=cfg.delta, block_size=0)
     seconds = fit(
@@ -50,16 +51,17 @@ def train_stml(cfg: TaskConfig, images, k: int, momentum: float, sigma: float, s
 
 
 def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
-    train_images, eval_images, eval_labels = digits_unseen_classes(cfg.split)
+    train_images, eval_images, eval_labels = unseen_classes(cfg.split, cfg.dataset)
     methods = cfg.methods or list(METHODS)
-    setting = SETTING[0]
+    arch, dim = SETTING[cfg.dataset]
+    setting = arch
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         if "ntxent" in methods:
             for temperature in cfg.temperatures:
                 options = {"temperature": temperature}
                 if log.done(cfg.split, setting, "ntxent", seed, options):
                     continue
-                model, seconds = train_ntxent(SETTING[1], SETTING[2], train_images, cfg, temperature, seed, cfg.epochs)
+                model, seconds = train_ntxent(arch, dim, train_images, cfg, temperature, seed, cfg.epochs)
                 log.add(
                     record(
                         cfg,
