@@ -70,6 +70,13 @@ def get_task_parser() -> argparse.ArgumentParser:
         "--ema-momenta", type=float, nargs="+", default=defaults.ema_momenta, help="self-taught: EMA teacher momenta"
     )
     p.add_argument(
+        "--stml-kl-weights",
+        type=float,
+        nargs="+",
+        default=defaults.stml_kl_weights,
+        help="self-taught: weights of STML's self-distillation term (a second head g; 0, the default: off)",
+    )
+    p.add_argument(
         "--weights",
         type=float,
         nargs="+",

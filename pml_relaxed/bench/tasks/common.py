@@ -51,6 +51,7 @@ class TaskConfig:
     delta: float = 1.0
     ks: List[int] = field(default_factory=lambda: [4])  # self-taught: ContextualSimilarity k
     ema_momenta: List[float] = field(default_factory=lambda: [0.99])  # self-taught: EMA momentum
+    stml_kl_weights: List[float] = field(default_factory=lambda: [0.0])  # self-taught: STML's KL term (0: off)
     weights: List[float] = field(default_factory=lambda: [1.0])  # classification: weight of the extra loss
     kd_temperatures: List[float] = field(default_factory=lambda: [4.0])  # classification: Hinton KD
     methods: Optional[List[str]] = None  # default: every method of the task
