@@ -6,12 +6,14 @@ import pytest
 import torch
 
 from pml_relaxed import cli
-from pml_relaxed.bench.tasks import TaskConfig, run_task
+from pml_relaxed.bench.tasks import TaskConfig, get_task_parser, run_task
 from pml_relaxed.bench.tasks.classification import HintonKDLoss
 from pml_relaxed.bench.tasks.common import (
     TwoViewCollate,
     choose_on_validation,
     knn_accuracy,
+    network,
+    unseen_classes,
     verdict,
     within_class_split,
 )
@@ -150,3 +152,134 @@ def test_choose_on_validation_takes_the_best_mean_and_the_first_on_equal_means()
     assert choose_on_validation(records, "m", seeds=2) == {("s", "a"): {"x": 1}}
     records[2]["metrics"]["m"] = 0.625
     assert choose_on_validation(records, "m", seeds=2) == {("s", "a"): {"x": 2}}
+
+
+# ------------------------------------------------------------------------------------------------ Omniglot
+
+OMNIGLOT_ZIPS = ("images_background_small1.zip", "images_background_small2.zip")
+
+
+@pytest.fixture(scope="module")
+def omniglot_data():
+    from pml_relaxed.datasets import default_root
+
+    root = default_root("omniglot", "PML_RELAXED_OMNIGLOT")
+    if not all((root / name).is_file() for name in OMNIGLOT_ZIPS):
+        pytest.skip(f"the Omniglot zips {OMNIGLOT_ZIPS} are not in {str(root)!r} (set PML_RELAXED_DATA)")
+    return root
+
+
+def test_dataset_option_errors(tmp_path):
+    with pytest.raises(ValueError, match="dataset must be one of \\['digits', 'omniglot'\\]; got 'mnist'"):
+        run_task(TaskConfig(task="ssl", dataset="mnist", output_dir=str(tmp_path)))
+    with pytest.raises(SystemExit):
+        get_task_parser().parse_args(["--task", "ssl", "--dataset", "mnist"])
+    assert get_task_parser().parse_args(["--task", "ssl"]).dataset == "digits"
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        within_class_split("val", dataset="cifar")
+    with pytest.raises(ValueError, match="arch must be 'mlp<H>' or 'conv4-w<W>'; got 'resnet18'"):
+        network("resnet18", 8)
+
+
+def test_one_output_folder_per_task_and_dataset(tmp_path):
+    run_task(TaskConfig(task="self-taught", output_dir=str(tmp_path), methods=["ntxent"], **TINY))
+    with pytest.raises(ValueError, match="holds runs of \\(task, dataset\\) \\[\\('self-taught', 'digits'\\)\\]"):
+        run_task(TaskConfig(task="self-taught", dataset="omniglot", output_dir=str(tmp_path), **TINY))
+
+
+def test_omniglot_splits(omniglot_data):
+    from pml_relaxed.bench.tasks.common import omniglot
+
+    train = omniglot("train")
+    alphabet = [name.split("/")[0] for name in train.class_names]
+    tr_x, ev_x, ev_y = unseen_classes("val", "omniglot")
+    assert (len(tr_x), len(ev_x)) == (1720, 1000)
+    assert {alphabet[c] for c in ev_y.tolist()} == {"Balinese", "Latin"}
+    held = {i for i, a in enumerate(alphabet) if a in ("Balinese", "Latin")}
+    train_rows = {tuple(x.flatten().tolist()) for x in tr_x[:50]}
+    assert not train_rows & {
+        tuple(train.images[i].flatten().tolist()) for i in range(len(train)) if int(train.labels[i]) in held
+    }
+    tr_x, ev_x, ev_y = unseen_classes("test", "omniglot")
+    assert (len(tr_x), len(ev_x), len(set(ev_y.tolist()))) == (2720, 2120, 106)
+    tr_x, tr_y, val_x, val_y = within_class_split("val", dataset="omniglot")
+    _, _, te_x, te_y = within_class_split("test", dataset="omniglot")
+    assert (len(tr_x), len(val_x), len(te_x)) == (1632, 544, 544)
+    assert all(torch.bincount(y, minlength=136).tolist() == [n] * 136 for y, n in ((tr_y, 12), (val_y, 4), (te_y, 4)))
+    flat = lambda x: {tuple(r.flatten().tolist()) for r in x}  # noqa: E731
+    assert not flat(val_x) & flat(te_x) and not flat(tr_x) & flat(te_x)
+
+
+def test_omniglot_tasks_run_one_epoch(omniglot_data, tmp_path):
+    tiny = dict(TINY, batch_size=256)
+    run_task(
+        TaskConfig(
+            task="self-taught", dataset="omniglot", methods=["stml"], ks=[4], output_dir=str(tmp_path / "st"), **tiny
+        )
+    )
+    (run,) = read_runs(tmp_path / "st")
+    assert (run["setting"], run["config"]["dataset"]) == ("conv4-w64", "omniglot")
+    assert 0 < run["metrics"]["recall_at_1"] <= 1
+    run_task(
+        TaskConfig(task="classification", dataset="omniglot", methods=["ce"], output_dir=str(tmp_path / "c"), **tiny)
+    )
+    assert [r["setting"] for r in read_runs(tmp_path / "c")] == ["teacher", "conv4-w64->conv4-w16"]
+    assert (tmp_path / "c" / "teacher_classification_omniglot_e1_s0.pt").exists()
+    assert "# classification (omniglot)" in (tmp_path / "c" / "results.md").read_text()
+
+
+# ------------------------------------------------------------------------------- STML's self-distillation term
+
+
+def test_stml_kl_matches_the_formula_and_stops_the_gradient_of_g():
+    from pml_relaxed.bench.tasks.self_taught import stml_kl
+
+    f = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+
+    def scaled(x):
+        n = range(len(x))
+        d = torch.tensor([[float(torch.linalg.norm(x[i] - x[j])) for j in n] for i in n], dtype=torch.float64)
+        return d / d.mean(dim=1, keepdim=True)
+
+    df, dg = scaled(f.detach()), scaled(g.detach())
+    expected = 0.0
+    for i in range(6):
+        p = torch.exp(-dg[i]) / torch.exp(-dg[i]).sum()
+        q = torch.exp(-df[i]) / torch.exp(-df[i]).sum()
+        expected += float((p * (p / q).log()).sum()) / 6
+    loss = stml_kl(f, g)
+    assert abs(float(loss) - expected) < 1e-10
+    loss.backward()
+    assert g.grad is None and torch.isfinite(f.grad).all() and float(f.grad.abs().sum()) > 0
+    assert float(stml_kl(g.detach(), g.detach())) < 1e-12
+
+
+def test_stml_loss_averages_the_two_heads_and_adds_the_weighted_kl():
+    from pml_relaxed.bench.tasks.self_taught import STMLLoss, stml_kl
+    from pml_relaxed.losses import RelaxedContrastiveLoss
+
+    rc = RelaxedContrastiveLoss(sigma=1.0)
+    emb, teacher = torch.randn(8, 2 + 6), torch.randn(8, 2 + 6)
+    f, g, tg = emb[:, :2], emb[:, 2:], teacher[:, 2:]
+    expected = (rc(f, teacher_emb=tg) + rc(g, teacher_emb=tg)) / 2
+    torch.testing.assert_close(STMLLoss(rc, 2, 0.0)(emb, teacher_emb=teacher), expected)
+    torch.testing.assert_close(STMLLoss(rc, 2, 0.5)(emb, teacher_emb=teacher), expected + 0.5 * stml_kl(f, g))
+
+
+def test_stml_kl_option_runs_and_leaves_the_runs_without_it_unchanged(tmp_path):
+    from pml_relaxed.bench.tasks.self_taught import two_head_network
+
+    assert two_head_network("mlp256", 64)(torch.randn(3, 8, 8)).shape == (3, 64 + 4 * 64)
+    run_task(
+        TaskConfig(
+            task="self-taught", methods=["stml"], ks=[3], stml_kl_weights=[0.0, 0.5], output_dir=str(tmp_path), **TINY
+        )
+    )
+    runs = read_runs(tmp_path)
+    assert [r["options"] for r in runs] == [
+        {"k": 3, "ema_momentum": 0.99, "sigma": 1.0},
+        {"k": 3, "ema_momentum": 0.99, "sigma": 1.0, "kl_weight": 0.5},
+    ]
+    assert runs[0]["metrics"] != runs[1]["metrics"]
+    assert get_task_parser().parse_args(["--task", "self-taught"]).stml_kl_weights == [0.0]

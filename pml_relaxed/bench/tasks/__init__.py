@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from . import classification, self_taught, ssl
-from .common import RunLog, TaskConfig, write_results
+from .common import DATASETS, RunLog, TaskConfig, check_dataset, write_results
 
 RUNNERS = {"ssl": ssl.run, "classification": classification.run, "self-taught": self_taught.run}
 METRICS = {
@@ -29,6 +29,12 @@ def get_task_parser() -> argparse.ArgumentParser:
     defaults = TaskConfig(task="ssl")
     p = argparse.ArgumentParser(prog="pml-relaxed bench --task", description=__doc__.splitlines()[0])
     p.add_argument("--task", required=True, choices=list(RUNNERS))
+    p.add_argument(
+        "--dataset",
+        default=defaults.dataset,
+        choices=list(DATASETS),
+        help="digits (scikit-learn, no download) or omniglot (the zips under $PML_RELAXED_DATA/omniglot)",
+    )
     p.add_argument(
         "--split",
         default=defaults.split,
@@ -64,6 +70,13 @@ def get_task_parser() -> argparse.ArgumentParser:
         "--ema-momenta", type=float, nargs="+", default=defaults.ema_momenta, help="self-taught: EMA teacher momenta"
     )
     p.add_argument(
+        "--stml-kl-weights",
+        type=float,
+        nargs="+",
+        default=defaults.stml_kl_weights,
+        help="self-taught: weights of STML's self-distillation term (a second head g; 0, the default: off)",
+    )
+    p.add_argument(
         "--weights",
         type=float,
         nargs="+",
@@ -79,7 +92,7 @@ def get_task_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--methods", nargs="+", default=None, help="default: all of the task's methods")
     p.add_argument("--settings", nargs="+", default=None, help="ssl: student settings (default: all)")
-    p.add_argument("--output-dir", default=None, help="default: results/task_<task>")
+    p.add_argument("--output-dir", default=None, help="default: results/task_<task> (digits), else _<dataset> added")
     p.add_argument("--device", default=defaults.device)
     return p
 
@@ -100,17 +113,25 @@ def run_task(cfg: TaskConfig, command: Optional[str] = None) -> List[Path]:
         raise ValueError(
             f"settings must be some of {list(ssl.SETTINGS)} (task ssl only); got {cfg.settings} for task {cfg.task}"
         )
+    check_dataset(cfg.dataset)
     if cfg.seeds < 1:
         raise ValueError(f"seeds must be >= 1; got {cfg.seeds}")
-    out = Path(cfg.output_dir or Path("results") / f"task_{cfg.task}")
+    suffix = "" if cfg.dataset == "digits" else f"_{cfg.dataset}"
+    out = Path(cfg.output_dir or Path("results") / f"task_{cfg.task}{suffix}")
     log = RunLog(out)
+    other = {(r["task"], r["config"].get("dataset", "digits")) for r in log.records} - {(cfg.task, cfg.dataset)}
+    if other:  # runs.jsonl's resume key has no task or dataset: one folder per (task, dataset)
+        raise ValueError(
+            f"output_dir {str(out)!r} holds runs of (task, dataset) {sorted(other)}; expected only "
+            f"{(cfg.task, cfg.dataset)}: use one output folder per task and dataset"
+        )
     now = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}"
     with (out / "commands.txt").open("a") as f:  # every call that wrote to runs.jsonl, in order
         f.write(f"{now}  {command or repr(cfg)}\n")
     records = RUNNERS[cfg.task](cfg, log)
     calls = (out / "commands.txt").read_text().strip().splitlines()
     header = (
-        f"# {cfg.task}\n\nCommands (commands.txt):\n\n"
+        f"# {cfg.task}{'' if cfg.dataset == 'digits' else ' (' + cfg.dataset + ')'}\n\nCommands (commands.txt):\n\n"
         + "\n".join(f"    {c}" for c in calls)
         + f"\n\nMachine: {machine()}  \nVersions: {versions()}  \nWritten: {now}"
     )

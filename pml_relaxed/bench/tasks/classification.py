@@ -1,6 +1,6 @@
 """``--task classification``: a small student classifier trained with cross-entropy alone, or with a transfer
 loss from a trained teacher classifier next to it: RelaxedContrastiveLoss or RKD on the penultimate
-embeddings, or Hinton KD on the logits; top-1 accuracy on a within-class split of digits."""
+embeddings, or Hinton KD on the logits; top-1 accuracy on a within-class split of digits or Omniglot characters."""
 
 from __future__ import annotations
 
@@ -13,11 +13,23 @@ from pytorch_metric_learning import trainers
 from ...datasets.transforms import Compose, GaussianNoise, RandomAffine
 from ...losses import RelaxedContrastiveLoss, RKDLoss
 from ...trainers import EmbeddingTransfer
-from .common import RunLog, TaskConfig, fit, grid, mlp, record, seed_everything, top1_accuracy, within_class_split
+from .common import (
+    RunLog,
+    TaskConfig,
+    fit,
+    grid,
+    network,
+    record,
+    seed_everything,
+    top1_accuracy,
+    within_class_split,
+)
 
-NUM_CLASSES = 10
-TEACHER = ("mlp256", 256, 64)
-STUDENT = ("mlp32", 32, 16)
+#: classes of the within-class split: the ten digits, the 136 characters of Omniglot's images_background_small1
+NUM_CLASSES = {"digits": 10, "omniglot": 136}
+#: (architecture, penultimate embedding dimension) per dataset (see :func:`.common.network`), a linear head on top
+TEACHER = {"digits": ("mlp256", 64), "omniglot": ("conv4-w64", 128)}
+STUDENT = {"digits": ("mlp32", 16), "omniglot": ("conv4-w16", 32)}
 METHODS = ("ce", "ce+relaxed_contrastive", "ce+kd", "ce+rkd")
 
 
@@ -53,11 +65,17 @@ class AugmentCollate:
         return self.augment(images), torch.stack([torch.as_tensor(item[1]) for item in batch])
 
 
+def classifier(arch_dim, cfg: TaskConfig):
+    """(trunk, linear head) of an (architecture, embedding dimension) pair, on ``cfg.device``."""
+    arch, dim = arch_dim
+    return network(arch, dim).to(cfg.device), torch.nn.Linear(dim, NUM_CLASSES[cfg.dataset]).to(cfg.device)
+
+
 def train_teacher(images, labels, cfg: TaskConfig, cache: Optional[Path] = None):
     """The teacher classifier (trunk, head, seconds), loaded from ``cache`` when that file exists (the teacher
     trains on the train items for both splits), else trained and saved there."""
     seed_everything(cfg.teacher_seed)
-    trunk, head = mlp(TEACHER[1], TEACHER[2]).to(cfg.device), torch.nn.Linear(TEACHER[2], NUM_CLASSES).to(cfg.device)
+    trunk, head = classifier(TEACHER[cfg.dataset], cfg)
     teacher = torch.nn.Sequential(trunk, head)
     if cache is not None and cache.exists():
         teacher.load_state_dict(torch.load(cache, map_location=cfg.device))
@@ -80,7 +98,7 @@ def train_teacher(images, labels, cfg: TaskConfig, cache: Optional[Path] = None)
 
 def train_student(method: str, options: dict, teacher_trunk, teacher_head, images, labels, cfg: TaskConfig, seed: int):
     seed_everything(seed)
-    trunk, head = mlp(STUDENT[1], STUDENT[2]).to(cfg.device), torch.nn.Linear(STUDENT[2], NUM_CLASSES).to(cfg.device)
+    trunk, head = classifier(STUDENT[cfg.dataset], cfg)
     models = {"trunk": trunk, "classifier": head}
     loss_funcs = {"classifier_loss": torch.nn.CrossEntropyLoss()}
     dataset, collate = torch.utils.data.TensorDataset(images, labels), AugmentCollate()
@@ -115,10 +133,11 @@ def method_options(method: str, cfg: TaskConfig) -> List[dict]:
 
 
 def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
-    train_images, train_labels, eval_images, eval_labels = within_class_split(cfg.split)
-    cache = log.path.parent / f"teacher_classification_e{cfg.teacher_epochs}_s{cfg.teacher_seed}.pt"
+    train_images, train_labels, eval_images, eval_labels = within_class_split(cfg.split, dataset=cfg.dataset)
+    prefix = "" if cfg.dataset == "digits" else f"{cfg.dataset}_"
+    cache = log.path.parent / f"teacher_classification_{prefix}e{cfg.teacher_epochs}_s{cfg.teacher_seed}.pt"
     teacher_trunk, teacher_head, seconds = train_teacher(train_images, train_labels, cfg, cache)
-    setting = f"{TEACHER[0]}->{STUDENT[0]}"
+    setting = f"{TEACHER[cfg.dataset][0]}->{STUDENT[cfg.dataset][0]}"
     if not log.done(cfg.split, "teacher", "ce", cfg.teacher_seed, {}):
         log.add(
             record(

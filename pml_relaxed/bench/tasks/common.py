@@ -1,5 +1,6 @@
-"""What the three tasks beyond labelled metric learning share: digits splits, two-view batches, PML training,
-evaluation (retrieval, k-NN and top-1 accuracy) and the results files (runs.jsonl, results.csv, results.md)."""
+"""What the three tasks beyond labelled metric learning share: the digits and Omniglot splits and networks,
+two-view batches, PML training, evaluation (retrieval, k-NN and top-1 accuracy) and the results files
+(runs.jsonl, results.csv, results.md)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,26 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from pytorch_metric_learning import losses as pml_losses
 
-from ...datasets import Digits
+from ...datasets import Digits, Omniglot
 from ...datasets.transforms import Compose, GaussianNoise, RandomAffine
 from ...evaluation import compute_embeddings, evaluate_embeddings
+from ...models.conv4 import Conv4
 from ...models.mlp import MLP
+from ..data import _split_alphabets
 from ..runner import quiet_pml, seed_everything
 
 RETRIEVAL_METRICS = ("recall_at_1", "mean_average_precision_at_r")
 KNN_K = 5
+DATASETS = ("digits", "omniglot")
+#: Omniglot validation split of the label-free tasks: whole alphabets held out of the training zip
+OMNIGLOT_VAL_ALPHABETS, SPLIT_SEED = 2, 0
 
 
 @dataclass
@@ -29,6 +36,7 @@ class TaskConfig:
     """One call of ``pml-relaxed bench --task ...``; list-valued fields are grids (every combination runs)."""
 
     task: str
+    dataset: str = "digits"  # "digits" (scikit-learn, in the repository) or "omniglot" ($PML_RELAXED_DATA)
     split: str = "val"  # "val": held-out training classes (or items), model selection; "test": the report
     seeds: int = 3
     seed: int = 0
@@ -43,6 +51,7 @@ class TaskConfig:
     delta: float = 1.0
     ks: List[int] = field(default_factory=lambda: [4])  # self-taught: ContextualSimilarity k
     ema_momenta: List[float] = field(default_factory=lambda: [0.99])  # self-taught: EMA momentum
+    stml_kl_weights: List[float] = field(default_factory=lambda: [0.0])  # self-taught: STML's KL term (0: off)
     weights: List[float] = field(default_factory=lambda: [1.0])  # classification: weight of the extra loss
     kd_temperatures: List[float] = field(default_factory=lambda: [4.0])  # classification: Hinton KD
     methods: Optional[List[str]] = None  # default: every method of the task
@@ -61,31 +70,57 @@ def grid(**options: Sequence) -> List[dict]:
 
 
 def digits_augment() -> Callable[[torch.Tensor], torch.Tensor]:
-    """The two-view augmentation of the label-free tasks (batched: one affine draw per image)."""
+    """The two-view augmentation of the label-free tasks (batched: one affine draw per image); Omniglot's views
+    use it too (28 x 28 strokes: the same small affine jitter and noise)."""
     return Compose([RandomAffine(degrees=15, translate=0.15, scale=(0.8, 1.2)), GaussianNoise(0.1)])
 
 
-def digits_unseen_classes(split: str) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def check_dataset(dataset: str) -> str:
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {list(DATASETS)}; got {dataset!r}")
+    return dataset
+
+
+@lru_cache(maxsize=2)
+def omniglot(split: str) -> Omniglot:
+    """Omniglot at 28 x 28 from $PML_RELAXED_DATA (decoded once per process): ``"train"`` is
+    images_background_small1, ``"test"`` images_background_small2 without the characters shared with it."""
+    return Omniglot(split=split, image_size=28)
+
+
+def unseen_classes(split: str, dataset: str = "digits") -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(train images, evaluation images, evaluation labels), class-disjoint.
 
-    ``test``: train on the images of digits 0-4, evaluate on digits 5-9. ``val``: train on digits 0, 1, 2,
-    evaluate on 3, 4 (both within the training classes; the test digits are never looked at).
+    Digits: ``test`` trains on the images of digits 0-4 and evaluates on digits 5-9; ``val`` trains on digits
+    0, 1, 2 and evaluates on 3, 4 (both within the training classes; the test digits are never looked at).
+    Omniglot: ``test`` trains on images_background_small1 and evaluates on small2's unseen alphabets; ``val``
+    holds 2 whole small1 alphabets out (drawn with seed 0: Balinese and Latin) for evaluation and trains on
+    the other 3.
     """
-    train = Digits("train")
+    if check_dataset(dataset) == "digits":
+        train = Digits("train")
+        if split == "test":
+            test = Digits("test")
+            return train.images, test.images, test.labels
+        keep = train.labels <= 2
+        return train.images[keep], train.images[~keep], train.labels[~keep]
+    train = omniglot("train")
     if split == "test":
-        test = Digits("test")
+        test = omniglot("test")
         return train.images, test.images, test.labels
-    keep = train.labels <= 2
-    return train.images[keep], train.images[~keep], train.labels[~keep]
+    _, held_out_classes, _ = _split_alphabets(train.class_names, OMNIGLOT_VAL_ALPHABETS, SPLIT_SEED)
+    held = torch.isin(train.labels, torch.as_tensor(held_out_classes))
+    return train.images[~held], train.images[held], train.labels[held]
 
 
-def within_class_split(split: str, split_seed: int = 0):
-    """All ten digits, each class's items split 60/20/20 into train / val / test (seeded): returns
-    (train images, train labels, evaluation images, evaluation labels) with evaluation = ``split``."""
-    data = Digits("all")
+def within_class_split(split: str, split_seed: int = SPLIT_SEED, dataset: str = "digits"):
+    """Every class's items split 60/20/20 into train / val / test (seeded): returns (train images, train labels,
+    evaluation images, evaluation labels) with evaluation = ``split``. Digits: all ten digits; Omniglot: the
+    136 characters of images_background_small1, each one's 20 drawers split 12 / 4 / 4."""
+    data = Digits("all") if check_dataset(dataset) == "digits" else omniglot("train")
     generator = torch.Generator().manual_seed(split_seed)
     parts: Dict[str, List[torch.Tensor]] = {"train": [], "val": [], "test": []}
-    for c in range(10):
+    for c in range(int(data.labels.max()) + 1):
         idx = torch.nonzero(data.labels == c).flatten()
         idx = idx[torch.randperm(len(idx), generator=generator)]
         n_train, n_val = int(0.6 * len(idx)), int(0.2 * len(idx))
@@ -138,6 +173,16 @@ class TwoViewLoss(torch.nn.Module):
 def mlp(hidden: int, dim: int) -> torch.nn.Module:
     """The digits networks of the benchmark: flatten, one hidden layer with BatchNorm, linear output."""
     return torch.nn.Sequential(torch.nn.Flatten(), MLP(64, [hidden], dim, batch_norm=True))
+
+
+def network(arch: str, dim: int) -> torch.nn.Module:
+    """``"mlp<H>"``: :func:`mlp` (digits); ``"conv4-w<W>"``: Conv-4 of width W on 28 x 28 images (Omniglot);
+    ``dim`` is the output (embedding) dimension."""
+    if arch.startswith("mlp"):
+        return mlp(int(arch[3:]), dim)
+    if arch.startswith("conv4-w"):
+        return Conv4(in_channels=1, width=int(arch[7:]), embedding_dim=dim, image_size=28)
+    raise ValueError(f"arch must be 'mlp<H>' or 'conv4-w<W>'; got {arch!r}")
 
 
 # -------------------------------------------------------------------------------------------- training

@@ -1,10 +1,13 @@
 """``--task self-taught``: STML-style metric learning without labels from a random initialisation: an EMA copy
 of the student gives ContextualSimilarity relaxed labels to RelaxedContrastiveLoss, against NTXent trained for
-the same number of steps; evaluated on unseen classes."""
+the same number of steps; evaluated on unseen classes. ``--stml-kl-weights`` adds STML's self-distillation term
+(a second, wider head g next to the evaluated head f; off by default)."""
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
+
+import torch
 
 from ...losses import RelaxedContrastiveLoss
 from ...similarities import ContextualSimilarity
@@ -15,27 +18,100 @@ from .common import (
     TaskConfig,
     TwoViewCollate,
     digits_augment,
-    digits_unseen_classes,
     fit,
     grid,
-    mlp,
+    network,
     record,
     retrieval_scores,
     seed_everything,
+    unseen_classes,
 )
 from .ssl import train_ntxent
 
-SETTING = ("mlp256", 256, 64)
+#: the network (architecture, embedding dimension) per dataset, randomly initialised (see :func:`.common.network`)
+SETTING = {"digits": ("mlp256", 64), "omniglot": ("conv4-w64", 128)}
 METHODS = ("ntxent", "stml")
+#: with the self-distillation term, the width of the auxiliary head g is this multiple of the embedding dimension
+G_WIDTH = 4
 
 
-def train_stml(cfg: TaskConfig, images, k: int, momentum: float, sigma: float, seed: int):
+def _scaled_distances(x: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances, each row divided by its mean (the diagonal's zero included)."""
+    squared = (x.unsqueeze(1) - x.unsqueeze(0)).pow(2).sum(-1)
+    distances = squared.clamp_min(1e-12).sqrt() * (1 - torch.eye(len(x), dtype=x.dtype, device=x.device))
+    return distances / distances.mean(dim=1, keepdim=True)
+
+
+def stml_kl(f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    r"""STML's self-distillation term: :math:`\frac{1}{N} \sum_i KL(p_i \| q_i)` with
+    :math:`p_i = \mathrm{softmax}_j(-\tilde d^g_{ij})` (g detached) and
+    :math:`q_i = \mathrm{softmax}_j(-\tilde d^f_{ij})`, where :math:`\tilde d_{ij} = d_{ij} / \mathrm{mean}_k d_{ik}`
+    are the row-scaled Euclidean distances of the batch's f ``(N, D_f)`` and g ``(N, D_g)``."""
+    log_q = torch.log_softmax(-_scaled_distances(f), dim=1)
+    p = torch.softmax(-_scaled_distances(g.detach()), dim=1)
+    return torch.nn.functional.kl_div(log_q, p, reduction="batchmean")
+
+
+class DualHead(torch.nn.Module):
+    """Two linear heads on the same features, concatenated: ``[f(x), g(x)]`` (``dim_f + dim_g`` columns)."""
+
+    def __init__(self, in_features: int, dim_f: int, dim_g: int) -> None:
+        super().__init__()
+        self.f, self.g = torch.nn.Linear(in_features, dim_f), torch.nn.Linear(in_features, dim_g)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.f(x), self.g(x)], dim=1)
+
+
+class FirstColumns(torch.nn.Module):
+    """The evaluated embedding of a two-head network: its first ``dim`` columns (head f)."""
+
+    def __init__(self, model: torch.nn.Module, dim: int) -> None:
+        super().__init__()
+        self.model, self.dim = model, dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[:, : self.dim]
+
+
+def two_head_network(arch: str, dim: int) -> torch.nn.Module:
+    """:func:`.common.network` with its last linear layer replaced by a :class:`DualHead` (f: ``dim``, g:
+    ``G_WIDTH * dim``)."""
+    model = network(arch, dim)
+    if hasattr(model, "embedder"):  # Conv-4: its linear embedding head
+        model.embedder = DualHead(model.embedder.in_features, dim, G_WIDTH * dim)
+    else:  # flatten + MLP: the MLP's output layer
+        layers = model[1].net
+        layers[-1] = DualHead(layers[-1].in_features, dim, G_WIDTH * dim)
+    return model
+
+
+class STMLLoss(torch.nn.Module):
+    """STML's objective on two-head embeddings ``[f, g]``: ``(RC(f) + RC(g)) / 2 + kl_weight * stml_kl(f, g)``, both
+    relaxed contrastive terms with the relaxed labels of the EMA teacher's head g."""
+
+    def __init__(self, rc_loss: torch.nn.Module, dim_f: int, kl_weight: float) -> None:
+        super().__init__()
+        self.rc_loss, self.dim_f, self.kl_weight = rc_loss, dim_f, kl_weight
+
+    def forward(self, embeddings, labels=None, indices_tuple=None, *, teacher_emb: Optional[torch.Tensor] = None):
+        f, g, teacher_g = embeddings[:, : self.dim_f], embeddings[:, self.dim_f :], teacher_emb[:, self.dim_f :]
+        rc = self.rc_loss(f, labels, indices_tuple, teacher_emb=teacher_g)
+        rc = (rc + self.rc_loss(g, labels, indices_tuple, teacher_emb=teacher_g)) / 2
+        return rc + self.kl_weight * stml_kl(f, g)
+
+
+def train_stml(cfg: TaskConfig, images, k: int, momentum: float, sigma: float, seed: int, kl_weight: float = 0.0):
     """Random-init student; the teacher is its EMA; relaxed labels: ContextualSimilarity on the teacher, with the
-    two views of an image ranked first (the batch's instance ids, never class labels)."""
+    two views of an image ranked first (the batch's instance ids, never class labels). ``kl_weight > 0``: STML's
+    two-head student and :class:`STMLLoss`; the returned model gives head f."""
     seed_everything(seed)
-    model = mlp(SETTING[1], SETTING[2]).to(cfg.device)
+    arch, dim = SETTING[cfg.dataset]
+    model = (two_head_network(arch, dim) if kl_weight else network(arch, dim)).to(cfg.device)
     similarity = ContextualSimilarity(k=k, sigma=sigma, labels_mark_views=True)
     loss = RelaxedContrastiveLoss(similarity=similarity, delta=cfg.delta, block_size=0)
+    if kl_weight:
+        loss = STMLLoss(loss, dim, kl_weight)
     seconds = fit(
         EmbeddingTransfer,
         {"trunk": model},
@@ -46,20 +122,21 @@ def train_stml(cfg: TaskConfig, images, k: int, momentum: float, sigma: float, s
         collate_fn=TwoViewCollate(digits_augment()),
         ema_momentum=momentum,
     )
-    return model, seconds
+    return (FirstColumns(model, dim) if kl_weight else model), seconds
 
 
 def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
-    train_images, eval_images, eval_labels = digits_unseen_classes(cfg.split)
+    train_images, eval_images, eval_labels = unseen_classes(cfg.split, cfg.dataset)
     methods = cfg.methods or list(METHODS)
-    setting = SETTING[0]
+    arch, dim = SETTING[cfg.dataset]
+    setting = arch
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         if "ntxent" in methods:
             for temperature in cfg.temperatures:
                 options = {"temperature": temperature}
                 if log.done(cfg.split, setting, "ntxent", seed, options):
                     continue
-                model, seconds = train_ntxent(SETTING[1], SETTING[2], train_images, cfg, temperature, seed, cfg.epochs)
+                model, seconds = train_ntxent(arch, dim, train_images, cfg, temperature, seed, cfg.epochs)
                 log.add(
                     record(
                         cfg,
@@ -73,11 +150,21 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
                     )
                 )
         if "stml" in methods:
-            for options in grid(k=cfg.ks, ema_momentum=cfg.ema_momenta, sigma=cfg.sigmas):
+            for options in grid(
+                k=cfg.ks, ema_momentum=cfg.ema_momenta, sigma=cfg.sigmas, kl_weight=cfg.stml_kl_weights
+            ):
+                if not options["kl_weight"]:  # the runs without the term keep their options (and resume keys)
+                    del options["kl_weight"]
                 if log.done(cfg.split, setting, "stml", seed, options):
                     continue
                 model, seconds = train_stml(
-                    cfg, train_images, options["k"], options["ema_momentum"], options["sigma"], seed
+                    cfg,
+                    train_images,
+                    options["k"],
+                    options["ema_momentum"],
+                    options["sigma"],
+                    seed,
+                    options.get("kl_weight", 0.0),
                 )
                 log.add(
                     record(

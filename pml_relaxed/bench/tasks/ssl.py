@@ -18,18 +18,22 @@ from .common import (
     TwoViewCollate,
     TwoViewLoss,
     digits_augment,
-    digits_unseen_classes,
     fit,
     grid,
-    mlp,
+    network,
     record,
     retrieval_scores,
     seed_everything,
+    unseen_classes,
 )
 
-TEACHER = ("mlp256", 256, 64)
-#: student settings: (architecture name, hidden width, embedding dimension)
-SETTINGS = {"self_transfer": ("mlp256", 256, 64), "compression": ("mlp64", 64, 16)}
+#: the teacher's (architecture, embedding dimension) per dataset (see :func:`.common.network`)
+TEACHER = {"digits": ("mlp256", 64), "omniglot": ("conv4-w64", 128)}
+#: student settings: per dataset, (architecture, embedding dimension)
+SETTINGS = {
+    "self_transfer": {"digits": ("mlp256", 64), "omniglot": ("conv4-w64", 128)},
+    "compression": {"digits": ("mlp64", 16), "omniglot": ("conv4-w32", 32)},
+}
 METHODS = ("ntxent", "relaxed_contrastive")
 
 
@@ -39,11 +43,11 @@ def unlabeled_getter(batch):
 
 
 def train_ntxent(
-    hidden: int, dim: int, images: torch.Tensor, cfg: TaskConfig, temperature: float, seed: int, epochs: int
+    arch: str, dim: int, images: torch.Tensor, cfg: TaskConfig, temperature: float, seed: int, epochs: int
 ):
     """A network trained from scratch with SelfSupervisedLoss(NTXentLoss) on two views (PML's MetricLossOnly)."""
     seed_everything(seed)
-    model = mlp(hidden, dim).to(cfg.device)
+    model = network(arch, dim).to(cfg.device)
     loss = TwoViewLoss(pml_losses.NTXentLoss(temperature=temperature))
     seconds = fit(
         trainers.MetricLossOnly,
@@ -57,10 +61,10 @@ def train_ntxent(
     return model, seconds
 
 
-def train_transfer(teacher, hidden: int, dim: int, images: torch.Tensor, cfg: TaskConfig, sigma: float, seed: int):
+def train_transfer(teacher, arch: str, dim: int, images: torch.Tensor, cfg: TaskConfig, sigma: float, seed: int):
     """A student trained from the frozen teacher with RelaxedContrastiveLoss on the same two-view batches."""
     seed_everything(seed)
-    model = mlp(hidden, dim).to(cfg.device)
+    model = network(arch, dim).to(cfg.device)
     loss = RelaxedContrastiveLoss(sigma=sigma, delta=cfg.delta)
     seconds = fit(
         EmbeddingTransfer,
@@ -76,20 +80,22 @@ def train_transfer(teacher, hidden: int, dim: int, images: torch.Tensor, cfg: Ta
 
 
 def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
-    train_images, eval_images, eval_labels = digits_unseen_classes(cfg.split)
+    train_images, eval_images, eval_labels = unseen_classes(cfg.split, cfg.dataset)
+    teacher_arch, teacher_dim = TEACHER[cfg.dataset]
+    prefix = "" if cfg.dataset == "digits" else f"{cfg.dataset}_"
     methods = cfg.methods or list(METHODS)
     teachers: Dict[float, torch.nn.Module] = {}
     for temperature in (cfg.teacher_temperatures or cfg.temperatures) if "relaxed_contrastive" in methods else []:
         options = {"temperature": temperature}
         cache = log.path.parent / (
-            f"teacher_ssl_{cfg.split}_t{temperature:g}_e{cfg.teacher_epochs}_s{cfg.teacher_seed}.pt"
-        )  # a teacher of another split or budget never loads
+            f"teacher_ssl_{prefix}{cfg.split}_t{temperature:g}_e{cfg.teacher_epochs}_s{cfg.teacher_seed}.pt"
+        )  # a teacher of another dataset, split or budget never loads
         if cache.exists():
-            teacher, seconds = mlp(TEACHER[1], TEACHER[2]).to(cfg.device), 0.0
+            teacher, seconds = network(teacher_arch, teacher_dim).to(cfg.device), 0.0
             teacher.load_state_dict(torch.load(cache, map_location=cfg.device))
         else:
             teacher, seconds = train_ntxent(
-                TEACHER[1], TEACHER[2], train_images, cfg, temperature, cfg.teacher_seed, cfg.teacher_epochs
+                teacher_arch, teacher_dim, train_images, cfg, temperature, cfg.teacher_seed, cfg.teacher_epochs
             )
             torch.save(teacher.state_dict(), cache)
         teacher.eval()
@@ -108,7 +114,8 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
                 )
             )
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
-        for setting, (_, hidden, dim) in SETTINGS.items():
+        for setting, archs in SETTINGS.items():
+            arch, dim = archs[cfg.dataset]
             if cfg.settings is not None and setting not in cfg.settings:
                 continue
             if "ntxent" in methods:
@@ -116,7 +123,7 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
                     options = {"temperature": temperature}
                     if log.done(cfg.split, setting, "ntxent", seed, options):
                         continue
-                    model, seconds = train_ntxent(hidden, dim, train_images, cfg, temperature, seed, cfg.epochs)
+                    model, seconds = train_ntxent(arch, dim, train_images, cfg, temperature, seed, cfg.epochs)
                     log.add(
                         record(
                             cfg,
@@ -134,7 +141,7 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
                     if log.done(cfg.split, setting, "relaxed_contrastive", seed, options):
                         continue
                     model, seconds = train_transfer(
-                        teachers[options["teacher_temperature"]], hidden, dim, train_images, cfg, options["sigma"], seed
+                        teachers[options["teacher_temperature"]], arch, dim, train_images, cfg, options["sigma"], seed
                     )
                     log.add(
                         record(
