@@ -43,10 +43,9 @@ def _scaled_distances(x: torch.Tensor) -> torch.Tensor:
 
 
 def stml_kl(f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    r"""STML's self-distillation term: :math:`\frac{1}{N} \sum_i KL(p_i \| q_i)` with
-    :math:`p_i = \mathrm{softmax}_j(-\tilde d^g_{ij})` (g detached) and
-    :math:`q_i = \mathrm{softmax}_j(-\tilde d^f_{ij})`, where :math:`\tilde d_{ij} = d_{ij} / \mathrm{mean}_k d_{ik}`
-    are the row-scaled Euclidean distances of the batch's f ``(N, D_f)`` and g ``(N, D_g)``."""
+    """STML's self-distillation term: ``(1/N) sum_i KL(p_i || q_i)`` with
+    ``p_i = softmax_j(-dg_ij / mean_k dg_ik)`` (g detached) and ``q_i = softmax_j(-df_ij / mean_k df_ik)``,
+    where ``dg`` and ``df`` are the Euclidean distances within the batch of g ``(N, D_g)`` and f ``(N, D_f)``."""
     log_q = torch.log_softmax(-_scaled_distances(f), dim=1)
     p = torch.softmax(-_scaled_distances(g.detach()), dim=1)
     return torch.nn.functional.kl_div(log_q, p, reduction="batchmean")
