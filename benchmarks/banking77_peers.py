@@ -38,8 +38,14 @@ from pml_relaxed.bench.report import aggregate, metric_mean, write_results
 from pml_relaxed.bench.runner import get_teacher, load_done, run_student
 from pml_relaxed.bench.static_text_data import static_student_data
 from pml_relaxed.bench.text_data import banking77_data
-from pml_relaxed.bench.text_peers import distilled_model2vec, model2vec_peers, pca_peers, peer_records, peer_setting
-from pml_relaxed.bench.throughput import sentences_per_second
+from pml_relaxed.bench.text_peers import (
+    distilled_model2vec,
+    model2vec_peers,
+    pca_peers,
+    peer_records,
+    peer_setting,
+    peer_speed,
+)
 from pml_relaxed.datasets import Banking77
 from pml_relaxed.models import SentenceTransformerTeacher
 from pml_relaxed.models.sentence_transformer_teacher import default_model_path
@@ -264,11 +270,8 @@ def main(args: argparse.Namespace, argv: List[str]) -> dict:
     )
     peers += pca_peers(args.pca_dims, data.teacher.embeddings, len(train_texts), teacher)
 
-    def peer_speed(peer) -> float:  # PCA rows cost a teacher pass (about 20 s): one pass, not three
-        return sentences_per_second(peer.encode, timed_texts, repeats=1 if peer.method == "peer:pca" else 3)
-
     todo = [p for p in peers if (peer_setting(data, base_args, p.dim), p.method, "peer", p.dim, 0) not in done]
-    keep(peer_records(data, base_args, todo, peer_speed))
+    keep(peer_records(data, base_args, todo, lambda peer: peer_speed(peer, timed_texts)))
 
     students: Dict[str, Callable] = {}
     for method in args.methods:

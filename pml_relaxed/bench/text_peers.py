@@ -175,19 +175,23 @@ def peer_setting(data, args, dim: int) -> str:
 DEFAULT_PEER_DIMS = {"model2vec": (32, 64, 256), "pca": (16, 32, 64)}
 
 
+def _given_dims(config, name: str) -> Optional[List[int]]:
+    return config.model2vec_dims if name == "model2vec" else config.pca_dims
+
+
 def peer_dims(config, name: str) -> List[int]:
     """The dimensions of peer ``name`` (``"model2vec"`` or ``"pca"``) that ``config`` asks for."""
-    given = config.model2vec_dims if name == "model2vec" else config.pca_dims
+    given = _given_dims(config, name)
     return list(given) if given is not None else list(DEFAULT_PEER_DIMS[name])
 
 
-def check_peer_options(config, num_train_texts: Optional[int] = None, teacher_dim: Optional[int] = None) -> None:
-    """The ``--peers`` options' errors, before anything trains (the data sizes, when known, bound the PCA).
+def check_peer_options(config) -> None:
+    """The ``--peers`` options' errors, before anything trains (:func:`run_peers` bounds the PCA by the data).
 
     Raises:
         ValueError: peers on a dataset other than banking77, dimensions without their peer, or a
-            dimension below 1 (or, for PCA, above the training texts or the teacher's dimension).
-        ImportError: ``--peers model2vec`` without model2vec's distillation extra installed.
+            dimension below 1.
+        ImportError: ``--peers model2vec`` without model2vec installed.
     """
     peers = config.peers or []
     if peers and config.dataset != "banking77":
@@ -195,21 +199,19 @@ def check_peer_options(config, num_train_texts: Optional[int] = None, teacher_di
             f"--peers needs a pretrained text teacher (--dataset banking77); got --dataset {config.dataset}"
         )
     for name in ("model2vec", "pca"):
-        given = config.model2vec_dims if name == "model2vec" else config.pca_dims
-        if given is not None and name not in peers:
+        if _given_dims(config, name) is not None and name not in peers:
             raise ValueError(f"--{name}-dims sets the {name} peer's dimensions; add {name} to --peers (got {peers})")
-        bad = [d for d in peer_dims(config, name) if d < 1]
-        if name in peers and bad:
+        if name in peers and min(peer_dims(config, name)) < 1:
             raise ValueError(f"--{name}-dims must be >= 1; got {peer_dims(config, name)}")
-    if "pca" in peers and num_train_texts is not None and teacher_dim is not None:
-        limit = min(num_train_texts, teacher_dim)
-        if max(peer_dims(config, "pca")) > limit:
-            raise ValueError(
-                f"--pca-dims must be <= {limit} (the training texts and the teacher's dimension bound the PCA); "
-                f"got {peer_dims(config, 'pca')}"
-            )
     if "model2vec" in peers:
         _import_model2vec(distillation=False)  # distilling (not loading a cached distillation) needs the extra
+
+
+def peer_speed(peer: Peer, texts: List[str]) -> float:
+    """Sentences per second of ``peer`` on ``texts`` (best of 3 passes; a PCA peer costs a teacher pass: one)."""
+    from .throughput import sentences_per_second
+
+    return sentences_per_second(peer.encode, texts, repeats=1 if peer.method == "peer:pca" else 3)
 
 
 def run_peers(data, config, records: Sequence[dict]) -> List[dict]:
@@ -230,12 +232,15 @@ def run_peers(data, config, records: Sequence[dict]) -> List[dict]:
     Raises:
         ValueError: ``data`` has no raw texts and text teacher (not a text dataset).
     """
-    from .throughput import sentences_per_second
-
     if data.texts is None or data.teacher_encoder is None:
         raise ValueError(f"--peers needs a text dataset with a pretrained teacher; got --dataset {data.name}")
     train_texts, eval_texts = data.texts
-    check_peer_options(config, len(train_texts), data.teacher_dim)
+    limit = min(len(train_texts), data.teacher_dim)
+    if "pca" in config.peers and max(peer_dims(config, "pca")) > limit:
+        raise ValueError(
+            f"--pca-dims must be <= {limit} (the training texts and the teacher's dimension bound the PCA); "
+            f"got {peer_dims(config, 'pca')}"
+        )
     done = {
         (r["method"], r["student_dim"]) for r in records if r["kind"] == "peer" and r["eval_split"] == data.eval_split
     }
@@ -247,8 +252,4 @@ def run_peers(data, config, records: Sequence[dict]) -> List[dict]:
     if todo.get("pca"):
         peers += pca_peers(todo["pca"], data.teacher.embeddings, len(train_texts), data.teacher_encoder)
     timed_texts = eval_texts[:1024]
-
-    def speed(peer: Peer) -> float:  # a PCA row costs a teacher pass: one pass, not three
-        return sentences_per_second(peer.encode, timed_texts, repeats=1 if peer.method == "peer:pca" else 3)
-
-    return peer_records(data, config, peers, speed)
+    return peer_records(data, config, peers, lambda peer: peer_speed(peer, timed_texts))

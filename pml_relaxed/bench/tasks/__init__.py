@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from . import classification, self_taught, ssl
-from .common import DATASETS, RunLog, TaskConfig, check_dataset, write_results
+from .common import DATASETS, RunLog, TaskConfig, check_dataset, dataset_tag, write_results
 
 RUNNERS = {"ssl": ssl.run, "classification": classification.run, "self-taught": self_taught.run}
 METRICS = {
@@ -116,8 +116,7 @@ def run_task(cfg: TaskConfig, command: Optional[str] = None) -> List[Path]:
     check_dataset(cfg.dataset)
     if cfg.seeds < 1:
         raise ValueError(f"seeds must be >= 1; got {cfg.seeds}")
-    suffix = "" if cfg.dataset == "digits" else f"_{cfg.dataset}"
-    out = Path(cfg.output_dir or Path("results") / f"task_{cfg.task}{suffix}")
+    out = Path(cfg.output_dir or Path("results") / f"task_{cfg.task}{dataset_tag(cfg.dataset, '_{}')}")
     log = RunLog(out)
     other = {(r["task"], r["config"].get("dataset", "digits")) for r in log.records} - {(cfg.task, cfg.dataset)}
     if other:  # runs.jsonl's resume key has no task or dataset: one folder per (task, dataset)
@@ -131,7 +130,7 @@ def run_task(cfg: TaskConfig, command: Optional[str] = None) -> List[Path]:
     records = RUNNERS[cfg.task](cfg, log)
     calls = (out / "commands.txt").read_text().strip().splitlines()
     header = (
-        f"# {cfg.task}{'' if cfg.dataset == 'digits' else ' (' + cfg.dataset + ')'}\n\nCommands (commands.txt):\n\n"
+        f"# {cfg.task}{dataset_tag(cfg.dataset, ' ({})')}\n\nCommands (commands.txt):\n\n"
         + "\n".join(f"    {c}" for c in calls)
         + f"\n\nMachine: {machine()}  \nVersions: {versions()}  \nWritten: {now}"
     )

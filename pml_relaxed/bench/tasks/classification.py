@@ -16,6 +16,7 @@ from ...trainers import EmbeddingTransfer
 from .common import (
     RunLog,
     TaskConfig,
+    dataset_tag,
     fit,
     grid,
     network,
@@ -134,7 +135,7 @@ def method_options(method: str, cfg: TaskConfig) -> List[dict]:
 
 def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
     train_images, train_labels, eval_images, eval_labels = within_class_split(cfg.split, dataset=cfg.dataset)
-    prefix = "" if cfg.dataset == "digits" else f"{cfg.dataset}_"
+    prefix = dataset_tag(cfg.dataset)
     cache = log.path.parent / f"teacher_classification_{prefix}e{cfg.teacher_epochs}_s{cfg.teacher_seed}.pt"
     teacher_trunk, teacher_head, seconds = train_teacher(train_images, train_labels, cfg, cache)
     setting = f"{TEACHER[cfg.dataset][0]}->{STUDENT[cfg.dataset][0]}"

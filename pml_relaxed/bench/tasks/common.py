@@ -81,6 +81,11 @@ def check_dataset(dataset: str) -> str:
     return dataset
 
 
+def dataset_tag(dataset: str, template: str = "{}_") -> str:
+    """``template`` filled with ``dataset``, or ``""`` for digits (whose file and folder names predate the option)."""
+    return "" if check_dataset(dataset) == "digits" else template.format(dataset)
+
+
 @lru_cache(maxsize=2)
 def omniglot(split: str) -> Omniglot:
     """Omniglot at 28 x 28 from $PML_RELAXED_DATA (decoded once per process): ``"train"`` is

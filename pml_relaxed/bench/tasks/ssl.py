@@ -17,6 +17,7 @@ from .common import (
     TaskConfig,
     TwoViewCollate,
     TwoViewLoss,
+    dataset_tag,
     digits_augment,
     fit,
     grid,
@@ -82,7 +83,7 @@ def train_transfer(teacher, arch: str, dim: int, images: torch.Tensor, cfg: Task
 def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
     train_images, eval_images, eval_labels = unseen_classes(cfg.split, cfg.dataset)
     teacher_arch, teacher_dim = TEACHER[cfg.dataset]
-    prefix = "" if cfg.dataset == "digits" else f"{cfg.dataset}_"
+    prefix = dataset_tag(cfg.dataset)
     methods = cfg.methods or list(METHODS)
     teachers: Dict[float, torch.nn.Module] = {}
     for temperature in (cfg.teacher_temperatures or cfg.temperatures) if "relaxed_contrastive" in methods else []:
