@@ -58,6 +58,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ks", type=int, nargs="+", default=[4, 8], help="self-taught: ContextualSimilarity k")
     p.add_argument("--ema-momenta", type=float, nargs="+", default=[0.9, 0.99], help="self-taught: EMA momenta")
+    p.add_argument(
+        "--stml-kl-weights", type=float, nargs="+", default=[0.0], help="self-taught: STML's KL term (0: off)"
+    )
+    p.add_argument(
+        "--stml-neighbours",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="self-taught: STML's nearest-neighbour batches, items per query group (0: random batches); for N > 0 "
+        "the ContextualSimilarity k is STML's 2 N (views x group size) and --ks is not used",
+    )
     p.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0, 2.0], help="classification")
     p.add_argument("--kd-temperatures", type=float, nargs="+", default=[4.0], help="classification: Hinton KD")
     return p
@@ -122,14 +133,23 @@ def run_ssl(p: Pipeline) -> Dict[Tuple[str, str], dict]:
 
 def run_self_taught(p: Pipeline) -> Dict[Tuple[str, str], dict]:
     a = p.args
-    grid = ["--temperatures", *_values(a.temperatures), "--ks", *_values(a.ks)]
-    grid += ["--ema-momenta", *_values(a.ema_momenta), "--sigmas", *p.sigmas]
-    chosen = p.choose(p.bench("val", grid))
+    grid = ["--temperatures", *_values(a.temperatures), "--ema-momenta", *_values(a.ema_momenta)]
+    grid += ["--sigmas", *p.sigmas, "--stml-kl-weights", *_values(a.stml_kl_weights)]
+    for neighbours in a.stml_neighbours:  # one call per group size: k is tied to it (STML: k = 2 x group size)
+        ks = _values(a.ks) if neighbours == 0 else [str(2 * neighbours)]
+        val = p.bench("val", grid + ["--ks", *ks, "--stml-neighbours", str(neighbours)])
+    chosen = p.choose(val)
     for (_, method), o in chosen.items():
         if method == "ntxent":
             p.bench("test", ["--methods", "ntxent", "--temperatures", f"{o['temperature']:g}"])
         else:
             stml = ["--ks", str(o["k"]), "--ema-momenta", f"{o['ema_momentum']:g}", "--sigmas", f"{o['sigma']:g}"]
+            stml += [
+                "--stml-kl-weights",
+                f"{o.get('kl_weight', 0.0):g}",
+                "--stml-neighbours",
+                str(o.get("neighbours", 0)),
+            ]
             p.bench("test", ["--methods", "stml", *stml])
     return chosen
 

@@ -77,6 +77,14 @@ def get_task_parser() -> argparse.ArgumentParser:
         help="self-taught: weights of STML's self-distillation term (a second head g; 0, the default: off)",
     )
     p.add_argument(
+        "--stml-neighbours",
+        type=int,
+        nargs="+",
+        default=defaults.stml_neighbours,
+        help="self-taught: STML's batches, batch-size / N random queries each with its N - 1 nearest neighbours "
+        "in the student's embedding, refreshed every epoch (N divides --batch-size; 0, the default: random batches)",
+    )
+    p.add_argument(
         "--weights",
         type=float,
         nargs="+",

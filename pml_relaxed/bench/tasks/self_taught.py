@@ -1,7 +1,9 @@
 """``--task self-taught``: STML-style metric learning without labels from a random initialisation: an EMA copy
 of the student gives ContextualSimilarity relaxed labels to RelaxedContrastiveLoss, against NTXent trained for
 the same number of steps; evaluated on unseen classes. ``--stml-kl-weights`` adds STML's self-distillation term
-(a second, wider head g next to the evaluated head f; off by default)."""
+(a second, wider head g next to the evaluated head f; off by default); ``--stml-neighbours`` builds STML's
+batches (random queries, each with its nearest neighbours in the student's embedding, refreshed every epoch;
+off by default: random batches)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ from typing import List, Optional
 
 import torch
 
+from ...evaluation import compute_embeddings
 from ...losses import RelaxedContrastiveLoss
+from ...samplers import NearestNeighbourBatchSampler
 from ...similarities import ContextualSimilarity
 from ...trainers import EmbeddingTransfer
 from .common import (
@@ -62,15 +66,16 @@ class DualHead(torch.nn.Module):
         return torch.cat([self.f(x), self.g(x)], dim=1)
 
 
-class FirstColumns(torch.nn.Module):
-    """The evaluated embedding of a two-head network: its first ``dim`` columns (head f)."""
+class Columns(torch.nn.Module):
+    """One head of a two-head network: columns ``[start, stop)`` of its output (head f: ``(0, dim)``, the
+    evaluated embedding; head g: ``(dim, None)``)."""
 
-    def __init__(self, model: torch.nn.Module, dim: int) -> None:
+    def __init__(self, model: torch.nn.Module, start: int, stop: Optional[int] = None) -> None:
         super().__init__()
-        self.model, self.dim = model, dim
+        self.model, self.start, self.stop = model, start, stop
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)[:, : self.dim]
+        return self.model(x)[:, self.start : self.stop]
 
 
 def two_head_network(arch: str, dim: int) -> torch.nn.Module:
@@ -100,13 +105,38 @@ class STMLLoss(torch.nn.Module):
         return rc + self.kl_weight * stml_kl(f, g)
 
 
-def train_stml(cfg: TaskConfig, images, k: int, momentum: float, sigma: float, seed: int, kl_weight: float = 0.0):
+def neighbour_batches(model: torch.nn.Module, images: torch.Tensor, cfg: TaskConfig, neighbours: int):
+    """STML's batches for ``model``: :class:`~pml_relaxed.samplers.NearestNeighbourBatchSampler` over the
+    model's embeddings of the un-augmented ``images`` (recomputed every epoch; queries from the global
+    generator, so the run's seed fixes them)."""
+
+    def embed() -> torch.Tensor:
+        dataset = Images(images)
+        return compute_embeddings(model, dataset, batch_size=512, device=cfg.device, show_progress=False)[0]
+
+    return NearestNeighbourBatchSampler(embed, batch_size=cfg.batch_size, neighbours_per_query=neighbours)
+
+
+def train_stml(
+    cfg: TaskConfig,
+    images,
+    k: int,
+    momentum: float,
+    sigma: float,
+    seed: int,
+    kl_weight: float = 0.0,
+    neighbours: int = 0,
+):
     """Random-init student; the teacher is its EMA; relaxed labels: ContextualSimilarity on the teacher, with the
     two views of an image ranked first (the batch's instance ids, never class labels). ``kl_weight > 0``: STML's
-    two-head student and :class:`STMLLoss`; the returned model gives head f."""
+    two-head student and :class:`STMLLoss`; the returned model gives head f. ``neighbours > 0``: STML's batches
+    (:func:`neighbour_batches`, searched in head g with two heads, as STML), else random batches."""
     seed_everything(seed)
     arch, dim = SETTING[cfg.dataset]
     model = (two_head_network(arch, dim) if kl_weight else network(arch, dim)).to(cfg.device)
+    sampler = None
+    if neighbours:
+        sampler = neighbour_batches(Columns(model, dim) if kl_weight else model, images, cfg, neighbours)
     similarity = ContextualSimilarity(k=k, sigma=sigma, labels_mark_views=True)
     loss = RelaxedContrastiveLoss(similarity=similarity, delta=cfg.delta, block_size=0)
     if kl_weight:
@@ -120,8 +150,9 @@ def train_stml(cfg: TaskConfig, images, k: int, momentum: float, sigma: float, s
         cfg.epochs,
         collate_fn=TwoViewCollate(digits_augment()),
         ema_momentum=momentum,
+        sampler=sampler,
     )
-    return (FirstColumns(model, dim) if kl_weight else model), seconds
+    return (Columns(model, 0, dim) if kl_weight else model), seconds
 
 
 def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
@@ -150,10 +181,15 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
                 )
         if "stml" in methods:
             for options in grid(
-                k=cfg.ks, ema_momentum=cfg.ema_momenta, sigma=cfg.sigmas, kl_weight=cfg.stml_kl_weights
+                k=cfg.ks,
+                ema_momentum=cfg.ema_momenta,
+                sigma=cfg.sigmas,
+                kl_weight=cfg.stml_kl_weights,
+                neighbours=cfg.stml_neighbours,
             ):
-                if not options["kl_weight"]:  # the runs without the term keep their options (and resume keys)
-                    del options["kl_weight"]
+                for off_by_default in ("kl_weight", "neighbours"):  # runs without them keep their resume keys
+                    if not options[off_by_default]:
+                        del options[off_by_default]
                 if log.done(cfg.split, setting, "stml", seed, options):
                     continue
                 model, seconds = train_stml(
@@ -164,6 +200,7 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
                     options["sigma"],
                     seed,
                     options.get("kl_weight", 0.0),
+                    options.get("neighbours", 0),
                 )
                 log.add(
                     record(
