@@ -283,3 +283,56 @@ def test_stml_kl_option_runs_and_leaves_the_runs_without_it_unchanged(tmp_path):
     ]
     assert runs[0]["metrics"] != runs[1]["metrics"]
     assert get_task_parser().parse_args(["--task", "self-taught"]).stml_kl_weights == [0.0]
+
+
+def test_stml_neighbour_batches_option_and_resume_keys(tmp_path):
+    run_task(
+        TaskConfig(
+            task="self-taught",
+            methods=["stml"],
+            ks=[4],
+            stml_kl_weights=[0.0, 0.5],
+            stml_neighbours=[0, 4],
+            output_dir=str(tmp_path),
+            **TINY,
+        )
+    )
+    base = {"k": 4, "ema_momentum": 0.99, "sigma": 1.0}
+    runs = read_runs(tmp_path)
+    assert [r["options"] for r in runs] == [
+        base,
+        {**base, "neighbours": 4},
+        {**base, "kl_weight": 0.5},
+        {**base, "kl_weight": 0.5, "neighbours": 4},
+    ]
+    assert len({json.dumps(r["metrics"]) for r in runs}) == 4
+    assert get_task_parser().parse_args(["--task", "self-taught"]).stml_neighbours == [0]
+    parsed = get_task_parser().parse_args(["--task", "self-taught", "--stml-neighbours", "4", "8"])
+    assert parsed.stml_neighbours == [4, 8]
+
+
+def test_neighbour_batches_search_the_model_embedding_of_the_plain_images():
+    from pml_relaxed.bench.tasks.self_taught import Columns, neighbour_batches, two_head_network
+    from pml_relaxed.samplers import nearest_neighbour_table
+
+    images = torch.randn(40, 8, 8, generator=torch.Generator().manual_seed(0))
+    cfg = TaskConfig(task="self-taught", batch_size=8)
+    model = two_head_network("mlp256", 4)
+    model.train()
+    sampler = neighbour_batches(Columns(model, 4), images, cfg, neighbours=4)
+    assert model.training and len(sampler) == 40 // 8  # the mode is restored
+    model.eval()
+    with torch.no_grad():
+        outputs = model(images)
+    assert torch.equal(Columns(model, 4)(images), outputs[:, 4:]) and torch.equal(
+        Columns(model, 0, 4)(images), outputs[:, :4]
+    )
+    torch.testing.assert_close(sampler.table, nearest_neighbour_table(outputs[:, 4:], 4))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+        moved = model(images)[:, 4:]
+    assert not torch.equal(nearest_neighbour_table(moved, 4), sampler.table)
+    list(sampler)  # the first pass: the construction's table
+    list(sampler)  # a later pass: rebuilt from the model as it is now
+    torch.testing.assert_close(sampler.table, nearest_neighbour_table(moved, 4))

@@ -83,3 +83,25 @@ def test_bad_pipeline_arguments():
     module = load_script("tasks_pipeline")
     with pytest.raises(SystemExit):
         module.get_args_parser().parse_args(["--task", "self-taught", "--dataset", "mnist"])
+
+
+def test_self_taught_pipeline_ties_k_to_the_neighbour_groups_and_tests_the_choice(tmp_path):
+    _, summary = _run(
+        tmp_path,
+        ["--task", "self-taught", "--temperatures", "0.1", "--ks", "3", "--ema-momenta", "0.9"]
+        + ["--stml-neighbours", "0", "4", "--stml-kl-weights", "0", "0.5"],
+    )
+    root = tmp_path / "self_taught_digits"
+    val, test = _records(root / "val"), _records(root / "test")
+    stml = sorted(
+        (r["options"]["k"], r["options"].get("neighbours", 0), r["options"].get("kl_weight", 0))
+        for r in val
+        if r["method"] == "stml"
+    )
+    assert stml == [(3, 0, 0), (3, 0, 0.5), (8, 4, 0), (8, 4, 0.5)]  # k = 3 from --ks; k = 2 x 4 with groups of 4
+    assert sum(r["method"] == "ntxent" for r in val) == 1  # the baseline runs once, not once per group size
+    chosen = next(c["options"] for c in summary["choices"] if c["method"] == "stml")
+    assert chosen == _best(val, "mlp256", "stml", "mean_average_precision_at_r")
+    assert [r["options"] for r in test if r["method"] == "stml"] == [chosen, chosen]
+    command = next(c for c in summary["test_commands"] if "stml" in c)
+    assert f"--stml-neighbours {chosen.get('neighbours', 0)}" in command and f"--ks {chosen['k']}" in command
