@@ -96,6 +96,10 @@ def test_bad_task_options():
         run_task(TaskConfig(task="ssl", settings=["tiny"]))
     with pytest.raises(ValueError, match="task must be one of"):
         run_task(TaskConfig(task="nope"))
+    with pytest.raises(
+        ValueError, match=r"stml_neighbours must be 0 \(random batches\) or divide batch_size \(64\).*\[5, -1\]"
+    ):
+        run_task(TaskConfig(task="self-taught", stml_neighbours=[0, 4, 5, -1]))
 
 
 def test_hinton_kd_loss_matches_the_formula():

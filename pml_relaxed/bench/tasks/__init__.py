@@ -124,6 +124,12 @@ def run_task(cfg: TaskConfig, command: Optional[str] = None) -> List[Path]:
     check_dataset(cfg.dataset)
     if cfg.seeds < 1:
         raise ValueError(f"seeds must be >= 1; got {cfg.seeds}")
+    bad = [n for n in cfg.stml_neighbours if n < 0 or (n > 0 and cfg.batch_size % n)]
+    if bad:
+        raise ValueError(
+            f"stml_neighbours must be 0 (random batches) or divide batch_size ({cfg.batch_size}): each batch holds "
+            f"whole groups of a query and its neighbours; got {bad}"
+        )
     out = Path(cfg.output_dir or Path("results") / f"task_{cfg.task}{dataset_tag(cfg.dataset, '_{}')}")
     log = RunLog(out)
     other = {(r["task"], r["config"].get("dataset", "digits")) for r in log.records} - {(cfg.task, cfg.dataset)}
