@@ -28,6 +28,7 @@ from pml_relaxed.bench.cli import machine, versions
 from pml_relaxed.bench.tasks.common import DATASETS, network, omniglot, seed_everything
 from pml_relaxed.bench.tasks.self_taught import SETTING
 from pml_relaxed.datasets import Digits
+from pml_relaxed.similarities import GaussianKernel
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -54,7 +55,7 @@ def pair_statistics(embeddings: torch.Tensor, labels: torch.Tensor, sigmas: List
     other = labels[:, None] != labels[None, :]
     stats = {"pairs": int(off_diagonal.sum()), "mean_cos": float(cos[off_diagonal].mean())}
     for sigma in sigmas:
-        w = torch.exp(-(2 - 2 * cos).clamp_min(0) / sigma)
+        w = GaussianKernel(sigma=sigma)(embeddings.double())  # the relaxed labels the loss would use
         for name, mask in (("all", off_diagonal), ("same_class", same), ("other_class", other)):
             stats[f"w_sigma{sigma:g}_{name}"] = float(w[mask].mean())
     return stats
