@@ -6,7 +6,9 @@ pair of images has a cosine near 1, that half is near 1 for every pair and pulls
 script embeds the training images of the self-taught task's test split (digits 0-4, Omniglot small1) with the
 randomly initialised network of each dataset (``self_taught.SETTING``, eval mode) and reports, over all pairs,
 the mean cosine, the mean Gaussian label per sigma, and the same means over pairs of the same class and of
-different classes (labels are read for this diagnostic only; the task never reads them).
+different classes (labels are read for this diagnostic only; the task never reads them). Each initialisation
+gives two rows: the embeddings as they are (STML's labels) and centred on their mean first (the labels of
+``ContextualSimilarity(center=True)``, here with the mean of all the images rather than of one batch).
 
     python benchmarks/stml_init_similarity.py --datasets digits omniglot --seeds 3
 
@@ -46,16 +48,22 @@ def training_images(dataset: str):
     return data.images, data.labels
 
 
-def pair_statistics(embeddings: torch.Tensor, labels: torch.Tensor, sigmas: List[float]) -> Dict[str, float]:
-    """Means over the pairs i != j of the cosine and of each sigma's Gaussian label, all / same class / other."""
-    f = torch.nn.functional.normalize(embeddings.double(), dim=1)
+def pair_statistics(
+    embeddings: torch.Tensor, labels: torch.Tensor, sigmas: List[float], center: bool = False
+) -> Dict[str, float]:
+    """Means over the pairs i != j of the cosine and of each sigma's Gaussian label, all / same class / other;
+    ``center``: of the embeddings minus their mean."""
+    embeddings = embeddings.double()
+    if center:
+        embeddings = embeddings - embeddings.mean(dim=0, keepdim=True)
+    f = torch.nn.functional.normalize(embeddings, dim=1)
     cos = f @ f.T
     off_diagonal = ~torch.eye(len(f), dtype=torch.bool)
     same = (labels[:, None] == labels[None, :]) & off_diagonal
     other = labels[:, None] != labels[None, :]
     stats = {"pairs": int(off_diagonal.sum()), "mean_cos": float(cos[off_diagonal].mean())}
     for sigma in sigmas:
-        w = GaussianKernel(sigma=sigma)(embeddings.double())  # the relaxed labels the loss would use
+        w = GaussianKernel(sigma=sigma)(embeddings)  # the relaxed labels the loss would use
         for name, mask in (("all", off_diagonal), ("same_class", same), ("other_class", other)):
             stats[f"w_sigma{sigma:g}_{name}"] = float(w[mask].mean())
     return stats
@@ -72,7 +80,9 @@ def main(args: argparse.Namespace) -> List[dict]:
             with torch.no_grad():
                 embeddings = torch.cat([model(batch) for batch in images.split(512)])
             row = {"dataset": dataset, "network": f"{arch}->{dim}", "seed": seed, "images": len(images)}
-            rows.append({**row, **pair_statistics(embeddings, labels, args.sigmas)})
+            for center in (False, True):
+                stats = pair_statistics(embeddings, labels, args.sigmas, center)
+                rows.append({**row, "embeddings": "centred" if center else "as is", **stats})
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/stml_init_similarity.py " + shlex.join(sys.argv[1:])
@@ -86,13 +96,12 @@ def main(args: argparse.Namespace) -> List[dict]:
         f"Command: `{command}`  ",
         f"Machine: {machine()}",
         "",
-        "| dataset | network | seed | " + " | ".join(columns) + " |",
-        "|" + "---|" * (3 + len(columns)),
+        "| dataset | network | seed | embeddings | " + " | ".join(columns) + " |",
+        "|" + "---|" * (4 + len(columns)),
     ]
     for r in rows:
-        lines.append(
-            f"| {r['dataset']} | {r['network']} | {r['seed']} | " + " | ".join(f"{r[c]:.4f}" for c in columns) + " |"
-        )
+        head = f"| {r['dataset']} | {r['network']} | {r['seed']} | {r['embeddings']} | "
+        lines.append(head + " | ".join(f"{r[c]:.4f}" for c in columns) + " |")
     (out / "stml_init_similarity.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return rows

@@ -69,6 +69,14 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="self-taught: STML's nearest-neighbour batches, items per query group (0: random batches); for N > 0 "
         "the ContextualSimilarity k is STML's 2 N (views x group size) and --ks is not used",
     )
+    p.add_argument(
+        "--stml-centers",
+        type=int,
+        nargs="+",
+        choices=[0, 1],
+        default=[0],
+        help="self-taught: 1 centres the teacher embeddings on the batch mean before the labels (0: STML's labels)",
+    )
     p.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0, 2.0], help="classification")
     p.add_argument("--kd-temperatures", type=float, nargs="+", default=[4.0], help="classification: Hinton KD")
     return p
@@ -135,6 +143,7 @@ def run_self_taught(p: Pipeline) -> Dict[Tuple[str, str], dict]:
     a = p.args
     grid = ["--temperatures", *_values(a.temperatures), "--ema-momenta", *_values(a.ema_momenta)]
     grid += ["--sigmas", *p.sigmas, "--stml-kl-weights", *_values(a.stml_kl_weights)]
+    grid += ["--stml-centers", *_values(a.stml_centers)]
     for neighbours in a.stml_neighbours:  # one call per group size: k is tied to it (STML: k = 2 x group size)
         ks = _values(a.ks) if neighbours == 0 else [str(2 * neighbours)]
         val = p.bench("val", grid + ["--ks", *ks, "--stml-neighbours", str(neighbours)])
@@ -149,6 +158,8 @@ def run_self_taught(p: Pipeline) -> Dict[Tuple[str, str], dict]:
                 f"{o.get('kl_weight', 0.0):g}",
                 "--stml-neighbours",
                 str(o.get("neighbours", 0)),
+                "--stml-centers",
+                str(o.get("center", 0)),
             ]
             p.bench("test", ["--methods", "stml", *stml])
     return chosen

@@ -25,8 +25,8 @@ class ContextualSimilarity(BaseSimilarity):
     r"""The contextualised relaxed labels of STML (Kim et al., "Self-Taught Metric Learning without Labels",
     CVPR 2022), computed on the teacher embeddings of one batch.
 
-    With ``f`` the (by default L2-normalised) teacher embeddings of the n batch items and
-    ``d_ij = ||f_i - f_j||^2``:
+    With ``f`` the teacher embeddings of the n batch items (optionally centred on the batch mean, then by default
+    L2-normalised) and ``d_ij = ||f_i - f_j||^2``:
 
     1. Ranking. Item i ranks the batch by ``d_ij`` ascending; i itself always comes first, then (with
        ``labels_mark_views=True``) the items with i's label (other views of the same instance), then the
@@ -46,6 +46,11 @@ class ContextualSimilarity(BaseSimilarity):
     Differences from the STML code: its query expansion uses ``round(k / 2)`` neighbours (banker's
     rounding: 2 for k = 5); its ties follow ``torch.topk``'s unspecified order; it runs on CUDA only.
 
+    Centring (``center=True``, not in STML) subtracts the batch mean before the normalisation, so the labels, like
+    the relative distances of the relaxed losses, do not change when every embedding moves by the same vector. A
+    randomly initialised network (ReLU features, a random linear head) puts every embedding near one common
+    direction: uncentred, every pair then has a cosine near 1 and a Gaussian label near 1, whatever the images.
+
     The labels depend on the whole batch, so they cannot be computed in row blocks
     (``supports_blocks = False``), and the references must be the queries themselves
     (``teacher_ref_emb=None``; a memory bank or a second view set is refused).
@@ -57,6 +62,7 @@ class ContextualSimilarity(BaseSimilarity):
             (clamped to the batch size).
         contextual_weight: weight of the contextual part, in [0, 1] (0: the plain Gaussian kernel).
         normalize: L2-normalise the teacher embeddings first.
+        center: subtract the batch mean of the teacher embeddings first (before ``normalize``).
         labels_mark_views: the labels passed with the batch mark views of one instance (e.g. instance
             ids from a two-view loader), which rank right after the item itself, as in STML; the labels
             are then required. They only change the neighbour ranking, not the kernel.
@@ -65,7 +71,7 @@ class ContextualSimilarity(BaseSimilarity):
         teacher_emb (n, D) -> (n, n).
 
     Raises:
-        TypeError: a non-int k or query_expansion_k, a non-bool normalize or labels_mark_views.
+        TypeError: a non-int k or query_expansion_k, a non-bool normalize, center or labels_mark_views.
         ValueError: k or query_expansion_k < 1, sigma <= 0, contextual_weight outside [0, 1]; at call time a
             teacher_ref_emb (the batch must be its own reference set), or missing labels with
             ``labels_mark_views``.
@@ -95,6 +101,7 @@ class ContextualSimilarity(BaseSimilarity):
         contextual_weight: float = 0.5,
         normalize: bool = True,
         labels_mark_views: bool = False,
+        center: bool = False,
     ) -> None:
         super().__init__()
         self.k = _check_k("k", k, allow_none=False)
@@ -103,6 +110,7 @@ class ContextualSimilarity(BaseSimilarity):
         self.contextual_weight = v.check_in_unit_interval("contextual_weight", contextual_weight)
         self.normalize = v.check_bool("normalize", normalize)
         self.labels_mark_views = v.check_bool("labels_mark_views", labels_mark_views)
+        self.center = v.check_bool("center", center)
         self.requires_labels = self.labels_mark_views
 
     @property
@@ -125,9 +133,12 @@ class ContextualSimilarity(BaseSimilarity):
             return self._ranking(self.squared_distances(teacher_emb.detach()), labels)
 
     def squared_distances(self, teacher_emb: torch.Tensor) -> torch.Tensor:
-        """Symmetric (n, n) squared distances of the (normalised) teacher embeddings, in the compute dtype."""
+        """Symmetric (n, n) squared distances of the (centred, normalised) teacher embeddings, in the compute
+        dtype."""
         dtype = teacher_emb.dtype if teacher_emb.dtype in (torch.float32, torch.float64) else torch.float32
         f = teacher_emb.to(dtype)
+        if self.center and len(f):
+            f = f - f.mean(dim=0, keepdim=True)
         if self.normalize:
             f = torch.nn.functional.normalize(f, p=2, dim=1)
         sq = (f * f).sum(dim=1)
@@ -184,5 +195,5 @@ class ContextualSimilarity(BaseSimilarity):
         return (
             f"k={self.k}, sigma={self.sigma}, query_expansion_k={self.query_expansion_k}, "
             f"contextual_weight={self.contextual_weight}, normalize={self.normalize}, "
-            f"labels_mark_views={self.labels_mark_views}"
+            f"labels_mark_views={self.labels_mark_views}, center={self.center}"
         )

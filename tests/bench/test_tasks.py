@@ -315,6 +315,30 @@ def test_stml_neighbour_batches_option_and_resume_keys(tmp_path):
     assert parsed.stml_neighbours == [4, 8]
 
 
+def test_stml_centers_option_reaches_the_similarity_and_keeps_the_resume_keys(tmp_path, monkeypatch):
+    from pml_relaxed.bench.tasks import self_taught
+
+    built = []
+
+    class Recording(self_taught.ContextualSimilarity):
+        def __init__(self, **kwargs):
+            built.append(kwargs)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(self_taught, "ContextualSimilarity", Recording)
+    run_task(
+        TaskConfig(task="self-taught", methods=["stml"], ks=[3], stml_centers=[0, 1], output_dir=str(tmp_path), **TINY)
+    )
+    base = {"k": 3, "ema_momentum": 0.99, "sigma": 1.0}
+    runs = read_runs(tmp_path)
+    assert [r["options"] for r in runs] == [base, {**base, "center": 1}]
+    assert [b["center"] for b in built] == [False, True]
+    assert runs[0]["metrics"] != runs[1]["metrics"]
+    assert get_task_parser().parse_args(["--task", "self-taught"]).stml_centers == [0]
+    with pytest.raises(SystemExit):
+        get_task_parser().parse_args(["--task", "self-taught", "--stml-centers", "2"])
+
+
 def test_neighbour_batches_search_the_model_embedding_of_the_plain_images():
     from pml_relaxed.bench.tasks.self_taught import Columns, neighbour_batches, two_head_network
     from pml_relaxed.samplers import nearest_neighbour_table

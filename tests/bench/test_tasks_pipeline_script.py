@@ -105,3 +105,15 @@ def test_self_taught_pipeline_ties_k_to_the_neighbour_groups_and_tests_the_choic
     assert [r["options"] for r in test if r["method"] == "stml"] == [chosen, chosen]
     command = next(c for c in summary["test_commands"] if "stml" in c)
     assert f"--stml-neighbours {chosen.get('neighbours', 0)}" in command and f"--ks {chosen['k']}" in command
+
+
+def test_self_taught_pipeline_passes_the_centred_labels_to_the_test_run(tmp_path):
+    _, summary = _run(
+        tmp_path,
+        ["--task", "self-taught", "--temperatures", "0.1", "--ks", "3", "--ema-momenta", "0.9", "--stml-centers", "1"],
+    )
+    root = tmp_path / "self_taught_digits"
+    val, test = _records(root / "val"), _records(root / "test")
+    assert [r["options"].get("center") for r in val if r["method"] == "stml"] == [1]
+    assert [r["options"].get("center") for r in test if r["method"] == "stml"] == [1, 1]
+    assert "--stml-centers 1" in next(c for c in summary["test_commands"] if "stml" in c)

@@ -4,14 +4,23 @@ import math
 
 
 def loop_contextual_similarity(
-    teacher, k, sigma=1.0, query_expansion_k=None, contextual_weight=0.5, normalize=True, view_labels=None
+    teacher,
+    k,
+    sigma=1.0,
+    query_expansion_k=None,
+    contextual_weight=0.5,
+    normalize=True,
+    view_labels=None,
+    center=False,
 ):
     """w_ij = (1 - c) exp(-d_ij / sigma) + c (w^_ij + w^_ji) / 2 with python sets; ties by smaller index."""
-    f = teacher.double()
-    if normalize:
-        f = f / f.norm(dim=1, keepdim=True)
-    rows = [[float(x) for x in row] for row in f]
+    rows = [[float(x) for x in row] for row in teacher.double()]
     n = len(rows)
+    if center:  # subtract the mean of each column
+        means = [sum(row[c] for row in rows) / n for c in range(len(rows[0]))]
+        rows = [[x - m for x, m in zip(row, means)] for row in rows]
+    if normalize:
+        rows = [[x / math.sqrt(sum(y * y for y in row)) for x in row] for row in rows]
     d = [[sum((a - b) ** 2 for a, b in zip(rows[i], rows[j])) for j in range(n)] for i in range(n)]
 
     def rank_key(i, j):

@@ -11,22 +11,24 @@ def as_tensor(rows):
 
 
 @pytest.mark.parametrize(
-    "k, kq, weight, normalize, sigma",
+    "k, kq, weight, normalize, sigma, center",
     [
-        (4, None, 0.5, True, 1.0),
-        (3, None, 0.5, True, 0.5),
-        (5, 2, 0.3, False, 2.0),
-        (1, None, 1.0, True, 1.0),
-        (7, 4, 0.8, True, 1.0),
+        (4, None, 0.5, True, 1.0, False),
+        (3, None, 0.5, True, 0.5, False),
+        (5, 2, 0.3, False, 2.0, False),
+        (1, None, 1.0, True, 1.0, False),
+        (7, 4, 0.8, True, 1.0, False),
+        (4, None, 0.5, True, 1.0, True),
+        (5, 2, 0.3, False, 2.0, True),
     ],
 )
-def test_matches_loop_reference_on_random_embeddings(k, kq, weight, normalize, sigma):
-    teacher = torch.randn(13, 5, dtype=torch.float64)
+def test_matches_loop_reference_on_random_embeddings(k, kq, weight, normalize, sigma, center):
+    teacher = torch.randn(13, 5, dtype=torch.float64) + 3.0  # off the origin, so centring changes the labels
     similarity = ContextualSimilarity(
-        k=k, sigma=sigma, query_expansion_k=kq, contextual_weight=weight, normalize=normalize
+        k=k, sigma=sigma, query_expansion_k=kq, contextual_weight=weight, normalize=normalize, center=center
     )
     w = similarity(teacher)
-    expected = as_tensor(loop_contextual_similarity(teacher, k, sigma, kq, weight, normalize))
+    expected = as_tensor(loop_contextual_similarity(teacher, k, sigma, kq, weight, normalize, center=center))
     torch.testing.assert_close(w, expected, rtol=1e-10, atol=1e-12)
     assert torch.equal(w, w.T)
 
@@ -104,6 +106,30 @@ def test_relaxed_contrastive_loss_with_it_equals_the_loss_on_the_reference_matri
     torch.testing.assert_close(grad, expected_grad)
 
 
+def test_center_makes_the_labels_translation_invariant():
+    teacher = torch.randn(10, 4, dtype=torch.float64)
+    shift = torch.tensor([5.0, -2.0, 0.5, 9.0], dtype=torch.float64)
+    centred = ContextualSimilarity(k=3, center=True)
+    torch.testing.assert_close(centred(teacher + shift), centred(teacher), rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(ContextualSimilarity(k=3)(teacher + shift), ContextualSimilarity(k=3)(teacher))
+
+
+def test_center_on_collinear_embeddings_keeps_the_signal():
+    # all embeddings near one direction (a random network's): uncentred labels are near 1 for every pair
+    direction = torch.ones(1, 6, dtype=torch.float64) * 10
+    teacher = direction + 0.1 * torch.tensor([[1.0, 0, 0, 0, 0, 0]] * 3 + [[0, 1.0, 0, 0, 0, 0]] * 3).double()
+    teacher = teacher + 0.001 * torch.randn(6, 6, dtype=torch.float64)
+    plain = ContextualSimilarity(k=3, contextual_weight=0.0)(teacher)
+    centred = ContextualSimilarity(k=3, contextual_weight=0.0, center=True)(teacher)
+    assert plain.min() > 0.99
+    assert centred[0, 1] > 0.9 and centred[0, 4] < 0.05  # same group vs other group
+
+
+def test_center_on_one_item_is_finite():
+    w = ContextualSimilarity(k=2, center=True)(torch.randn(1, 3))
+    assert torch.isfinite(w).all()
+
+
 def test_errors():
     with pytest.raises(ValueError, match="k must be >= 1; got 0"):
         ContextualSimilarity(k=0)
@@ -117,6 +143,8 @@ def test_errors():
         ContextualSimilarity(sigma=0)
     with pytest.raises(TypeError, match="labels_mark_views must be a bool"):
         ContextualSimilarity(labels_mark_views=1)
+    with pytest.raises(TypeError, match="center must be a bool"):
+        ContextualSimilarity(center=1)
     with pytest.raises(ValueError, match="teacher_ref_emb=None"):
         ContextualSimilarity()(torch.randn(4, 2), torch.randn(3, 2))
     mixed = MixedSimilarity(ContextualSimilarity(), GaussianKernel())

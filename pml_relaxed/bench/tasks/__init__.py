@@ -85,6 +85,15 @@ def get_task_parser() -> argparse.ArgumentParser:
         "in the student's embedding, refreshed every epoch (N divides --batch-size; 0, the default: random batches)",
     )
     p.add_argument(
+        "--stml-centers",
+        type=int,
+        nargs="+",
+        choices=[0, 1],
+        default=defaults.stml_centers,
+        help="self-taught: 1 centres the teacher embeddings on the batch mean before the relaxed labels "
+        "(ContextualSimilarity(center=True), not in STML); 0, the default: STML's uncentred labels",
+    )
+    p.add_argument(
         "--weights",
         type=float,
         nargs="+",

@@ -53,6 +53,7 @@ class TaskConfig:
     ema_momenta: List[float] = field(default_factory=lambda: [0.99])  # self-taught: EMA momentum
     stml_kl_weights: List[float] = field(default_factory=lambda: [0.0])  # self-taught: STML's KL term (0: off)
     stml_neighbours: List[int] = field(default_factory=lambda: [0])  # self-taught: STML's batches (0: random)
+    stml_centers: List[int] = field(default_factory=lambda: [0])  # self-taught: centred teacher labels (1) or not
     weights: List[float] = field(default_factory=lambda: [1.0])  # classification: weight of the extra loss
     kd_temperatures: List[float] = field(default_factory=lambda: [4.0])  # classification: Hinton KD
     methods: Optional[List[str]] = None  # default: every method of the task

@@ -3,7 +3,8 @@ of the student gives ContextualSimilarity relaxed labels to RelaxedContrastiveLo
 the same number of steps; evaluated on unseen classes. ``--stml-kl-weights`` adds STML's self-distillation term
 (a second, wider head g next to the evaluated head f; off by default); ``--stml-neighbours`` builds STML's
 batches (random queries, each with its nearest neighbours in the student's embedding, refreshed every epoch;
-off by default: random batches)."""
+off by default: random batches); ``--stml-centers 1`` centres the teacher embeddings on the batch mean before the
+relaxed labels (not in STML; off by default)."""
 
 from __future__ import annotations
 
@@ -126,18 +127,20 @@ def train_stml(
     seed: int,
     kl_weight: float = 0.0,
     neighbours: int = 0,
+    center: bool = False,
 ):
     """Random-init student; the teacher is its EMA; relaxed labels: ContextualSimilarity on the teacher, with the
     two views of an image ranked first (the batch's instance ids, never class labels). ``kl_weight > 0``: STML's
     two-head student and :class:`STMLLoss`; the returned model gives head f. ``neighbours > 0``: STML's batches
-    (:func:`neighbour_batches`, searched in head g with two heads, as STML), else random batches."""
+    (:func:`neighbour_batches`, searched in head g with two heads, as STML), else random batches. ``center``: the
+    teacher embeddings are centred on the batch mean before the labels (``ContextualSimilarity(center=True)``)."""
     seed_everything(seed)
     arch, dim = SETTING[cfg.dataset]
     model = (two_head_network(arch, dim) if kl_weight else network(arch, dim)).to(cfg.device)
     sampler = None
     if neighbours:
         sampler = neighbour_batches(Columns(model, dim) if kl_weight else model, images, cfg, neighbours)
-    similarity = ContextualSimilarity(k=k, sigma=sigma, labels_mark_views=True)
+    similarity = ContextualSimilarity(k=k, sigma=sigma, labels_mark_views=True, center=center)
     loss = RelaxedContrastiveLoss(similarity=similarity, delta=cfg.delta, block_size=0)
     if kl_weight:
         loss = STMLLoss(loss, dim, kl_weight)
@@ -186,8 +189,9 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
                 sigma=cfg.sigmas,
                 kl_weight=cfg.stml_kl_weights,
                 neighbours=cfg.stml_neighbours,
+                center=cfg.stml_centers,
             ):
-                for off_by_default in ("kl_weight", "neighbours"):  # runs without them keep their resume keys
+                for off_by_default in ("kl_weight", "neighbours", "center"):  # runs without them keep their resume keys
                     if not options[off_by_default]:
                         del options[off_by_default]
                 if log.done(cfg.split, setting, "stml", seed, options):
@@ -201,6 +205,7 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
                     seed,
                     options.get("kl_weight", 0.0),
                     options.get("neighbours", 0),
+                    bool(options.get("center", 0)),
                 )
                 log.add(
                     record(
