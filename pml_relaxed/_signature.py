@@ -19,7 +19,7 @@ def takes_keyword(func: Any, name: str) -> bool:
 
     A ``**kwargs`` catch-all does not count: only an argument spelled ``name`` does.
 
-    Example:
+    Examples:
         >>> from pytorch_metric_learning.losses import ContrastiveLoss
         >>> takes_keyword(ContrastiveLoss(), "ref_emb"), takes_keyword(ContrastiveLoss(), "teacher_emb")
         (True, False)
@@ -42,7 +42,7 @@ def takes_teacher(func: Any) -> bool:
     A wrapper that passes the teacher on only when what it wraps reads it (the distributed wrappers) names
     that object in its ``teacher_passthrough`` attribute, and is looked through.
 
-    Example:
+    Examples:
         >>> from pml_relaxed.losses import RelaxedContrastiveLoss
         >>> takes_teacher(RelaxedContrastiveLoss())
         True

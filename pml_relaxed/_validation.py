@@ -118,7 +118,7 @@ def check_int(name: str, value: object, minimum: Optional[int] = None, allow_non
         TypeError: a value that is not an int (nor None with ``allow_none``).
         ValueError: an int below ``minimum``.
 
-    Example:
+    Examples:
         >>> check_int("num_views", 2, minimum=1)
         2
         >>> check_int("num_views", 0, minimum=1)

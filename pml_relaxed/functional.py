@@ -349,7 +349,7 @@ def relaxed_contrastive_loss(
         TypeError, ValueError: bad shapes, dtypes, missing teacher values, non-finite student or teacher
             rows (named in the message), bad sigma/delta/block_size.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from pml_relaxed import functional as fn
         >>> student = torch.randn(6, 4, requires_grad=True)

@@ -61,6 +61,18 @@ def test_the_site_renders_every_sphinx_role_of_the_docstrings():
     assert rewritten > 50  # the roles are used throughout the package
 
 
+def test_docstring_examples_are_google_examples_sections():
+    """mkdocstrings renders ``>>>`` lines as highlighted code only under ``Examples:``; under ``Example:`` they
+    become nested blockquotes, and ``[a][b]`` in them turns into a broken reference link."""
+    singular = re.compile(r"^\s*Example:\s*$", re.M)
+    examples = 0
+    for path in sorted((ROOT / "pml_relaxed").rglob("*.py")):
+        for docstring in DOCSTRING.findall(path.read_text()):
+            assert not singular.search(docstring), f"{path.relative_to(ROOT)}: 'Example:' (use 'Examples:')"
+            examples += bool(re.search(r"^\s*Examples:\s*$", docstring, re.M))
+    assert examples > 30
+
+
 def cub_layout(root):
     """data/cub in CUB-200-2011's layout (two tiny images per class), for the example of docs/datasets.md."""
     from tests.helpers.paper_fixtures import make_cub

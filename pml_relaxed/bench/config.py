@@ -123,7 +123,7 @@ class BenchConfig:
     def from_args(cls, argv: Optional[Sequence[str]] = None) -> "BenchConfig":
         """Parses a ``pml-relaxed bench`` command line (without the ``bench``); None: ``sys.argv[1:]``.
 
-        Example:
+        Examples:
             >>> BenchConfig.from_args(["--dataset", "omniglot", "--methods", "pkt", "rkd", "--no-progress"]).methods
             ['pkt', 'rkd']
         """
@@ -132,7 +132,7 @@ class BenchConfig:
     def to_argv(self) -> List[str]:
         """The command line that :meth:`from_args` turns back into this config (its non-default options).
 
-        Example:
+        Examples:
             >>> BenchConfig(dataset="omniglot", seeds=2, eval_normalize=False, text_mlp=[]).to_argv()
             ['--dataset', 'omniglot', '--seeds', '2', '--no-eval-normalize', '--text-mlp']
         """
@@ -190,7 +190,7 @@ def held_out_args(val_classes: int, val_alphabets: int) -> List[str]:
     """The bench options that pick the validation classes, for scripts that call the bench: whole alphabets
     if ``val_alphabets`` is set, else ``val_classes`` classes.
 
-    Example:
+    Examples:
         >>> held_out_args(30, 0), held_out_args(30, 2)
         (['--val-classes', '30'], ['--val-alphabets', '2'])
     """

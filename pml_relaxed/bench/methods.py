@@ -60,7 +60,7 @@ class Method:
             :class:`~pml_relaxed.trainers.EmbeddingTransfer` takes.
         description: one line for the results tables.
 
-    Example:
+    Examples:
         >>> method = METHODS["rkd"]
         >>> method.kind, sorted(method.build(MethodContext(student_dim=8, teacher_dim=64, num_classes=5))[0])
         ('transfer', ['transfer_loss'])

@@ -63,7 +63,7 @@ def sentences_per_second(
 ) -> float:
     """The best of ``repeats`` single passes of :func:`measure_throughput` (no warm-up): robust to a busy machine.
 
-    Example:
+    Examples:
         >>> sentences_per_second(lambda batch: [len(t) for t in batch], ["a", "bb", "ccc"], batch_size=2) > 0
         True
     """

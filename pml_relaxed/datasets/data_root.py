@@ -48,7 +48,7 @@ def resolve_root(root: Optional[PathLike], name: str, env_var: Optional[str] = N
     Raises:
         TypeError: a root that is not a str, an os.PathLike or None.
 
-    Example:
+    Examples:
         >>> resolve_root("/data/omniglot", "omniglot").source
         'root='
     """
@@ -67,7 +67,7 @@ def resolve_root(root: Optional[PathLike], name: str, env_var: Optional[str] = N
 def default_root(name: str, env_var: Optional[str] = None) -> Path:
     """The folder dataset ``name`` is read from when no root is given (see the module docstring).
 
-    Example:
+    Examples:
         >>> default_root("cub200").name  # $PML_RELAXED_DATA/cub200 or ~/.cache/pml_relaxed/cub200
         'cub200'
     """

@@ -105,7 +105,7 @@ class DistributedTransferLossWrapper(torch.nn.Module):
             ``enqueue_mask`` without one; arguments given on some ranks and None on others, or embedding
             dimensions differing across ranks (raised on every rank).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from pml_relaxed.distributed import DistributedTransferLossWrapper
         >>> from pml_relaxed.losses import RelaxedContrastiveLoss

@@ -47,7 +47,7 @@ class DistributedTransferMinerWrapper(torch.nn.Module):
         TypeError: a miner that is not a PML BaseMiner, a non-bool ``efficient``.
         ValueError: arguments given on some ranks and None on others (raised on every rank).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from pml_relaxed.distributed import DistributedTransferMinerWrapper
         >>> from pml_relaxed.miners import TeacherSimilarityMiner

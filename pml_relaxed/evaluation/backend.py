@@ -50,7 +50,7 @@ def faiss_backend(device: Optional[Union[str, torch.device]] = None) -> str:
         TypeError: a ``device`` that is not None, a str or a ``torch.device``.
         ValueError: a device string torch does not know.
 
-    Example:
+    Examples:
         >>> faiss_backend("cpu")
         'cpu'
         >>> faiss_backend() in ("cpu", "gpu")

@@ -78,7 +78,7 @@ def evaluate_embeddings(
         ValueError: non-2D embeddings, a label count different from N, non-finite embeddings,
             an unknown or empty ``metrics``, an unknown device string.
 
-    Example:
+    Examples:
         >>> import torch
         >>> emb, labels = torch.tensor([[0.0], [0.1], [5.0], [5.2]]), torch.tensor([0, 0, 1, 1])
         >>> evaluate_embeddings(emb, labels, metrics=("recall_at_1",), device="cpu"), faiss_backend("cpu")

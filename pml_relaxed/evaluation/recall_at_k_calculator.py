@@ -105,7 +105,7 @@ class RecallAtKCalculator(pml_ac.AccuracyCalculator):
         ValueError: a K < 1, an unknown metric in ``include``/``exclude`` (a ``recall_at_K`` whose
             K is not in ``ks`` says so), a bad ``k``, or an unknown device string.
 
-    Example:
+    Examples:
         >>> import torch
         >>> calc = RecallAtKCalculator(ks=(1, 2), include=("recall_at_1", "recall_at_2"), device=torch.device("cpu"))
         >>> emb = torch.tensor([[0.0], [0.1], [5.0], [5.2]])

@@ -68,7 +68,7 @@ class DarkRankLoss(BaseTransferLoss):
         TypeError: non-tensor or non-float inputs, a non-int list_length, a non-bool
             normalize_embeddings.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from pml_relaxed.losses.dark_rank_loss import DarkRankLoss
         >>> student, labels = torch.randn(8, 16, requires_grad=True), torch.arange(4).repeat(2)

@@ -50,7 +50,7 @@ class FitNetLoss(BaseTransferLoss):
             given, and the bad inputs of :class:`BaseTransferLoss` (e.g. a missing teacher_emb).
         TypeError: non-int dims, non-tensor or non-float inputs.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from pml_relaxed.losses.fitnet_loss import FitNetLoss
         >>> loss_fn = FitNetLoss(student_dim=16, teacher_dim=64)

@@ -41,7 +41,7 @@ class PKTLoss(BaseTransferLoss):
             :class:`BaseTransferLoss` (e.g. a missing teacher_emb, mismatched rows).
         TypeError: non-tensor or non-float inputs.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from pml_relaxed.losses.pkt_loss import PKTLoss
         >>> loss = PKTLoss()(torch.randn(8, 16, requires_grad=True), teacher_emb=torch.randn(8, 64))

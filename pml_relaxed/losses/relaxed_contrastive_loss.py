@@ -45,7 +45,7 @@ class RelaxedContrastiveLoss(BaseRelaxedLoss):
             non-2D tensor, ref_emb without teacher_ref_emb.
         TypeError: non-tensor or non-float inputs.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from pml_relaxed.losses import RelaxedContrastiveLoss
         >>> loss_fn = RelaxedContrastiveLoss(sigma=1.0, delta=1.0)

@@ -45,7 +45,7 @@ class RKDLoss(BaseTransferLoss):
             and the bad inputs of :class:`BaseTransferLoss` (e.g. a missing teacher_emb, mismatched rows).
         TypeError: non-tensor or non-float inputs.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from pml_relaxed.losses.rkd_loss import RKDLoss
         >>> loss = RKDLoss()(torch.randn(8, 16, requires_grad=True), teacher_emb=torch.randn(8, 64))

@@ -22,7 +22,7 @@ class TransferBatch(NamedTuple):
         teacher_emb: (n, D) teacher embeddings of the same samples.
         teacher_ref_emb: (m, D) teacher embeddings of the reference set (``teacher_emb`` when there is none).
 
-    Example:
+    Examples:
         >>> import torch
         >>> student, teacher = torch.randn(4, 2), torch.randn(4, 3)
         >>> batch = TransferBatch(student, None, None, student, None, teacher, teacher)

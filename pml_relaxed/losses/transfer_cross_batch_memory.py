@@ -119,7 +119,7 @@ class TransferCrossBatchMemory(ModuleWithRecords):
             nor the miner taking ``teacher_emb`` (the teacher memory would go unused: use PML's
             CrossBatchMemory); bad inputs (see forward).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from pml_relaxed.losses import RelaxedContrastiveLoss, TransferCrossBatchMemory
         >>> xbm = TransferCrossBatchMemory(RelaxedContrastiveLoss(), embedding_size=16,

@@ -43,7 +43,7 @@ class TransferMultipleLosses(torch.nn.Module):
         ValueError: empty losses; lengths or keys that do not match; negative weights; bad inputs (see
             forward).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from pytorch_metric_learning.losses import ContrastiveLoss, ProxyAnchorLoss
         >>> from pml_relaxed.losses import RelaxedContrastiveLoss, TransferMultipleLosses

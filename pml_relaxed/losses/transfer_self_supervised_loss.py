@@ -54,7 +54,7 @@ class TransferSelfSupervisedLoss(torch.nn.Module):
         ValueError: ``symmetric=False`` with a loss that takes no reference set; views of different
             shapes; a missing teacher_emb or teacher_ref_emb; the teacher inputs' row/column mismatches.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from pml_relaxed.losses import RelaxedContrastiveLoss, TransferSelfSupervisedLoss
         >>> loss_fn = TransferSelfSupervisedLoss(RelaxedContrastiveLoss())

@@ -51,7 +51,7 @@ class Conv4(nn.Module):
         ValueError: a non-positive argument or ``image_size < 16``; in ``forward``, an input of the
             wrong shape.
 
-    Example:
+    Examples:
         >>> import torch
         >>> model = Conv4(in_channels=1, width=32, embedding_dim=64, image_size=28)
         >>> model(torch.randn(5, 1, 28, 28)).shape

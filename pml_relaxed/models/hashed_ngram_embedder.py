@@ -85,7 +85,7 @@ class HashedNgramEmbedder(nn.Module):
         ValueError: a constructor argument out of range; in ``forward``, an id matrix that is not
             2D, has non-integer values or ids outside ``[0, num_buckets)``.
 
-    Example:
+    Examples:
         >>> model = HashedNgramEmbedder(embedding_dim=32, num_buckets=2**16)
         >>> model(["where is my card?", "my card has not arrived"]).shape
         torch.Size([2, 32])
@@ -282,7 +282,7 @@ class HashedNgramEmbedder(nn.Module):
             TypeError: ``texts`` is not a list/tuple of str, or ``batch_size`` is not an int.
             ValueError: ``batch_size < 1``.
 
-        Example:
+        Examples:
             >>> model = HashedNgramEmbedder(embedding_dim=16, num_buckets=2**12)
             >>> model.encode(["lost my card", "card not arrived", "exchange rate"], batch_size=2).shape
             torch.Size([3, 16])
@@ -321,7 +321,7 @@ class HashedNgramEmbedder(nn.Module):
             TypeError: ``path`` is not a str or a path.
             ImportError: ``safetensors`` is not installed.
 
-        Example:
+        Examples:
             >>> import tempfile
             >>> model = HashedNgramEmbedder(embedding_dim=8, num_buckets=2**10)
             >>> folder = tempfile.mkdtemp()

@@ -47,7 +47,7 @@ class HashedNgramSentenceModule(InputModule):
     Raises:
         TypeError: ``embedder`` is not a :class:`HashedNgramEmbedder`.
 
-    Example:
+    Examples:
         >>> embedder = HashedNgramEmbedder(embedding_dim=16, num_buckets=2**12)
         >>> model = HashedNgramSentenceModule(embedder).to_sentence_transformer()
         >>> model.encode(["lost my card", "exchange rate"]).shape

@@ -31,7 +31,7 @@ class MLP(nn.Module):
         ValueError: a dimension < 1 or ``dropout`` outside ``[0, 1)``; in ``forward``, an input whose
             last dimension is not ``in_dim``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> model = MLP(64, [128, 128], 16, batch_norm=True)
         >>> model(torch.randn(8, 64)).shape

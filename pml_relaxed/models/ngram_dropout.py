@@ -33,7 +33,7 @@ class NgramDropout:
         ValueError: ``p`` outside [0, 1), ``skip_columns`` < 0, or (on call) a tensor that is not 2D
             or has no id column after ``skip_columns``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from pml_relaxed.models import NgramDropout
         >>> rows = torch.tensor([[0, 5, 7, 9, 0], [1, 3, 4, 0, 0]])  # [cache index, ids..., padding]

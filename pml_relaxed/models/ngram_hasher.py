@@ -93,7 +93,7 @@ class NgramHasher:
         TypeError: an argument of the wrong type.
         ValueError: an argument out of range.
 
-    Example:
+    Examples:
         >>> hasher = NgramHasher(num_buckets=2**16)
         >>> ids = hasher.encode_batch(["I lost my card", "card lost?"])
         >>> ids.shape[0], ids.dtype

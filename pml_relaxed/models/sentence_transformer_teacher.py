@@ -69,7 +69,7 @@ class SentenceTransformerTeacher(nn.Module):
             str/path.
         ValueError: ``batch_size < 1``.
 
-    Example:
+    Examples:
         >>> teacher = SentenceTransformerTeacher(cache_dir="results/teacher_cache")  # doctest: +SKIP
         >>> teacher.encode(["my card is lost", "where is my card?"]).shape  # doctest: +SKIP
         torch.Size([2, 384])

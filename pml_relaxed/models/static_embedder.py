@@ -38,7 +38,7 @@ class StaticEmbedder(nn.Module):
         TypeError: ``tokenizer`` is not a ``tokenizers.Tokenizer`` or ``embeddings`` not a 2D float tensor.
         ValueError: ``embeddings`` has fewer rows than the tokenizer's vocabulary.
 
-    Example:
+    Examples:
         >>> from tokenizers import Tokenizer, models, pre_tokenizers
         >>> tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "card": 1, "lost": 2}, unk_token="[UNK]"))
         >>> tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -137,7 +137,7 @@ class StaticEmbedder(nn.Module):
         Raises:
             ImportError: sentence-transformers is not installed.
 
-        Example:
+        Examples:
             >>> from tokenizers import Tokenizer, models, pre_tokenizers
             >>> tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "card": 1, "lost": 2}, unk_token="[UNK]"))
             >>> tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()

@@ -27,7 +27,7 @@ class TextCollator:
         TypeError: ``hasher`` is neither an :class:`NgramHasher` nor has one; when called, a batch
             that is not a non-empty list of str or of tuples whose first item is a str.
 
-    Example:
+    Examples:
         >>> from pml_relaxed.models import HashedNgramEmbedder
         >>> model = HashedNgramEmbedder(num_buckets=2**16)
         >>> collate = TextCollator(model)

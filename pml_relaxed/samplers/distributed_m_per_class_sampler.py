@@ -46,7 +46,7 @@ class DistributedMPerClassSampler(Sampler):
             ``batch_size * num_replicas // m`` classes, a length shorter than one global batch,
             rank outside ``[0, num_replicas)``, labels that are not 1D.
 
-    Example:
+    Examples:
         >>> from pml_relaxed.samplers import DistributedMPerClassSampler
         >>> labels = [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
         >>> shares = [DistributedMPerClassSampler(labels, m=2, batch_size=4, length_before_new_iter=16,

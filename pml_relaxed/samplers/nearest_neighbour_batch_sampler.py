@@ -32,7 +32,7 @@ def nearest_neighbour_table(embeddings: torch.Tensor, k: int, block_size: int = 
         TypeError: embeddings not a floating-point tensor; a non-int k or block_size.
         ValueError: embeddings not 2D, empty or non-finite; k outside ``[1, N]``; block_size < 1.
 
-    Example:
+    Examples:
         >>> import torch
         >>> nearest_neighbour_table(torch.tensor([[0.0], [5.0], [1.0], [4.0]]), k=2).tolist()
         [[0, 2], [1, 3], [2, 0], [3, 1]]
@@ -95,7 +95,7 @@ class NearestNeighbourBatchSampler(BatchSampler):
             neighbours_per_query > N; N < batch_size without num_batches; non-finite or non-2D embeddings;
             a callable whose number of rows changes between passes.
 
-    Example:
+    Examples:
         >>> import torch
         >>> points = torch.tensor([[0.0], [0.1], [5.0], [5.1], [9.0], [9.1]])
         >>> sampler = NearestNeighbourBatchSampler(points, batch_size=4, neighbours_per_query=2, seed=0)

@@ -76,7 +76,7 @@ class ContextualSimilarity(BaseSimilarity):
             teacher_ref_emb (the batch must be its own reference set), or missing labels with
             ``labels_mark_views``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from pml_relaxed.losses import RelaxedContrastiveLoss
         >>> similarity = ContextualSimilarity(k=3)

@@ -61,7 +61,7 @@ class PrecomputedSimilarity(BaseSimilarity):
             call time a batch whose (queries, references) differ from the matrix's shape, a callable result
             of the wrong shape or outside [0, 1].
 
-    Example:
+    Examples:
         >>> import torch
         >>> from pml_relaxed.losses import RelaxedContrastiveLoss
         >>> class_similarity = torch.tensor([[1.0, 0.7, 0.0], [0.7, 1.0, 0.1], [0.0, 0.1, 1.0]])

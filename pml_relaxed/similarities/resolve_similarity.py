@@ -28,7 +28,7 @@ def resolve_similarity(
         TypeError: a similarity that is not a BaseSimilarity.
         ValueError: sigma <= 0, or sigma / normalize_teacher changed together with a similarity.
 
-    Example:
+    Examples:
         >>> from pml_relaxed.similarities import LabelSimilarity, resolve_similarity
         >>> resolve_similarity(None, sigma=0.5)
         GaussianKernel(sigma=0.5, normalize=True)

@@ -125,7 +125,7 @@ class EmbeddingTransfer(MetricLossOnly):
         TypeError: a non-bool ``save_teacher``, a ``teacher_dtype`` that is not a floating-point
             torch.dtype, a ``teacher_device`` that is not a device, a non-number ``ema_momentum``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from pml_relaxed.losses import RelaxedContrastiveLoss
         >>> student, teacher = torch.nn.Linear(4, 2), torch.nn.Linear(4, 3).double()
