@@ -26,7 +26,14 @@ from nbclient import NotebookClient
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent
 REPO_ROOT = NOTEBOOK_DIR.parents[1]
-NOTEBOOKS = ("quick_start", "omniglot_dim_reduction", "pair_loss_transfer", "bring_your_own_teacher", "scale")
+NOTEBOOKS = (
+    "quick_start",
+    "omniglot_dim_reduction",
+    "pair_loss_transfer",
+    "bring_your_own_teacher",
+    "scale",
+    "label_free",
+)
 PAIRING = "ipynb,py:percent"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 

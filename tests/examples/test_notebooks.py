@@ -16,13 +16,14 @@ SHARED = ROOT.parent / "shared" / "datasets"
 
 # PNG outputs each notebook shows: quick_start the digits and Recall@K + loss; omniglot the characters, t-SNE
 # maps and neighbour grids; pair_loss the w histogram and score bars; bring_your_own_teacher the bars; scale the
-# memory and time curves.
+# memory and time curves; label_free the label histograms and score bars.
 PLOTS = {
     "quick_start": 2,
     "omniglot_dim_reduction": 3,
     "pair_loss_transfer": 2,
     "bring_your_own_teacher": 1,
     "scale": 1,
+    "label_free": 2,
 }
 
 
@@ -119,6 +120,7 @@ def test_notebook_executes(name):
         "pair_loss_transfer": ["share the digit", "PML ContrastiveLoss, teacher-mined pairs"],
         "bring_your_own_teacher": ["unseen intents", "sentences/s", "student from scratch", "query:"],
         "scale": ["same loss and grad", "with a memory of 512 rows"],
+        "label_free": ["unlabelled images", "ssl transfer 16-d", "self-taught 64-d", "MAP@R"],
     }[name]
     for snippet in expected:
         assert snippet in text, f"{name}: {snippet!r} not in its output"
