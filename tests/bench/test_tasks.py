@@ -100,6 +100,10 @@ def test_bad_task_options():
         ValueError, match=r"stml_neighbours must be 0 \(random batches\) or divide batch_size \(64\).*\[5, -1\]"
     ):
         run_task(TaskConfig(task="self-taught", stml_neighbours=[0, 4, 5, -1]))
+    with pytest.raises(
+        ValueError, match=r"stml_centers must hold 0 \(STML's labels\) or 1 \(centred labels\); got \[2, True\]"
+    ):
+        run_task(TaskConfig(task="self-taught", stml_centers=[0, 2, True]))
 
 
 def test_hinton_kd_loss_matches_the_formula():

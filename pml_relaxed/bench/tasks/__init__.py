@@ -139,6 +139,9 @@ def run_task(cfg: TaskConfig, command: Optional[str] = None) -> List[Path]:
             f"stml_neighbours must be 0 (random batches) or divide batch_size ({cfg.batch_size}): each batch holds "
             f"whole groups of a query and its neighbours; got {bad}"
         )
+    bad = [c for c in cfg.stml_centers if isinstance(c, bool) or c not in (0, 1)]
+    if bad:
+        raise ValueError(f"stml_centers must hold 0 (STML's labels) or 1 (centred labels); got {bad}")
     out = Path(cfg.output_dir or Path("results") / f"task_{cfg.task}{dataset_tag(cfg.dataset, '_{}')}")
     log = RunLog(out)
     other = {(r["task"], r["config"].get("dataset", "digits")) for r in log.records} - {(cfg.task, cfg.dataset)}
