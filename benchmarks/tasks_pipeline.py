@@ -58,25 +58,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ks", type=int, nargs="+", default=[4, 8], help="self-taught: ContextualSimilarity k")
     p.add_argument("--ema-momenta", type=float, nargs="+", default=[0.9, 0.99], help="self-taught: EMA momenta")
-    p.add_argument(
-        "--stml-kl-weights", type=float, nargs="+", default=[0.0], help="self-taught: STML's KL term (0: off)"
-    )
-    p.add_argument(
-        "--stml-neighbours",
-        type=int,
-        nargs="+",
-        default=[0],
-        help="self-taught: STML's nearest-neighbour batches, items per query group (0: random batches); for N > 0 "
-        "the ContextualSimilarity k is STML's 2 N (views x group size) and --ks is not used",
-    )
-    p.add_argument(
-        "--stml-centers",
-        type=int,
-        nargs="+",
-        choices=[0, 1],
-        default=[0],
-        help="self-taught: 1 centres the teacher embeddings on the batch mean before the labels (0: STML's labels)",
-    )
+    task_options = {action.option_strings[0]: action for action in get_task_parser()._actions}
+    for flag in ("--stml-kl-weights", "--stml-neighbours", "--stml-centers"):  # as the task parser has them
+        task = task_options[flag]
+        note = " (pipeline: for N > 0 the k is STML's 2 N, --ks is not used)" if flag == "--stml-neighbours" else ""
+        p.add_argument(
+            flag, type=task.type, nargs=task.nargs, choices=task.choices, default=task.default, help=task.help + note
+        )
     p.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0, 2.0], help="classification")
     p.add_argument("--kd-temperatures", type=float, nargs="+", default=[4.0], help="classification: Hinton KD")
     return p

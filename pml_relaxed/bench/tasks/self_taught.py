@@ -111,8 +111,9 @@ def neighbour_batches(model: torch.nn.Module, images: torch.Tensor, cfg: TaskCon
     model's embeddings of the un-augmented ``images`` (recomputed every epoch; queries from the global
     generator, so the run's seed fixes them)."""
 
+    dataset = Images(images)
+
     def embed() -> torch.Tensor:
-        dataset = Images(images)
         return compute_embeddings(model, dataset, batch_size=512, device=cfg.device, show_progress=False)[0]
 
     return NearestNeighbourBatchSampler(embed, batch_size=cfg.batch_size, neighbours_per_query=neighbours)
