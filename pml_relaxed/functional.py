@@ -32,6 +32,7 @@ __all__ = [
     "relaxed_multi_similarity_per_anchor",
     "relaxed_contrastive_loss",
     "relaxed_multi_similarity_loss",
+    "self_distillation_kl_per_anchor",
 ]
 
 
@@ -407,3 +408,44 @@ def relaxed_multi_similarity_loss(
         block_size,
         validate,
     )
+
+
+def self_distillation_kl_per_anchor(embeddings: torch.Tensor, aux_embeddings: torch.Tensor) -> torch.Tensor:
+    r"""STML's self-distillation term per anchor (Kim et al., CVPR 2022): ``KL(p_i || q_i)`` for each row i.
+
+    ``q_i = softmax_j(-d^f_ij)`` and ``p_i = softmax_j(-d^g_ij)``, with ``d^f`` and ``d^g`` the relative
+    Euclidean distances (:func:`relative_distance`, row means over the whole batch, self included) within the
+    batch of ``embeddings`` f and of ``aux_embeddings`` g; the softmax runs over every column j, i's own zero
+    distance included, as in the STML code. g is detached: the term moves f towards g's neighbourhoods.
+    The mean over the n rows is STML's ``KL_STML`` term.
+
+    Args:
+        embeddings: (n, d_f) embeddings f (the gradient flows into them).
+        aux_embeddings: (n, d_g) embeddings g of the same n samples (no gradient).
+
+    Returns:
+        (n,) tensor; its mean is STML's self-distillation loss.
+
+    Raises:
+        TypeError, ValueError: non-2D or non-float inputs, or a row count differing between them.
+
+    Examples:
+        >>> import torch
+        >>> f, g = torch.randn(6, 4, requires_grad=True), torch.randn(6, 16)
+        >>> kl = self_distillation_kl_per_anchor(f, g)
+        >>> kl.shape, bool((kl >= 0).all())
+        (torch.Size([6]), True)
+        >>> float(self_distillation_kl_per_anchor(g, g).abs().max()) < 1e-6  # equal heads: no divergence
+        True
+    """
+    v.check_embeddings("embeddings", embeddings)
+    v.check_embeddings("aux_embeddings", aux_embeddings)
+    v.check_same_rows("aux_embeddings", aux_embeddings, "embeddings", embeddings)
+    log_q = F.log_softmax(-_batch_relative_distance(embeddings), dim=1)
+    log_p = F.log_softmax(-_batch_relative_distance(aux_embeddings.detach()), dim=1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=1)
+
+
+def _batch_relative_distance(emb: torch.Tensor) -> torch.Tensor:
+    """(n, n) relative Euclidean distances within one batch (zero diagonal, subgradient 0 there)."""
+    return relative_distance(_bw.EuclideanDistance().matrix(emb, emb, 0))

@@ -9,6 +9,7 @@ Shapes: ``n`` queries, ``m`` references, ``d`` student dim, ``D`` teacher dim.
     PKT       (Passalis & Tefas, ECCV 2018)   KL(teacher || student) of cosine-kernel conditionals
     DarkRank  (Chen et al., AAAI 2018)        ListMLE of the teacher's ranking under the student
     FitNet    (Romero et al., ICLR 2015)      MSE of a linear regressor of the student vs the teacher
+    Hinton KD (Hinton et al., 2015)           T^2 KL(teacher || student) of temperature-softened class logits
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "pkt_per_anchor",
     "dark_rank_per_anchor",
     "fitnet_per_sample",
+    "hinton_kd_per_sample",
 ]
 
 
@@ -249,3 +251,28 @@ def fitnet_per_sample(
             f"{teacher_emb.shape[1]}: pass a regressor_weight of shape ({teacher_emb.shape[1]}, {student_emb.shape[1]})"
         )
     return (projected - teacher_emb.detach().to(student_emb.dtype)).pow(2).mean(1)
+
+
+def hinton_kd_per_sample(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0
+) -> torch.Tensor:
+    r"""Hinton et al.'s soft-target term per sample: ``T^2 KL(softmax(z^t_i / T) || softmax(z^s_i / T))``.
+
+    Args:
+        student_logits: (n, C) student logits z^s.
+        teacher_logits: (n, C) teacher logits z^t (no gradient; cast to the student's dtype).
+        temperature: T > 0.
+
+    Returns:
+        (n,) tensor; its mean is ``F.kl_div(log_softmax(z^s / T), softmax(z^t / T), reduction="batchmean") * T^2``.
+
+    Examples:
+        >>> import torch
+        >>> z = torch.randn(4, 10)
+        >>> float(hinton_kd_per_sample(z, z).abs().max()) < 1e-6  # equal logits: no divergence
+        True
+    """
+    t = float(temperature)
+    log_q = F.log_softmax(student_logits / t, dim=1)
+    log_p = F.log_softmax(teacher_logits.detach().to(student_logits.dtype) / t, dim=1)
+    return (log_p.exp() * (log_p - log_q)).sum(1) * (t * t)

@@ -17,6 +17,7 @@ from .digits import Digits
 from .multi_view import MultiViewDataset, multi_view_collate
 from .omniglot import Omniglot
 from .transforms import Compose, GaussianNoise, RandomAffine, ResizeToTensor, paper_transforms
+from .two_view_collate import TwoViewCollate
 
 if TYPE_CHECKING:
     from .cars196 import Cars196
@@ -34,6 +35,7 @@ __all__ = [
     "Digits",
     "MultiViewDataset",
     "multi_view_collate",
+    "TwoViewCollate",
     "Omniglot",
     "DEFAULT_OMNIGLOT_ROOT",
     "StanfordOnlineProducts",

@@ -72,9 +72,24 @@ class BaseRelaxedLoss(BaseTransferLoss):
         return LpDistance(normalize_embeddings=False, p=2, power=1)
 
     def compute_transfer_loss(self, batch: TransferBatch) -> dict:
-        embeddings, self_reference = batch.embeddings, batch.self_reference
-        teacher_ref_emb, ref_labels = (None, None) if self_reference else (batch.teacher_ref_emb, batch.ref_labels)
-        relaxed_labels = self.similarity.rows(batch.teacher_emb, teacher_ref_emb, batch.labels, ref_labels)
+        relaxed_labels = self.batch_relaxed_labels(batch)
+        per_anchor = self.relaxed_per_anchor(batch.embeddings, batch, relaxed_labels)
+        return self.element_loss_dict(per_anchor, batch.embeddings)
+
+    def batch_relaxed_labels(self, batch: TransferBatch):
+        """The relaxed labels of ``batch``: ``rows(start, end)`` of the (n, m) matrix w, from the teacher."""
+        teacher_ref_emb, ref_labels = (
+            (None, None) if batch.self_reference else (batch.teacher_ref_emb, batch.ref_labels)
+        )
+        return self.similarity.rows(batch.teacher_emb, teacher_ref_emb, batch.labels, ref_labels)
+
+    def relaxed_per_anchor(
+        self, embeddings: torch.Tensor, batch: TransferBatch, relaxed_labels, record_stats: bool = True
+    ) -> torch.Tensor:
+        """(n,) per-anchor losses of student ``embeddings`` (``batch.embeddings`` or another head of the same n
+        samples) against ``batch``'s reference set, pair mask and the given relaxed labels; with
+        ``record_stats`` (and ``collect_stats``) the loss's stats are this call's."""
+        self_reference = batch.self_reference
         queries = self.distance.maybe_normalize(embeddings)
         refs = None if self_reference else self.distance.maybe_normalize(batch.ref_emb)
         mask = None  # every pair but the self pairs
@@ -82,7 +97,7 @@ class BaseRelaxedLoss(BaseTransferLoss):
             mask = fn.pair_mask_rows(
                 embeddings.shape[0], batch.ref_emb.shape[0], batch.indices_tuple, self_reference, embeddings.device
             )
-        stats = {} if self.collect_stats else None
+        stats = {} if self.collect_stats and record_stats else None
         problem = _bw.RelaxedProblem(
             self.block_distance(), self.row_function(), relaxed_labels, mask, self_reference, stats
         )
@@ -93,7 +108,7 @@ class BaseRelaxedLoss(BaseTransferLoss):
             if self.num_pairs > 0:
                 self.avg_relaxed_label = stats["sum_relaxed_label"] / self.num_pairs
                 self.avg_relative_dist = stats["sum_relative_dist"] / self.num_pairs
-        return self.element_loss_dict(per_anchor, embeddings)
+        return per_anchor
 
     def block_distance(self):
         """The engine's distance: matrix products for PML's LpDistance(p=2) at any power, else autograd."""

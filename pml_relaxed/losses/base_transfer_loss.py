@@ -96,6 +96,23 @@ class BaseTransferLoss(BaseMetricLossFunction):
         Returns:
             The reduced loss (a scalar with PML's default reducers).
         """
+        return self._transfer_forward(
+            embeddings, labels, indices_tuple, ref_emb, ref_labels, teacher_emb, teacher_ref_emb
+        )
+
+    def _transfer_forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: Optional[torch.Tensor],
+        indices_tuple: Optional[Sequence[torch.Tensor]],
+        ref_emb: Optional[torch.Tensor],
+        ref_labels: Optional[torch.Tensor],
+        teacher_emb: Optional[torch.Tensor],
+        teacher_ref_emb: Optional[torch.Tensor],
+        aux_embeddings: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """:meth:`forward`'s checks, reducer and regularizer; ``aux_embeddings`` (checked by the caller) reach
+        :class:`~pml_relaxed.losses.TransferBatch` for losses with a second head (:class:`STMLLoss`)."""
         self.reset_stats()
         self._check_supported(indices_tuple, ref_emb, teacher_ref_emb)
         check_teacher_reached(teacher_emb, self)
@@ -113,9 +130,11 @@ class BaseTransferLoss(BaseMetricLossFunction):
             teacher_ref_emb = c_f.to_device(teacher_ref_emb.detach(), embeddings)
         ref_emb, ref_labels = c_f.set_ref_emb(embeddings, labels, ref_emb, ref_labels)
         if embeddings.shape[0] == 0 or ref_emb.shape[0] == 0:
-            return self.reducer(self.zero_losses(), embeddings, labels) + ref_emb.sum() * 0
+            zero = ref_emb.sum() * 0 + (0 if aux_embeddings is None else aux_embeddings.sum() * 0)
+            return self.reducer(self.zero_losses(), embeddings, labels) + zero
+        aux = () if aux_embeddings is None else (aux_embeddings,)  # PML-style compute_loss overrides take none
         loss_dict = self.compute_loss(
-            embeddings, labels, indices_tuple, ref_emb, ref_labels, teacher_emb, teacher_ref_emb
+            embeddings, labels, indices_tuple, ref_emb, ref_labels, teacher_emb, teacher_ref_emb, *aux
         )
         self.add_embedding_regularization_to_loss_dict(loss_dict, embeddings)
         return self.reducer(loss_dict, embeddings, labels)
@@ -129,9 +148,12 @@ class BaseTransferLoss(BaseMetricLossFunction):
         ref_labels: Optional[torch.Tensor],
         teacher_emb: Optional[torch.Tensor] = None,
         teacher_ref_emb: Optional[torch.Tensor] = None,
+        aux_embeddings: Optional[torch.Tensor] = None,
     ) -> dict:
         """PML's hook, with the teacher: bundles the inputs and calls :meth:`compute_transfer_loss`."""
-        batch = TransferBatch(embeddings, labels, indices_tuple, ref_emb, ref_labels, teacher_emb, teacher_ref_emb)
+        batch = TransferBatch(
+            embeddings, labels, indices_tuple, ref_emb, ref_labels, teacher_emb, teacher_ref_emb, aux_embeddings
+        )
         return self.compute_transfer_loss(batch)
 
     def compute_transfer_loss(self, batch: TransferBatch) -> dict:

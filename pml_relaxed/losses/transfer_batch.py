@@ -21,6 +21,8 @@ class TransferBatch(NamedTuple):
         ref_labels: (m,) reference labels or None.
         teacher_emb: (n, D) teacher embeddings of the same samples.
         teacher_ref_emb: (m, D) teacher embeddings of the reference set (``teacher_emb`` when there is none).
+        aux_embeddings: (n, d') embeddings of the same samples from the student's second head, or None (only
+            :class:`~pml_relaxed.losses.STMLLoss` reads them).
 
     Examples:
         >>> import torch
@@ -37,6 +39,7 @@ class TransferBatch(NamedTuple):
     ref_labels: Optional[torch.Tensor]
     teacher_emb: torch.Tensor
     teacher_ref_emb: torch.Tensor
+    aux_embeddings: Optional[torch.Tensor] = None
 
     @property
     def self_reference(self) -> bool:

@@ -90,9 +90,16 @@ class EmbeddingTransfer(MetricLossOnly):
 
     EMA teacher (``ema_momentum`` set; STML, Kim et al. CVPR 2022): no ``teacher`` is given; the trainer
     builds it at construction as a deep copy of the student, ``torch.nn.Sequential(trunk, embedder)``, and
-    after every optimizer step updates it as ``theta_t <- m theta_t + (1 - m) theta_s`` (parameters and
-    floating-point buffers; see :func:`ema_update_`). It is otherwise the frozen teacher above (eval mode,
-    no_grad, no optimizer, ``trainer.teacher``). With ``ema_momentum=None`` (default) the teacher is frozen.
+    on every step, after the backward pass and before the optimizer step (STML's order), updates it from the
+    student's current weights as ``theta_t <- m theta_t + (1 - m) theta_s`` (parameters and floating-point
+    buffers; see :func:`ema_update_`). The teacher of step t is therefore the EMA of the student's weights
+    before steps 0..t-1's updates; after the first step it still equals the initial student. It is otherwise
+    the frozen teacher above (eval mode, no_grad, no optimizer, ``trainer.teacher``). With
+    ``ema_momentum=None`` (default) the teacher is frozen. Initialisation is a choice: STML builds its teacher
+    as a second network (its own random head g, no head f) that is never copied from the student; the deep copy
+    here starts teacher and student at the same weights, so the first relaxed labels are the student's own.
+    For STML's objective pass :class:`~pml_relaxed.losses.STMLLoss` as ``transfer_loss`` (with
+    ``embedding_size`` for a two-head student whose output is ``[f | g]``).
 
     Classifier head (PML's TrainWithClassifier pattern): ``models["classifier"]`` maps the student
     embeddings to logits and ``loss_funcs["classifier_loss"]`` (e.g. ``torch.nn.CrossEntropyLoss()``) scores
@@ -289,12 +296,12 @@ class EmbeddingTransfer(MetricLossOnly):
         return self.loss_funcs["classifier_loss"](logits, c_f.to_device(labels, logits))
 
     def step_optimizers(self) -> None:
-        super().step_optimizers()
-        if self.ema_momentum is not None:
+        if self.ema_momentum is not None:  # STML's order: the teacher moves towards the student before its step
             self.update_teacher()
+        super().step_optimizers()
 
     def update_teacher(self) -> None:
-        """The EMA step of an ``ema_momentum`` teacher (after every optimizer step)."""
+        """The EMA step of an ``ema_momentum`` teacher, from the student's weights before each optimizer step."""
         student = (self.models["trunk"], self.models["embedder"])
         for teacher_part, student_part in zip(self.teacher, student):
             ema_update_(teacher_part, student_part, self.ema_momentum)
@@ -325,6 +332,6 @@ class EmbeddingTransfer(MetricLossOnly):
         if self.loss_weights.get("transfer_loss", 0) == 0:
             return 0
         loss_fn = self.loss_funcs["transfer_loss"]
-        if takes_teacher(loss_fn):
-            return loss_fn(embeddings, labels, indices_tuple, teacher_emb=teacher_emb)
-        return loss_fn(embeddings, None, indices_tuple)
+        if takes_teacher(loss_fn):  # by keyword: STMLLoss's second argument is aux_embeddings
+            return loss_fn(embeddings, labels=labels, indices_tuple=indices_tuple, teacher_emb=teacher_emb)
+        return loss_fn(embeddings, labels=None, indices_tuple=indices_tuple)

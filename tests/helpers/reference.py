@@ -75,3 +75,42 @@ def loop_relaxed_multi_similarity(
             neg_sum = neg_sum + (1 - w) * torch.exp(beta * (delta - d))
         total = total + torch.log(1 + pos_sum) / alpha + torch.log(1 + neg_sum) / beta
     return total / student.shape[0]
+
+
+def loop_stml(f, g, teacher_g, weights, delta=1.0, kl_weight=1.0):
+    """STML's objective (CVPR 2022, ``code/loss.py``) from its formula: ``(RC(f) + RC(g)) / 2 + kl_weight KL(f, g)``
+    with ``RC(x) = 1 / (n (n - 1)) sum_{i != j} [w d^2 + (1 - w) max(0, delta - d)^2]`` on the given relaxed
+    labels ``weights[i][j]``, ``d`` row-mean-normalised distances, and
+    ``KL = (1/n) sum_i sum_j p_ij log(p_ij / q_ij)``, ``p_i = softmax_j(-d^g_ij)`` (g detached),
+    ``q_i = softmax_j(-d^f_ij)``. ``g=None``: ``RC(f)`` alone."""
+    n = f.shape[0]
+
+    def relative(x):
+        rows = []
+        for i in range(n):
+            dists = [_dist(x[i], x[k], k == i) for k in range(n)]
+            mean = sum(dists) / n
+            rows.append([dist / mean for dist in dists])
+        return rows
+
+    def rc(x):
+        d = relative(x)
+        total = torch.zeros((), dtype=x.dtype)
+        for i in range(n):
+            for j in range(n):
+                if i != j:
+                    w = float(weights[i][j])
+                    total = total + w * d[i][j] ** 2 + (1 - w) * torch.clamp(delta - d[i][j], min=0) ** 2
+        return total / (n * (n - 1))
+
+    if g is None:
+        return rc(f)
+    df, dg = relative(f), relative(g.detach())
+    kl = torch.zeros((), dtype=f.dtype)
+    for i in range(n):
+        log_zq = torch.log(sum(torch.exp(-df[i][k]) for k in range(n)))
+        log_zp = torch.log(sum(torch.exp(-dg[i][k]) for k in range(n)))
+        for j in range(n):
+            log_p, log_q = -dg[i][j] - log_zp, -df[i][j] - log_zq
+            kl = kl + torch.exp(log_p) * (log_p - log_q)
+    return (rc(f) + rc(g)) / 2 + kl_weight * kl / n

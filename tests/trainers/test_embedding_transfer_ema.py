@@ -1,4 +1,4 @@
-"""EmbeddingTransfer's EMA teacher mode: a momentum copy of the student, updated after every optimizer step."""
+"""EmbeddingTransfer's EMA teacher mode: a momentum copy of the student, updated before every optimizer step."""
 
 import copy
 
@@ -63,12 +63,25 @@ def test_ema_teacher_follows_the_explicit_formula_after_every_step(momentum):
     tensors = [t for m in (trunk, embedder) for t in list(m.parameters()) + list(m.buffers())]
     num_tracked = [i for i, t in enumerate(tensors) if not t.is_floating_point()]
     assert len(num_tracked) == 1  # BatchNorm's num_batches_tracked: copied, not averaged
+    is_parameter = [
+        p for m in (trunk, embedder) for p in [True] * len(list(m.parameters())) + [False] * len(list(m.buffers()))
+    ]
+    initial_parameters = [t.clone() for t, p in zip(expected, is_parameter) if p]
+    before_step = [t.clone() for t in expected]  # the student's parameters before the optimizer step
     for step, (student_after_step, teacher_after_step) in enumerate(snapshots, start=1):
         assert student_after_step[num_tracked[0]].item() == step
-        for i, (t, s) in enumerate(zip(expected, student_after_step)):
+        # STML's order: the teacher moves towards the student after the backward pass, before the optimizer step,
+        # so it sees this step's buffers (BatchNorm statistics of this forward pass) and last step's parameters
+        source = [b if p else s for b, s, p in zip(before_step, student_after_step, is_parameter)]
+        for i, (t, s) in enumerate(zip(expected, source)):
             expected[i] = s.clone() if i in num_tracked else momentum * t + (1 - momentum) * s
         for t, e in zip(teacher_after_step, expected):
             torch.testing.assert_close(t, e, rtol=1e-12, atol=1e-12)
+        before_step = [s.clone() for s in student_after_step]
+    first_teacher = [t for t, p in zip(snapshots[0][1], is_parameter) if p]
+    assert all(
+        torch.equal(t, s) for t, s in zip(first_teacher, initial_parameters)
+    )  # after step 1: the initial student
 
 
 def test_ema_teacher_is_frozen_in_eval_mode_and_feeds_the_loss():

@@ -11,7 +11,7 @@ import torch
 from pytorch_metric_learning import trainers
 
 from ...datasets.transforms import Compose, GaussianNoise, RandomAffine
-from ...losses import RelaxedContrastiveLoss, RKDLoss
+from ...losses import HintonKDLoss, RelaxedContrastiveLoss, RKDLoss
 from ...trainers import EmbeddingTransfer
 from .common import (
     RunLog,
@@ -32,25 +32,6 @@ NUM_CLASSES = {"digits": 10, "omniglot": 136}
 TEACHER = {"digits": ("mlp256", 64), "omniglot": ("conv4-w64", 128)}
 STUDENT = {"digits": ("mlp32", 16), "omniglot": ("conv4-w16", 32)}
 METHODS = ("ce", "ce+relaxed_contrastive", "ce+kd", "ce+rkd")
-
-
-class HintonKDLoss(torch.nn.Module):
-    r"""Hinton et al.'s distillation term as a transfer loss: ``T^2 KL(softmax(z_t / T) || softmax(z_s / T))``
-    (batch mean), where ``z_s = student_head(embeddings)`` and ``teacher_emb`` holds the teacher's logits ``z_t``.
-
-    The head is held by reference (not registered), so its parameters stay the classifier's alone.
-    """
-
-    def __init__(self, student_head: torch.nn.Module, temperature: float = 4.0) -> None:
-        super().__init__()
-        self._head = (student_head,)
-        self.temperature = temperature
-
-    def forward(self, embeddings, labels=None, indices_tuple=None, *, teacher_emb: Optional[torch.Tensor] = None):
-        t = self.temperature
-        student_log_probs = torch.log_softmax(self._head[0](embeddings) / t, dim=1)
-        teacher_probs = torch.softmax(teacher_emb / t, dim=1)
-        return torch.nn.functional.kl_div(student_log_probs, teacher_probs, reduction="batchmean") * t * t
 
 
 def augment():

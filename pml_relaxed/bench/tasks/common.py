@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
-from pytorch_metric_learning import losses as pml_losses
 
 from ...datasets import Digits, Omniglot
 from ...datasets.transforms import Compose, GaussianNoise, RandomAffine
@@ -149,32 +148,6 @@ class Images(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.images[index]
-
-
-class TwoViewCollate:
-    """B images -> (2B views, 2B instance ids): rows 2b and 2b + 1 are two augmented views of image b, and both
-    carry the id b (an instance id within the batch, not a class label)."""
-
-    def __init__(self, augment: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        self.augment = augment
-
-    def __call__(self, batch: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        images = torch.stack(batch)
-        views = torch.stack([self.augment(images), self.augment(images)], dim=1)
-        ids = torch.arange(len(batch)).repeat_interleave(2)
-        return views.reshape(2 * len(batch), *images.shape[1:]), ids
-
-
-class TwoViewLoss(torch.nn.Module):
-    """A PML trainer's ``metric_loss`` for two-view batches (rows 2b, 2b + 1 the views of item b):
-    ``SelfSupervisedLoss(loss)(embeddings[0::2], embeddings[1::2])``; the batch labels are ignored."""
-
-    def __init__(self, loss: torch.nn.Module) -> None:
-        super().__init__()
-        self.loss = pml_losses.SelfSupervisedLoss(loss, symmetric=True)
-
-    def forward(self, embeddings: torch.Tensor, labels=None, indices_tuple=None) -> torch.Tensor:
-        return self.loss(embeddings[0::2], embeddings[1::2])
 
 
 def mlp(hidden: int, dim: int) -> torch.nn.Module:

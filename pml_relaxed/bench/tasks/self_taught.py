@@ -1,7 +1,8 @@
-"""``--task self-taught``: STML-style metric learning without labels from a random initialisation: an EMA copy
-of the student gives ContextualSimilarity relaxed labels to RelaxedContrastiveLoss, against NTXent trained for
-the same number of steps; evaluated on unseen classes. ``--stml-kl-weights`` adds STML's self-distillation term
-(a second, wider head g next to the evaluated head f; off by default); ``--stml-neighbours`` builds STML's
+"""``--task self-taught``: STML's metric learning without labels from a random initialisation: an EMA copy of the
+student gives ContextualSimilarity relaxed labels to :class:`~pml_relaxed.losses.STMLLoss`, against NTXent trained
+for the same number of steps; evaluated on unseen classes. ``--stml-kl-weights`` adds STML's self-distillation
+term and its second, wider head g next to the evaluated head f (STML's objective at weight 1; off by default:
+head f alone); ``--stml-neighbours`` builds STML's
 batches (random queries, each with its nearest neighbours in the student's embedding, refreshed every epoch;
 off by default: random batches); ``--stml-centers 1`` centres the teacher embeddings on the batch mean before the
 relaxed labels (not in STML; off by default)."""
@@ -12,8 +13,9 @@ from typing import List, Optional
 
 import torch
 
+from ...datasets import TwoViewCollate
 from ...evaluation import compute_embeddings
-from ...losses import RelaxedContrastiveLoss
+from ...losses import STMLLoss
 from ...samplers import NearestNeighbourBatchSampler
 from ...similarities import ContextualSimilarity
 from ...trainers import EmbeddingTransfer
@@ -21,7 +23,6 @@ from .common import (
     Images,
     RunLog,
     TaskConfig,
-    TwoViewCollate,
     digits_augment,
     fit,
     grid,
@@ -38,22 +39,6 @@ SETTING = {"digits": ("mlp256", 64), "omniglot": ("conv4-w64", 128)}
 METHODS = ("ntxent", "stml")
 #: with the self-distillation term, the width of the auxiliary head g is this multiple of the embedding dimension
 G_WIDTH = 4
-
-
-def _scaled_distances(x: torch.Tensor) -> torch.Tensor:
-    """Euclidean distances, each row divided by its mean (the diagonal's zero included)."""
-    squared = (x.unsqueeze(1) - x.unsqueeze(0)).pow(2).sum(-1)
-    distances = squared.clamp_min(1e-12).sqrt() * (1 - torch.eye(len(x), dtype=x.dtype, device=x.device))
-    return distances / distances.mean(dim=1, keepdim=True)
-
-
-def stml_kl(f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """STML's self-distillation term: ``(1/N) sum_i KL(p_i || q_i)`` with
-    ``p_i = softmax_j(-dg_ij / mean_k dg_ik)`` (g detached) and ``q_i = softmax_j(-df_ij / mean_k df_ik)``,
-    where ``dg`` and ``df`` are the Euclidean distances within the batch of g ``(N, D_g)`` and f ``(N, D_f)``."""
-    log_q = torch.log_softmax(-_scaled_distances(f), dim=1)
-    p = torch.softmax(-_scaled_distances(g.detach()), dim=1)
-    return torch.nn.functional.kl_div(log_q, p, reduction="batchmean")
 
 
 class DualHead(torch.nn.Module):
@@ -89,21 +74,6 @@ def two_head_network(arch: str, dim: int) -> torch.nn.Module:
         layers = model[1].net
         layers[-1] = DualHead(layers[-1].in_features, dim, G_WIDTH * dim)
     return model
-
-
-class STMLLoss(torch.nn.Module):
-    """STML's objective on two-head embeddings ``[f, g]``: ``(RC(f) + RC(g)) / 2 + kl_weight * stml_kl(f, g)``, both
-    relaxed contrastive terms with the relaxed labels of the EMA teacher's head g."""
-
-    def __init__(self, rc_loss: torch.nn.Module, dim_f: int, kl_weight: float) -> None:
-        super().__init__()
-        self.rc_loss, self.dim_f, self.kl_weight = rc_loss, dim_f, kl_weight
-
-    def forward(self, embeddings, labels=None, indices_tuple=None, *, teacher_emb: Optional[torch.Tensor] = None):
-        f, g, teacher_g = embeddings[:, : self.dim_f], embeddings[:, self.dim_f :], teacher_emb[:, self.dim_f :]
-        rc = self.rc_loss(f, labels, indices_tuple, teacher_emb=teacher_g)
-        rc = (rc + self.rc_loss(g, labels, indices_tuple, teacher_emb=teacher_g)) / 2
-        return rc + self.kl_weight * stml_kl(f, g)
 
 
 def neighbour_batches(model: torch.nn.Module, images: torch.Tensor, cfg: TaskConfig, neighbours: int):
@@ -142,9 +112,7 @@ def train_stml(
     if neighbours:
         sampler = neighbour_batches(Columns(model, dim) if kl_weight else model, images, cfg, neighbours)
     similarity = ContextualSimilarity(k=k, sigma=sigma, labels_mark_views=True, center=center)
-    loss = RelaxedContrastiveLoss(similarity=similarity, delta=cfg.delta, block_size=0)
-    if kl_weight:
-        loss = STMLLoss(loss, dim, kl_weight)
+    loss = STMLLoss(similarity, delta=cfg.delta, kl_weight=kl_weight, embedding_size=dim if kl_weight else None)
     seconds = fit(
         EmbeddingTransfer,
         {"trunk": model},

@@ -9,14 +9,13 @@ import torch
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import trainers
 
-from ...losses import RelaxedContrastiveLoss
+from ...datasets import TwoViewCollate
+from ...losses import RelaxedContrastiveLoss, TwoViewLoss
 from ...trainers import EmbeddingTransfer
 from .common import (
     Images,
     RunLog,
     TaskConfig,
-    TwoViewCollate,
-    TwoViewLoss,
     dataset_tag,
     digits_augment,
     fit,
