@@ -3,7 +3,7 @@ PML's CrossBatchMemory with a teacher memory beside the student memory."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from pytorch_metric_learning.losses import CrossBatchMemory
@@ -28,6 +28,10 @@ _UNSUPPORTED = (
     (PKTLoss, f"its conditionals run over every reference and it {_NO_SELF_PAIR_EXCLUSION}"),
     (DarkRankLoss, f"its rank term ranks every reference and {_NO_SELF_PAIR_EXCLUSION.replace('accepts', 'takes')}"),
 )
+
+
+_MEMORY_BUFFERS = ("embedding_memory", "teacher_memory", "label_memory")
+_LABELS_UNKNOWN = -1  # _memory_has_labels before the first enqueue
 
 
 def _check_size(name: str, value: object) -> int:
@@ -100,6 +104,16 @@ class TransferCrossBatchMemory(ModuleWithRecords):
     ``DistributedLossWrapper(CrossBatchMemory(...))``; every rank then enqueues the global batch.
     In :class:`~pml_relaxed.trainers.EmbeddingTransfer` use it as the ``transfer_loss`` and give the
     miner to it (``miner=``), not to ``mining_funcs``: a batch miner's indices do not index the memory.
+
+    Checkpoints: ``state_dict()`` holds the whole queue: the three memories and, as buffers, its position
+    ``_queue_idx``, ``_has_been_filled`` and ``_memory_has_labels`` (-1 before the first enqueue), read
+    as the ``queue_idx``, ``has_been_filled`` and ``memory_has_labels`` attributes. They move with the
+    module (``.to()``), and a loaded memory keeps the saved dtype. As a ``transfer_loss`` of a PML
+    trainer it is saved and loaded with the models by PML's ``HookContainer`` (``transfer_loss_<epoch>.pth``),
+    so a resumed run continues the queue where it stopped. A state_dict saved before these buffers existed
+    fails to load (PyTorch's ``RuntimeError: ... Missing key(s) in state_dict: "_queue_idx", ...``);
+    ``load_state_dict(state, strict=False)`` loads its memories and leaves the position as it is (slot 0
+    and not filled in a new memory, what that version resumed with).
 
     Args:
         loss: the wrapped loss (see above).
@@ -184,9 +198,56 @@ class TransferCrossBatchMemory(ModuleWithRecords):
         self.register_buffer("embedding_memory", torch.zeros(self.memory_size, self.embedding_size))
         self.register_buffer("teacher_memory", torch.zeros(self.memory_size, self.teacher_embedding_size))
         self.register_buffer("label_memory", torch.zeros(self.memory_size, dtype=torch.long))
-        self.has_been_filled = False
-        self.queue_idx = 0
-        self.memory_has_labels: Optional[bool] = None
+        # the queue's position and flags are buffers too, so that state_dict() holds the whole queue
+        self.register_buffer("_queue_idx", torch.zeros((), dtype=torch.long))
+        self.register_buffer("_has_been_filled", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("_memory_has_labels", torch.full((), _LABELS_UNKNOWN, dtype=torch.int8))
+
+    @property
+    def queue_idx(self) -> int:
+        """The slot the next enqueued row is written to (the ``_queue_idx`` buffer)."""
+        return int(self._queue_idx)
+
+    @queue_idx.setter
+    def queue_idx(self, value: int) -> None:
+        self._queue_idx.fill_(value)
+
+    @property
+    def has_been_filled(self) -> bool:
+        """Whether the queue has wrapped around, i.e. every row holds an embedding (the ``_has_been_filled`` buffer)."""
+        return bool(self._has_been_filled)
+
+    @has_been_filled.setter
+    def has_been_filled(self, value: bool) -> None:
+        self._has_been_filled.fill_(value)
+
+    @property
+    def memory_has_labels(self) -> Optional[bool]:
+        """Whether the rows were enqueued with labels; None before the first enqueue (``_memory_has_labels``)."""
+        value = int(self._memory_has_labels)
+        return None if value == _LABELS_UNKNOWN else bool(value)
+
+    @memory_has_labels.setter
+    def memory_has_labels(self, value: Optional[bool]) -> None:
+        self._memory_has_labels.fill_(_LABELS_UNKNOWN if value is None else int(value))
+
+    def _load_from_state_dict(
+        self,
+        state_dict: Dict[str, Any],
+        prefix: str,
+        local_metadata: Dict[str, Any],
+        strict: bool,
+        missing_keys: List[str],
+        unexpected_keys: List[str],
+        errors: List[str],
+    ) -> None:
+        # the memory takes the saved dtype (load_state_dict would cast it into the current buffers'), so that a
+        # float64 queue resumes in float64
+        for name in _MEMORY_BUFFERS:
+            saved, current = state_dict.get(prefix + name), self._buffers[name]
+            if isinstance(saved, torch.Tensor) and saved.shape == current.shape and saved.dtype != current.dtype:
+                self._buffers[name] = current.to(saved.dtype)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors)
 
     @property
     def num_filled(self) -> int:
@@ -238,7 +299,8 @@ class TransferCrossBatchMemory(ModuleWithRecords):
 
         num_enqueued = queue_emb.shape[0]
         device = embeddings.device
-        slots = (self.queue_idx + torch.arange(num_enqueued, device=device)) % self.memory_size
+        queue_idx = self.queue_idx  # read once: the buffer may sit on a GPU
+        slots = (queue_idx + torch.arange(num_enqueued, device=device)) % self.memory_size
         memory = self.embedding_memory.to(device=device, dtype=embeddings.dtype)
         memory = memory.index_copy(0, slots, queue_emb.detach())
         teacher_memory = self.teacher_memory.to(device=device, dtype=teacher_emb.dtype)
@@ -246,8 +308,8 @@ class TransferCrossBatchMemory(ModuleWithRecords):
         label_memory = self.label_memory.to(device=device)
         if labels is not None:
             label_memory = label_memory.to(labels.dtype).index_copy(0, slots, queue_labels.detach())
-        has_been_filled = self.has_been_filled or self.queue_idx + num_enqueued >= self.memory_size
-        num_refs = self.memory_size if has_been_filled else self.queue_idx + num_enqueued
+        has_been_filled = self.has_been_filled or queue_idx + num_enqueued >= self.memory_size
+        num_refs = self.memory_size if has_been_filled else queue_idx + num_enqueued
         ref_emb, ref_teacher = memory[:num_refs], teacher_memory[:num_refs]
         ref_labels = None if labels is None else label_memory[:num_refs]
 
@@ -273,7 +335,7 @@ class TransferCrossBatchMemory(ModuleWithRecords):
 
         self.embedding_memory, self.teacher_memory, self.label_memory = memory, teacher_memory, label_memory
         if num_enqueued > 0:
-            self.queue_idx = (self.queue_idx + num_enqueued) % self.memory_size
+            self.queue_idx = (queue_idx + num_enqueued) % self.memory_size
             self.has_been_filled = has_been_filled
             self.memory_has_labels = labels is not None
         return loss

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +28,9 @@ class DistributedMPerClassSampler(Sampler):
     The list depends only on ``seed`` and the epoch, never on global random state, so every rank draws
     the same list. Like DistributedSampler, ``set_epoch(epoch)`` selects the epoch of the next pass;
     each pass then advances the epoch by one, so that without calls to ``set_epoch`` (PML's trainers
-    make none) every pass still draws a new list, identically on every rank.
+    make none) every pass still draws a new list, identically on every rank. ``state_dict()`` /
+    ``load_state_dict()`` save and restore that epoch, so a run resumed from a checkpoint (see
+    :func:`pml_relaxed.trainers.register_training_state`) draws the lists the uninterrupted run would have.
 
     Args:
         labels: (num_samples,) labels of the dataset, a sequence or 1D tensor/array.
@@ -118,6 +121,14 @@ class DistributedMPerClassSampler(Sampler):
     def set_epoch(self, epoch: int) -> None:
         """Selects the epoch (hence the random list) of the next pass, as DistributedSampler.set_epoch."""
         self.epoch = _check_int("epoch", epoch, minimum=0)
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"epoch": e}``: the epoch of the next pass, all a resumed run needs to draw the same lists."""
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict` (the epoch of the next pass), as ``set_epoch``."""
+        self.set_epoch(int(state_dict["epoch"]))
 
     def global_indices(self, epoch: int) -> np.ndarray:
         """The global index list of a pass (the same on every rank)."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Callable, List, Optional, Union
+from collections.abc import Iterator, Mapping
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
 from torch.utils.data import BatchSampler
@@ -75,7 +75,9 @@ class NearestNeighbourBatchSampler(BatchSampler):
     once at construction and again at the start of every later pass, so each epoch's neighbourhoods come from
     the model as it is then (STML rebuilds them every epoch from the student). Pass it to a PML trainer as
     ``sampler=``: PML hands a ``BatchSampler`` to its DataLoader as the ``batch_sampler``; with
-    ``iterations_per_epoch = len(sampler)`` each epoch is one pass.
+    ``iterations_per_epoch = len(sampler)`` each epoch is one pass. ``state_dict()`` / ``load_state_dict()``
+    save and restore the passes begun and the generator, so that a run resumed from a checkpoint (see
+    :func:`pml_relaxed.trainers.register_training_state`) draws the batches the uninterrupted run would have.
 
     Args:
         embeddings: ``(N, D)`` floating-point tensor, one row per dataset item in dataset order, or a
@@ -167,6 +169,34 @@ class NearestNeighbourBatchSampler(BatchSampler):
                 f"embeddings must keep one row per dataset item: expected {self.num_samples} rows, got {len(table)}"
             )
         self.table = table
+
+    def state_dict(self) -> Dict[str, Any]:
+        """What a resumed run needs to draw the same batches: the passes begun and the seeded generator's state.
+
+        Returns:
+            ``{"passes": int, "generator": ByteTensor or None}`` (None with ``seed=None``: the queries then
+            come from torch's global generator, which :class:`pml_relaxed.trainers.RandomState` saves). The
+            neighbour table is not saved: a resumed pass rebuilds it from ``embeddings``, as every pass after
+            the first does.
+        """
+        return {"passes": self._passes, "generator": None if self.generator is None else self.generator.get_state()}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict`; the next pass then refreshes the table (a callable ``embeddings``).
+
+        Raises:
+            ValueError: a generator state given to a sampler without ``seed``, or the reverse.
+        """
+        generator = state_dict["generator"]
+        if (generator is None) != (self.generator is None):
+            raise ValueError(
+                "the state_dict and this sampler disagree on seed: "
+                f"{'no generator state' if generator is None else 'a generator state'} for a sampler with "
+                f"seed={self.seed}; build the sampler as the saved run did"
+            )
+        if generator is not None:
+            self.generator.set_state(generator.cpu())
+        self._passes = int(state_dict["passes"])
 
     def __len__(self) -> int:
         return self.num_batches

@@ -66,8 +66,8 @@ class EmbeddingTransfer(MetricLossOnly):
         ``trunk`` (+ optional ``embedder``): the student; ``teacher``: any nn.Module mapping a batch of
         inputs to teacher embeddings. The teacher runs in eval mode under no_grad on exactly the batch
         the student sees (same augmentation), is always in ``freeze_these``, needs no optimizer and is
-        never stepped. Unless ``save_teacher=True`` it is kept out of ``trainer.models`` (so PML's
-        ``HookContainer`` neither saves nor loads ``teacher_*.pth``) and lives in ``trainer.teacher``.
+        never stepped. It lives in ``trainer.teacher``; unless ``save_teacher=True`` a frozen teacher is
+        kept out of ``trainer.models`` (so PML's ``HookContainer`` neither saves nor loads ``teacher_*.pth``).
     loss_funcs:
         ``transfer_loss`` (required): a pml_relaxed loss (called with ``teacher_emb=``), or any PML pair
         loss when the ``tuple_miner`` is teacher-based (e.g. TeacherSimilarityMiner). ``metric_loss``
@@ -92,13 +92,19 @@ class EmbeddingTransfer(MetricLossOnly):
     builds it at construction as a deep copy of the student, ``torch.nn.Sequential(trunk, embedder)``, and
     on every step, after the backward pass and before the optimizer step (STML's order), updates it from the
     student's current weights as ``theta_t <- m theta_t + (1 - m) theta_s`` (parameters and floating-point
-    buffers; see :func:`ema_update_`). The teacher of step t is therefore the EMA of the student's weights
-    before steps 0..t-1's updates; after the first step it still equals the initial student. It is otherwise
-    the frozen teacher above (eval mode, no_grad, no optimizer, ``trainer.teacher``). With
-    ``ema_momentum=None`` (default) the teacher is frozen. Initialisation is a choice: STML builds its teacher
-    as a second network (its own random head g, no head f) that is never copied from the student; the deep copy
-    here starts teacher and student at the same weights, so the first relaxed labels are the student's own.
-    For STML's objective pass :class:`~pml_relaxed.losses.STMLLoss` as ``transfer_loss`` (with
+    buffers; see :func:`ema_update_`); after the first step it still equals the initial student. It is
+    otherwise the frozen teacher above (eval mode, no_grad, no optimizer, ``trainer.teacher``), but training
+    state: it is always in ``trainer.models`` (``models["teacher"]``, whatever ``save_teacher``), so PML's
+    ``HookContainer`` saves it as ``teacher_<epoch>.pth`` with the student and ``load_latest_saved_models``
+    restores it (a resumed run continues from the saved teacher, not from a copy of the initial student).
+    There PML's trainer treats it as frozen: it is in ``freeze_these`` (``set_to_train`` keeps it in eval mode
+    without gradients), needs no ``teacher_optimizer`` (none is stepped; giving one logs PML's warning on
+    freezing) and is not tested (the testers get the trunk and embedder). With ``ema_momentum=None``
+    (default) the teacher is frozen. Resuming bit for bit also needs the random generators and the sampler:
+    :func:`~pml_relaxed.trainers.register_training_state`. Initialisation is a choice: STML builds its teacher
+    as a second network (its own random head g, no head f) that is never copied from the student; the deep
+    copy here starts teacher and student at the same weights, so the first relaxed labels are the student's
+    own. For STML's objective pass :class:`~pml_relaxed.losses.STMLLoss` as ``transfer_loss`` (with
     ``embedding_size`` for a two-head student whose output is ``[f | g]``).
 
     Classifier head (PML's TrainWithClassifier pattern): ``models["classifier"]`` maps the student
@@ -115,8 +121,9 @@ class EmbeddingTransfer(MetricLossOnly):
 
     Args:
         *args: PML ``BaseTrainer`` arguments (``models``, ``optimizers``, ``batch_size``, ...).
-        save_teacher: keep the teacher in ``trainer.models``, so that PML's model saving writes (and
-            its loading reads) ``teacher_*.pth`` with the student; default False.
+        save_teacher: keep a frozen teacher in ``trainer.models``, so that PML's model saving writes (and
+            its loading reads) ``teacher_*.pth`` with the student; default False. An EMA teacher is always
+            kept there.
         teacher_dtype: floating-point dtype to run the teacher in, or None (its own).
         teacher_device: device to run the teacher on, or None (its own).
         ema_momentum: momentum m in [0, 1] of an EMA teacher built from the student (then no
@@ -227,9 +234,14 @@ class EmbeddingTransfer(MetricLossOnly):
         c_f.set_requires_grad(self.teacher, requires_grad=False)
         self.teacher.zero_grad()  # stale gradients of its own training; frozen, it gets no new ones
         self.teacher.eval()
-        if not self.save_teacher:
+        if not self.keeps_teacher_in_models():
             # PML's HookContainer saves and loads every entry of trainer.models (a new dict: the caller's stays)
             self.models = {name: model for name, model in self.models.items() if name != "teacher"}
+
+    def keeps_teacher_in_models(self) -> bool:
+        """Whether ``trainer.models`` holds the teacher, so that PML's hooks save and load ``teacher_*.pth``: an
+        EMA teacher always (it is training state), a frozen one with ``save_teacher=True``."""
+        return self.save_teacher or self.ema_momentum is not None
 
     def get_batch(self) -> Tuple[Any, Optional[torch.Tensor]]:
         self.dataloader_iter, curr_batch = c_f.try_next_on_generator(self.dataloader_iter, self.dataloader)

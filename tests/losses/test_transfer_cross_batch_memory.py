@@ -334,8 +334,41 @@ def test_a_failing_loss_leaves_the_memory_unchanged():
 def test_takes_teacher_and_buffers():
     xbm = TransferCrossBatchMemory(RelaxedContrastiveLoss(), D_STUDENT, D_TEACHER, memory_size=6)
     assert takes_teacher(xbm) and embedding_transfer.takes_teacher(xbm)
-    assert set(dict(xbm.named_buffers())) == {"embedding_memory", "teacher_memory", "label_memory"}
+    memories = {"embedding_memory", "teacher_memory", "label_memory"}
+    assert set(dict(xbm.named_buffers())) == memories | {"_queue_idx", "_has_been_filled", "_memory_has_labels"}
     assert xbm.teacher_memory.shape == (6, D_TEACHER) and xbm.embedding_memory.shape == (6, D_STUDENT)
+
+
+def test_state_dict_holds_the_queue_position():
+    """A memory loaded from another's state_dict continues exactly as the original: same slots, same losses."""
+    xbm = TransferCrossBatchMemory(RelaxedContrastiveLoss(), D_STUDENT, D_TEACHER, memory_size=10)
+    steps = list(batches(5, 4, seed=3))
+    for student, teacher, labels in steps[:3]:  # 12 rows: wrapped around, next slot 2
+        xbm(student, labels, teacher_emb=teacher)
+    state = xbm.state_dict()
+    assert (int(state["_queue_idx"]), bool(state["_has_been_filled"]), int(state["_memory_has_labels"])) == (2, 1, 1)
+    resumed = TransferCrossBatchMemory(RelaxedContrastiveLoss(), D_STUDENT, D_TEACHER, memory_size=10)
+    resumed.load_state_dict(state)
+    assert (resumed.queue_idx, resumed.has_been_filled, resumed.memory_has_labels) == (2, True, True)
+    assert resumed.embedding_memory.dtype == f64, "the memory keeps the saved dtype (not the new float32 buffers')"
+    for student, teacher, labels in steps[3:]:
+        assert torch.equal(resumed(student, labels, teacher_emb=teacher), xbm(student, labels, teacher_emb=teacher))
+    assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), xbm.state_dict().values()))
+    moved = resumed.to(f64)  # float conversions leave the position alone
+    assert moved._queue_idx.dtype == torch.long and moved.queue_idx == xbm.queue_idx == 0  # 20 rows
+
+
+def test_a_state_dict_without_the_position_fails_strictly_and_loads_otherwise():
+    xbm = TransferCrossBatchMemory(RelaxedContrastiveLoss(), D_STUDENT, D_TEACHER, memory_size=10)
+    student, teacher, _ = next(batches(1, 4))
+    xbm(student, teacher_emb=teacher)
+    old = {k: v for k, v in xbm.state_dict().items() if not k.startswith("_")}  # what earlier versions saved
+    fresh = TransferCrossBatchMemory(RelaxedContrastiveLoss(), D_STUDENT, D_TEACHER, memory_size=10)
+    with pytest.raises(RuntimeError, match='Missing key\\(s\\) in state_dict: "_queue_idx", "_has_been_filled"'):
+        fresh.load_state_dict(old)
+    fresh.load_state_dict(old, strict=False)
+    assert torch.equal(fresh.embedding_memory, xbm.embedding_memory)
+    assert (fresh.queue_idx, fresh.has_been_filled, fresh.memory_has_labels) == (0, False, None)
 
 
 @pytest.mark.parametrize(

@@ -76,6 +76,17 @@ def test_deterministic_epochs():
     assert list(shares(2, 6, seed=1)[0]) != first
 
 
+def test_state_dict_resumes_the_epoch(tmp_path):
+    """A new sampler loaded from a saved state_dict draws the lists the original draws next."""
+    original = shares(2, 6)[1]
+    list(original), list(original)
+    torch.save(original.state_dict(), tmp_path / "sampler.pth")
+    resumed = shares(2, 6)[1]
+    resumed.load_state_dict(torch.load(tmp_path / "sampler.pth", weights_only=True))
+    assert resumed.epoch == 2 and list(resumed) == list(original) and list(resumed) == list(original)
+    assert list(shares(2, 6)[1]) != list(original), "a new sampler starts at epoch 0"
+
+
 def test_with_a_dataloader():
     sampler = shares(2, 6)[1]
     dataset = TensorDataset(torch.arange(len(LABELS)), torch.tensor(LABELS))

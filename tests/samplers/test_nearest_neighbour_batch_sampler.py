@@ -60,6 +60,41 @@ def test_seed_fixes_the_batches_and_every_pass_draws_new_ones():
     assert c == list(NearestNeighbourBatchSampler(embeddings, batch_size=10, neighbours_per_query=5))
 
 
+@pytest.mark.parametrize("seed", [3, None])
+def test_state_dict_resumes_the_passes_and_the_generator(tmp_path, seed):
+    """A new sampler loaded from a saved state_dict draws the batches the original draws next, its table
+    rebuilt from the callable at the next pass; without seed the global generator (saved elsewhere) decides."""
+    spaces = [torch.randn(30, 2, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+
+    def sampler_over(calls):
+        def embed():
+            calls.append(None)
+            return spaces[min(len(calls) - 1, 3)]
+
+        return NearestNeighbourBatchSampler(embed, batch_size=6, neighbours_per_query=3, num_batches=2, seed=seed)
+
+    torch.manual_seed(0)
+    original = sampler_over([])
+    list(original), list(original)
+    torch.save(original.state_dict(), tmp_path / "sampler.pth")
+    global_state = torch.get_rng_state()
+    expected = [list(original), list(original)]
+    resumed = sampler_over([None])  # its callable returns what the original's returns from now on
+    resumed.load_state_dict(torch.load(tmp_path / "sampler.pth", weights_only=True))
+    torch.set_rng_state(global_state)
+    assert [list(resumed), list(resumed)] == expected
+    assert torch.equal(resumed.table, original.table)
+
+
+def test_a_state_dict_of_another_seeding_is_refused():
+    seeded = NearestNeighbourBatchSampler(torch.randn(8, 2), batch_size=4, neighbours_per_query=2, seed=0)
+    unseeded = NearestNeighbourBatchSampler(torch.randn(8, 2), batch_size=4, neighbours_per_query=2)
+    with pytest.raises(ValueError, match="disagree on seed: a generator state for a sampler with seed=None"):
+        unseeded.load_state_dict(seeded.state_dict())
+    with pytest.raises(ValueError, match="disagree on seed: no generator state for a sampler with seed=0"):
+        seeded.load_state_dict(unseeded.state_dict())
+
+
 def test_a_callable_is_called_again_at_every_later_pass():
     calls = []
     spaces = [torch.arange(8.0).unsqueeze(1), -(torch.arange(8.0) ** 2).unsqueeze(1)]

@@ -1,9 +1,11 @@
 """EmbeddingTransfer's EMA teacher mode: a momentum copy of the student, updated before every optimizer step."""
 
 import copy
+import logging
 
 import pytest
 import torch
+from pytorch_metric_learning.utils import logging_presets
 
 from pml_relaxed.losses import RelaxedContrastiveLoss
 from pml_relaxed.similarities import ContextualSimilarity
@@ -55,7 +57,7 @@ def test_ema_teacher_follows_the_explicit_formula_after_every_step(momentum):
         momentum,
         hook=lambda t: snapshots.append((state(t.models["trunk"], t.models["embedder"]), state(*t.teacher))),
     )
-    assert trainer.teacher is not trunk and "teacher" not in trainer.models
+    assert trainer.teacher is not trunk and trainer.models["teacher"] is trainer.teacher
     expected = state(trunk, embedder)  # the teacher starts as a copy of the student
     assert all(torch.equal(a, b) for a, b in zip(state(*trainer.teacher), expected))
     trainer.train(num_epochs=1)
@@ -113,10 +115,31 @@ def test_ema_update_casts_and_copies_integer_buffers():
     assert int(teacher.num_batches_tracked) == 7 and teacher.running_mean.dtype == torch.float64
 
 
-def test_save_teacher_keeps_the_ema_teacher_in_models():
+@pytest.mark.parametrize("save_teacher", [False, True])
+def test_the_ema_teacher_is_always_in_models(save_teacher):
     trunk, embedder = student_parts()
-    trainer = make_trainer(trunk, embedder, 0.9, save_teacher=True)
-    assert trainer.models["teacher"] is trainer.teacher
+    trainer = make_trainer(trunk, embedder, 0.9, save_teacher=save_teacher)
+    assert trainer.models["teacher"] is trainer.teacher and trainer.keeps_teacher_in_models()
+
+
+def test_the_ema_teacher_is_saved_and_loaded_by_pml_hooks_and_stays_frozen(tmp_path, caplog):
+    """PML's HookContainer writes teacher_<epoch>.pth and loads it back; PML's trainer treats it as frozen."""
+    torch.manual_seed(0)
+    with caplog.at_level(logging.WARNING, logger="PML"):
+        trainer = make_trainer(*student_parts(), 0.5)
+    assert "teacher" in trainer.freeze_these and not any("teacher" in r.message for r in caplog.records)
+    trainer.train(num_epochs=1)
+    trainer.set_to_train()
+    assert not trainer.teacher.training and not any(p.requires_grad for p in trainer.teacher.parameters())
+    assert trainer.models["trunk"].training
+    hooks = logging_presets.HookContainer(record_keeper=None)
+    hooks.save_models(trainer, str(tmp_path), 1)
+    assert (tmp_path / "teacher_1.pth").exists() and not (tmp_path / "teacher_optimizer_1.pth").exists()
+    resumed = make_trainer(*student_parts(), 0.5)  # a new student, so a new initial teacher
+    assert not all(torch.equal(a, b) for a, b in zip(state(*resumed.teacher), state(*trainer.teacher)))
+    assert hooks.load_latest_saved_models(resumed, str(tmp_path), device=CPU) == 2
+    assert all(torch.equal(a, b) for a, b in zip(state(*resumed.teacher), state(*trainer.teacher)))
+    assert resumed.teacher is resumed.models["teacher"]
 
 
 @pytest.mark.parametrize(
