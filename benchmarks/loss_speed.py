@@ -65,12 +65,18 @@ class LossSpeedConfig:
         return cls(**{k: v for k, v in vars(args).items() if k in fields})
 
     def to_argv(self) -> List[str]:
-        argv = []
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
+        return dataclass_argv(self)
+
+
+def dataclass_argv(config: object) -> List[str]:
+    """The command-line options that give a config dataclass: ``--field-name value...``, None fields left out."""
+    argv = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if value is not None:
             flag = "--" + field.name.replace("_", "-")
             argv += [flag] + ([str(v) for v in value] if isinstance(value, list) else [str(value)])
-        return argv
+    return argv
 
 
 def get_args_parser() -> argparse.ArgumentParser:

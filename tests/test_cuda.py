@@ -1,6 +1,7 @@
 """GPU checks: every loss, miner and kernel gives on CUDA what it gives on the CPU, and the bench trains there.
 
-Skipped without a CUDA device (CI has none); run them on a GPU machine with ``pytest tests/test_cuda.py``.
+Skipped without a CUDA device (CI has none); run them on a GPU machine with ``pytest tests/test_cuda.py``, or
+with the other GPU checks with ``python benchmarks/gpu_check.py`` (docs/install.md, "Checking a GPU machine").
 ``PML_RELAXED_TEST_DEVICE`` names another device to check (e.g. ``mps``; ``cpu`` dry-runs the file itself).
 """
 

@@ -228,7 +228,7 @@ def get_teacher(data: BenchData, config: BenchConfig, records: List[dict]) -> to
         seed_everything(config.teacher_seed)  # before the model: its initial weights are part of the seed
         teacher = data.make_model(data.teacher_arch, data.teacher_dim).to(config.device)
         if path.exists():
-            teacher.load_state_dict(torch.load(path, map_location=config.device))
+            teacher.load_state_dict(torch.load(path, map_location=config.device, weights_only=True))
         else:
             loss = teacher_loss(config.teacher_loss, data.num_train_classes, data.teacher_dim)
             seconds = train_model(

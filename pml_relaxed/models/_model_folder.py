@@ -1,7 +1,11 @@
-"""Reading and writing a model folder: JSON configuration, safetensors weights, sentence-transformers metadata."""
+"""Reading and writing a model folder: JSON configuration, safetensors weights, sentence-transformers metadata.
+
+Loading reads JSON and safetensors only: nothing in a folder is imported, executed or unpickled.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from pathlib import Path
@@ -13,6 +17,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 #: The weights file of a saved model (the name sentence-transformers and the Hugging Face hub expect).
 WEIGHTS_NAME = "model.safetensors"
+#: The configuration file of a saved model: ``{"class": <class name>, "config": <constructor arguments>}``.
+CONFIG_NAME = "pml_relaxed_config.json"
 _SAFETENSORS_HINT = "install it with `pip install safetensors` (part of `pip install pml-relaxed[text]`)"
 
 
@@ -47,27 +53,61 @@ def read_json(path: Path) -> Dict[str, Any]:
     return content
 
 
+def write_config(folder: Path, model: torch.nn.Module, config: Dict[str, Any]) -> None:
+    """Writes ``folder/pml_relaxed_config.json``: the model's class name and its constructor arguments ``config``."""
+    write_json(folder / CONFIG_NAME, {"class": type(model).__name__, "config": config})
+
+
+def read_config(folder: Path, cls: type) -> Dict[str, Any]:
+    """The constructor arguments stored by :func:`write_config` for a model of class ``cls``.
+
+    Raises:
+        FileNotFoundError: the folder has no ``pml_relaxed_config.json``.
+        ValueError: the file does not describe a ``cls`` or names arguments ``cls`` does not take.
+    """
+    path = folder / CONFIG_NAME
+    saved = read_json(path)
+    config = saved.get("config")
+    if saved.get("class") != cls.__name__ or not isinstance(config, dict):
+        raise ValueError(
+            f"{str(path)!r} must describe a {cls.__name__} (keys 'class' and 'config'); "
+            f"got class {saved.get('class')!r}"
+        )
+    unknown = sorted(set(config) - set(inspect.signature(cls.__init__).parameters) - {"self"})
+    if unknown:
+        raise ValueError(f"{str(path)!r} has unknown {cls.__name__} arguments {unknown}")
+    return config
+
+
 def save_weights(module: torch.nn.Module, folder: Path) -> None:
     """Writes the module's state dict (CPU, contiguous copies) to ``folder/model.safetensors``."""
     state = {key: value.detach().to("cpu").contiguous() for key, value in module.state_dict().items()}
     _safetensors_torch().save_file(state, str(folder / WEIGHTS_NAME))
 
 
-def load_weights(module: torch.nn.Module, folder: Path) -> None:
-    """Loads ``folder/model.safetensors`` into ``module`` (every key must match)."""
+def read_weights(folder: Path) -> Dict[str, torch.Tensor]:
+    """The tensors of ``folder/model.safetensors`` (on the CPU); no other weights file is ever read.
+
+    Raises:
+        FileNotFoundError: the folder has no ``model.safetensors`` (a pickled ``pytorch_model.bin`` does not count).
+    """
     path = folder / WEIGHTS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{str(path)!r} does not exist: is {str(folder)!r} a saved model folder?")
-    state = _safetensors_torch().load_file(str(path))
-    module.load_state_dict(state, strict=True)
+    return _safetensors_torch().load_file(str(path))
+
+
+def load_weights(module: torch.nn.Module, folder: Path) -> None:
+    """Loads ``folder/model.safetensors`` into ``module`` (every key must match)."""
+    module.load_state_dict(read_weights(folder), strict=True)
 
 
 def write_sentence_transformers_metadata(folder: Path, module_type: str) -> None:
     """Writes ``modules.json`` and ``config_sentence_transformers.json`` for a one-module model saved in ``folder``.
 
-    ``module_type`` is the import path of the module class, which ``SentenceTransformer(folder)`` imports
-    (sentence-transformers >= 6 asks for ``trust_remote_code=True`` before importing a class from outside
-    its own package, even an installed one; the folder holds no code).
+    ``module_type`` is the import path of the module class. ``SentenceTransformer(folder, trust_remote_code=True)``
+    imports whatever class ``modules.json`` names, a ``modeling_*.py`` placed in the folder included, so that
+    route is for folders one trusts; the library's own loaders never read ``modules.json``.
     """
     from .. import __version__
 

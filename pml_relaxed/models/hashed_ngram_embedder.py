@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import torch
@@ -14,9 +13,9 @@ from ._model_folder import (
     PathLike,
     check_folder_path,
     load_weights,
-    read_json,
+    read_config,
     save_weights,
-    write_json,
+    write_config,
     write_sentence_transformers_metadata,
 )
 from .mlp import MLP
@@ -24,8 +23,6 @@ from .ngram_hasher import NgramHasher, check_texts
 
 TextBatch = Union[Sequence[str], torch.Tensor]
 
-#: configuration file of a saved model (:meth:`HashedNgramEmbedder.save_pretrained`)
-CONFIG_NAME = "pml_relaxed_config.json"
 #: the sentence-transformers module class named in a saved folder's ``modules.json``
 SENTENCE_MODULE_TYPE = "pml_relaxed.models.hashed_ngram_sentence_module.HashedNgramSentenceModule"
 
@@ -308,11 +305,13 @@ class HashedNgramEmbedder(nn.Module):
         Writes ``pml_relaxed_config.json`` (:meth:`get_config`), ``model.safetensors`` (weights, IDF
         pooling weights included) and sentence-transformers' ``modules.json`` and
         ``config_sentence_transformers.json``, whose single module is
-        :class:`~pml_relaxed.models.HashedNgramSentenceModule`. The folder holds no code:
-        ``SentenceTransformer(path, trust_remote_code=True)`` imports that class from the installed
-        pml-relaxed (sentence-transformers >= 6 asks for the flag before importing any class from
-        outside its own package); ``SentenceTransformer(modules=[HashedNgramSentenceModule.load(path)])``
-        needs no flag. Existing files of these names are overwritten.
+        :class:`~pml_relaxed.models.HashedNgramSentenceModule`; no code is written. :meth:`from_pretrained`
+        and ``SentenceTransformer(modules=[HashedNgramSentenceModule.load(path)])`` read only the JSON
+        configuration and the safetensors weights: they run no code from the folder, whatever else it
+        holds. ``SentenceTransformer(path, trust_remote_code=True)`` imports the class that
+        ``modules.json`` names, which in a tampered folder can be a ``modeling_*.py`` of the folder: it
+        runs the folder's code, so use it only for folders you trust. Existing files of these names are
+        overwritten.
 
         Args:
             path: the folder (created if missing).
@@ -338,12 +337,16 @@ class HashedNgramEmbedder(nn.Module):
     def save_files(self, folder: PathLike) -> None:
         """Writes only ``pml_relaxed_config.json`` and ``model.safetensors`` into an existing folder."""
         folder = check_folder_path("folder", folder)
-        write_json(folder / CONFIG_NAME, {"class": type(self).__name__, "config": self.get_config()})
+        write_config(folder, self, self.get_config())
         save_weights(self, folder)
 
     @classmethod
     def from_pretrained(cls, path: PathLike, device: Union[str, torch.device] = "cpu") -> "HashedNgramEmbedder":
         """Loads a model saved by :meth:`save_pretrained`, in eval mode.
+
+        Reads ``pml_relaxed_config.json`` (JSON) and ``model.safetensors`` only: nothing in the folder is
+        imported, run or unpickled (``modules.json``, ``*.py`` and pickled ``*.bin`` / ``*.pkl`` files are
+        ignored).
 
         Args:
             path: the saved folder.
@@ -359,16 +362,7 @@ class HashedNgramEmbedder(nn.Module):
             ImportError: ``safetensors`` is not installed.
         """
         folder = check_folder_path("path", path)
-        saved = read_json(folder / CONFIG_NAME)
-        config = saved.get("config")
-        if saved.get("class") != cls.__name__ or not isinstance(config, dict):
-            raise ValueError(
-                f"{str(folder / CONFIG_NAME)!r} must describe a {cls.__name__} "
-                f"(keys 'class' and 'config'); got class {saved.get('class')!r}"
-            )
-        unknown = sorted(set(config) - set(inspect.signature(cls.__init__).parameters) - {"self"})
-        if unknown:
-            raise ValueError(f"{str(folder / CONFIG_NAME)!r} has unknown {cls.__name__} arguments {unknown}")
+        config = read_config(folder, cls)
         for key in ("mlp_hidden_dims", "char_ngram_range", "word_ngram_range"):
             if isinstance(config.get(key), list):
                 config[key] = tuple(config[key])

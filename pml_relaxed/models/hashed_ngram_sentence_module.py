@@ -35,11 +35,13 @@ class HashedNgramSentenceModule(InputModule):
     :meth:`save` writes the files of :meth:`HashedNgramEmbedder.save_files`; :meth:`load` reads them
     from a local folder or, through sentence-transformers, from the Hugging Face hub.
 
-    A folder written by :meth:`HashedNgramEmbedder.save_pretrained` (or by ``SentenceTransformer.save``
-    of a model holding this module) loads with ``SentenceTransformer(path, trust_remote_code=True)``:
-    sentence-transformers >= 6 asks for the flag before importing any class from outside its own
-    package; the class is imported from the installed pml-relaxed, the folder holds no code. Without
-    the flag, build the model from the module: ``SentenceTransformer(modules=[HashedNgramSentenceModule.load(path)])``.
+    Load a folder written by :meth:`HashedNgramEmbedder.save_pretrained` (or by ``SentenceTransformer.save``
+    of a model holding this module) with ``SentenceTransformer(modules=[HashedNgramSentenceModule.load(path)])``:
+    :meth:`load` reads the folder's JSON configuration and safetensors weights and nothing else, so no
+    code from the folder runs. ``SentenceTransformer(path, trust_remote_code=True)`` also loads it, but
+    that flag lets sentence-transformers import whatever class the folder's ``modules.json`` names,
+    a ``modeling_*.py`` in the folder included: it runs the folder's code if someone put code there,
+    so keep it for folders you trust (sentence-transformers >= 6 refuses the folder without the flag).
 
     Args:
         embedder: the trained :class:`HashedNgramEmbedder`; its weights are shared, not copied.
@@ -125,6 +127,10 @@ class HashedNgramSentenceModule(InputModule):
     ) -> "HashedNgramSentenceModule":
         """Loads the module from a saved folder or a hub repository (sentence-transformers' loading options).
 
+        Only ``pml_relaxed_config.json`` (JSON) and ``model.safetensors`` are read
+        (:meth:`HashedNgramEmbedder.from_pretrained`): no code or pickle in the folder is imported, run
+        or unpickled, and ``modules.json`` is not consulted.
+
         Args:
             model_name_or_path: a folder written by :meth:`HashedNgramEmbedder.save_pretrained` or by
                 ``SentenceTransformer.save``, or a hub repository id.
@@ -135,6 +141,21 @@ class HashedNgramSentenceModule(InputModule):
 
         Returns:
             The module, its embedder on CPU in eval mode.
+
+        Raises:
+            FileNotFoundError: the folder (or hub repository) does not exist, or lacks
+                ``pml_relaxed_config.json`` or ``model.safetensors``.
+            ValueError: the configuration is not that of a :class:`HashedNgramEmbedder`.
+
+        Examples:
+            >>> import tempfile
+            >>> from sentence_transformers import SentenceTransformer
+            >>> folder = tempfile.mkdtemp()
+            >>> student = HashedNgramEmbedder(embedding_dim=8, num_buckets=2**10)
+            >>> student.save_pretrained(folder)
+            >>> served = SentenceTransformer(modules=[HashedNgramSentenceModule.load(folder)], device="cpu")
+            >>> torch.allclose(served.encode(["lost card"], convert_to_tensor=True), student.encode(["lost card"]))
+            True
         """
         folder = cls.load_dir_path(
             model_name_or_path,

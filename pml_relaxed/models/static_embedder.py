@@ -10,7 +10,11 @@ import torch
 from torch import nn
 
 from ._batch_hashing import exclusive_cumsum
+from ._model_folder import PathLike, check_folder_path, read_config, read_weights, save_weights, write_config
 from .ngram_hasher import check_texts
+
+#: the tokenizer file of a saved :class:`StaticEmbedder` (the ``tokenizers`` library's JSON format)
+TOKENIZER_NAME = "tokenizer.json"
 
 TextBatch = Union[Sequence[str], torch.Tensor]
 
@@ -24,7 +28,8 @@ class StaticEmbedder(nn.Module):
     :class:`HashedNgramEmbedder`'s. :meth:`from_model2vec` starts from a Model2Vec model (e.g. one
     distilled from the teacher) so that training refines it, e.g. with
     :class:`~pml_relaxed.losses.RelaxedContrastiveLoss` on in-domain texts; :meth:`to_model2vec`
-    hands the result back to Model2Vec.
+    hands the result back to Model2Vec, :meth:`to_sentence_transformer` to sentence-transformers, and
+    :meth:`save_pretrained` / :meth:`from_pretrained` save and load it (JSON and safetensors, no pickle).
 
     ``forward`` accepts a list of strings or the padded ``(B, L)`` int64 matrix of :meth:`encode_batch`.
 
@@ -156,6 +161,80 @@ class StaticEmbedder(nn.Module):
         vectors = self.bag.weight[1:].detach().float().clone()
         module = StaticEmbedding(copy.deepcopy(self.tokenizer), embedding_weights=vectors)
         return SentenceTransformer(modules=[module], device=str(self.bag.weight.device))
+
+    def save_pretrained(self, path: PathLike) -> None:
+        """Saves the model to a folder that :meth:`from_pretrained` loads.
+
+        Writes ``pml_relaxed_config.json`` (``unk_token_id``, ``max_length``), ``tokenizer.json`` (the
+        ``tokenizers`` library's JSON) and ``model.safetensors`` (the ``(vocab_size + 1, dim)`` table,
+        row 0 padding); no code and no pickle. Existing files of these names are overwritten.
+
+        Args:
+            path: the folder (created if missing).
+
+        Raises:
+            TypeError: ``path`` is not a str or a path.
+            ImportError: ``safetensors`` is not installed.
+
+        Examples:
+            >>> import tempfile
+            >>> from tokenizers import Tokenizer, models, pre_tokenizers
+            >>> tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "card": 1, "lost": 2}, unk_token="[UNK]"))
+            >>> tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+            >>> model = StaticEmbedder(tokenizer, torch.randn(3, 8), unk_token_id=0, max_length=16)
+            >>> folder = tempfile.mkdtemp()
+            >>> model.save_pretrained(folder)
+            >>> loaded = StaticEmbedder.from_pretrained(folder)
+            >>> torch.equal(loaded.encode(["lost card"]), model.encode(["lost card"]))
+            True
+            >>> loaded.unk_token_id, loaded.max_length
+            (0, 16)
+        """
+        folder = check_folder_path("path", path)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_config(folder, self, {"unk_token_id": self.unk_token_id, "max_length": self.max_length})
+        self.tokenizer.save(str(folder / TOKENIZER_NAME))
+        save_weights(self, folder)
+
+    @classmethod
+    def from_pretrained(cls, path: PathLike, device: Union[str, torch.device] = "cpu") -> "StaticEmbedder":
+        """Loads a model saved by :meth:`save_pretrained`, in eval mode (``.train()`` to go on training).
+
+        Reads ``pml_relaxed_config.json`` and ``tokenizer.json`` (JSON) and ``model.safetensors`` only:
+        nothing in the folder is imported, run or unpickled (``*.py``, ``modules.json`` and pickled
+        ``*.bin`` / ``*.pkl`` files are ignored).
+
+        Args:
+            path: the saved folder.
+            device: device to put the model on.
+
+        Returns:
+            The model, with the saved tokenizer, options and vectors.
+
+        Raises:
+            TypeError: ``path`` is not a str or a path.
+            FileNotFoundError: the folder lacks ``pml_relaxed_config.json``, ``tokenizer.json`` or
+                ``model.safetensors``.
+            ValueError: the configuration is not that of a :class:`StaticEmbedder`, or the weights lack
+                the ``bag.weight`` table.
+            ImportError: ``tokenizers`` or ``safetensors`` is not installed.
+        """
+        from tokenizers import Tokenizer
+
+        folder = check_folder_path("path", path)
+        config = read_config(folder, cls)
+        tokenizer_path = folder / TOKENIZER_NAME
+        if not tokenizer_path.is_file():
+            raise FileNotFoundError(
+                f"{str(tokenizer_path)!r} does not exist: is {str(folder)!r} a saved StaticEmbedder folder?"
+            )
+        state = read_weights(folder)
+        table = state.get("bag.weight")
+        if table is None or table.ndim != 2:
+            raise ValueError(f"{str(folder)!r}: model.safetensors must hold the 2D 'bag.weight' table")
+        model = cls(Tokenizer.from_file(str(tokenizer_path)), table[1:], **config)
+        model.load_state_dict(state, strict=True)
+        return model.to(device).eval()
 
     def token_ids(self, texts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
         """Table rows of each text's tokens (token id + 1), concatenated, and the ``(B,)`` offsets of each text.

@@ -94,3 +94,54 @@ def test_sentence_transformer_export_loads_without_remote_code_and_encodes_the_s
     torch.testing.assert_close(
         model.encode(["zzz lost"])[0].double(), torch.from_numpy(vectors[3]), rtol=1e-5, atol=1e-6
     )
+
+
+def test_save_pretrained_round_trips_tokenizer_options_and_vectors(tmp_path):
+    vectors = np.random.default_rng(4).normal(size=(len(VOCAB), 6))
+    model = StaticEmbedder(word_tokenizer(), torch.from_numpy(vectors).float(), unk_token_id=0, max_length=3)
+    with torch.no_grad():
+        model.bag.weight[1:] += 0.5  # "trained"
+    model.save_pretrained(tmp_path / "static")
+    assert sorted(p.name for p in (tmp_path / "static").iterdir()) == [
+        "model.safetensors",
+        "pml_relaxed_config.json",
+        "tokenizer.json",
+    ]
+    loaded = StaticEmbedder.from_pretrained(tmp_path / "static")
+    assert not loaded.training and (loaded.unk_token_id, loaded.max_length) == (0, 3)
+    assert loaded.tokenizer.get_vocab() == model.tokenizer.get_vocab()
+    assert torch.equal(loaded.bag.weight, model.bag.weight)
+    # the same ids (unknown token dropped, "card card card lost" truncated to 3 tokens) and vectors
+    assert torch.equal(loaded.encode_batch(TEXTS), model.encode_batch(TEXTS))
+    assert torch.equal(loaded.encode(TEXTS), model.encode(TEXTS))
+    unlimited = StaticEmbedder(word_tokenizer(), torch.from_numpy(vectors).float(), max_length=None)
+    unlimited.save_pretrained(str(tmp_path / "unlimited"))
+    again = StaticEmbedder.from_pretrained(str(tmp_path / "unlimited"))
+    assert (again.unk_token_id, again.max_length) == (None, None)
+    assert torch.equal(again.encode(TEXTS), unlimited.encode(TEXTS))
+
+
+def test_from_pretrained_errors_name_the_missing_or_wrong_file(tmp_path):
+    import json
+
+    with pytest.raises(FileNotFoundError, match="pml_relaxed_config.json' does not exist"):
+        StaticEmbedder.from_pretrained(tmp_path / "missing")
+    with pytest.raises(TypeError, match="path must be a str or a path; got int"):
+        StaticEmbedder.from_pretrained(3)
+    model = StaticEmbedder(word_tokenizer(), torch.randn(len(VOCAB), 4), unk_token_id=0)
+    model.save_pretrained(tmp_path)
+    (tmp_path / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match="tokenizer.json' does not exist"):
+        StaticEmbedder.from_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors' does not exist"):
+        StaticEmbedder.from_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "pml_relaxed_config.json").read_text())
+    (tmp_path / "pml_relaxed_config.json").write_text(json.dumps({**config, "class": "HashedNgramEmbedder"}))
+    with pytest.raises(ValueError, match="must describe a StaticEmbedder"):
+        StaticEmbedder.from_pretrained(tmp_path)
+    (tmp_path / "pml_relaxed_config.json").write_text(json.dumps({"class": "StaticEmbedder", "config": {"dim": 3}}))
+    with pytest.raises(ValueError, match=r"unknown StaticEmbedder arguments \['dim'\]"):
+        StaticEmbedder.from_pretrained(tmp_path)

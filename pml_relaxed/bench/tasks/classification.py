@@ -60,7 +60,7 @@ def train_teacher(images, labels, cfg: TaskConfig, cache: Optional[Path] = None)
     trunk, head = classifier(TEACHER[cfg.dataset], cfg)
     teacher = torch.nn.Sequential(trunk, head)
     if cache is not None and cache.exists():
-        teacher.load_state_dict(torch.load(cache, map_location=cfg.device))
+        teacher.load_state_dict(torch.load(cache, map_location=cfg.device, weights_only=True))
         seconds = 0.0
     else:
         seconds = fit(

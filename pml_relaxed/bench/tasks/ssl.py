@@ -92,7 +92,7 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
         )  # a teacher of another dataset, split or budget never loads
         if cache.exists():
             teacher, seconds = network(teacher_arch, teacher_dim).to(cfg.device), 0.0
-            teacher.load_state_dict(torch.load(cache, map_location=cfg.device))
+            teacher.load_state_dict(torch.load(cache, map_location=cfg.device, weights_only=True))
         else:
             teacher, seconds = train_ntxent(
                 teacher_arch, teacher_dim, train_images, cfg, temperature, cfg.teacher_seed, cfg.teacher_epochs
