@@ -178,7 +178,9 @@ def pair_mask(
         (n, m) bool tensor.
 
     Raises:
-        TypeError: if indices_tuple is not a tuple/list of 3 or 4 tensors.
+        TypeError: if indices_tuple is not a tuple/list of 3 or 4 one-dimensional integer tensors.
+        ValueError: an anchor tensor of another length than its partners.
+        IndexError: an anchor outside ``[0, n)`` or a partner outside ``[0, m)`` (negative ones included).
     """
     return pair_mask_rows(num_queries, num_refs, indices_tuple, self_reference, device)(0, num_queries)
 
@@ -193,12 +195,13 @@ def pair_mask_rows(
     """Rows of :func:`pair_mask` on demand: ``rows(start, end)`` is ``pair_mask(...)[start:end]``.
 
     The pairs of ``indices_tuple`` are sorted once (O(number of pairs) memory); each block then costs
-    O(block * m). Locating a block's pairs reads two indices back to the host.
+    O(block * m). Locating a block's pairs reads two indices back to the host, checking the indices' bounds
+    one more.
 
     Raises:
-        TypeError: if indices_tuple is not a tuple/list of 3 or 4 tensors.
+        TypeError, ValueError, IndexError: as :func:`pair_mask`.
     """
-    keys = None if indices_tuple is None else _pair_keys(indices_tuple, num_refs, device)
+    keys = None if indices_tuple is None else _pair_keys(indices_tuple, num_queries, num_refs, device)
 
     def rows(start: int, end: int) -> torch.Tensor:
         if keys is None:
@@ -220,9 +223,13 @@ def pair_mask_rows(
     return rows
 
 
-def _pair_keys(indices_tuple: Sequence[torch.Tensor], num_refs: int, device) -> torch.Tensor:
-    """Sorted unique flat keys ``anchor * m + other`` of the union of a PML tuple's pairs."""
-    v.check_indices_tuple(indices_tuple)
+def _pair_keys(indices_tuple: Sequence[torch.Tensor], num_queries: int, num_refs: int, device) -> torch.Tensor:
+    """Sorted unique flat keys ``anchor * m + other`` of the union of a PML tuple's pairs.
+
+    Every index is checked against its range first: a key of an index past the end (or negative) would be
+    the key of another pair.
+    """
+    v.check_indices_tuple(indices_tuple, num_queries, num_refs)
     if len(indices_tuple) == 3:
         a, p, n = indices_tuple
         pairs = ((a, p), (a, n))
@@ -285,6 +292,7 @@ def relaxed_multi_similarity_per_anchor(
 
 
 def _relaxed_loss(
+    name: str,
     rows,
     student_emb: torch.Tensor,
     teacher_emb: torch.Tensor,
@@ -295,6 +303,8 @@ def _relaxed_loss(
     block_size: Optional[int],
     validate: bool,
 ) -> torch.Tensor:
+    validate = v.check_bool("validate", validate)
+    normalize_teacher = v.check_bool("normalize_teacher", normalize_teacher)
     v.check_teacher_pair(student_emb, student_ref_emb, teacher_emb, teacher_ref_emb, check_values=validate)
     block_size = v.check_block_size("block_size", block_size)
     self_reference = student_ref_emb is None
@@ -303,6 +313,7 @@ def _relaxed_loss(
     labels = gaussian_kernel_rows(teacher_emb, teacher_ref_emb, sigma, normalize_teacher)
     if num_queries == 0 or num_refs == 0:
         return _zero_loss(student_emb, student_ref_emb)
+    v.warn_if_degenerate(name, student_emb, student_ref_emb, check_values=validate)
     problem = _bw.RelaxedProblem(_bw.EuclideanDistance(), rows, labels, None, self_reference)
     return _bw.relaxed_per_anchor(student_emb, student_ref_emb, problem, block_size).mean()
 
@@ -345,10 +356,12 @@ def relaxed_contrastive_loss(
 
     Returns:
         Scalar tensor (float32 for half-precision inputs); an empty batch gives a zero connected to the graph.
+        A batch it cannot learn from (fewer than 3 reference rows; with ``validate``, all student rows equal)
+        warns once per process (``DegenerateBatchWarning``): the loss is then constant, its gradient 0.
 
     Raises:
         TypeError, ValueError: bad shapes, dtypes, missing teacher values, non-finite student or teacher
-            rows (named in the message), bad sigma/delta/block_size.
+            rows (named in the message), bad sigma/delta/block_size, a non-bool normalize_teacher or validate.
 
     Examples:
         >>> import torch
@@ -362,6 +375,7 @@ def relaxed_contrastive_loss(
     """
     delta = v.check_non_negative("delta", delta)
     return _relaxed_loss(
+        "relaxed_contrastive_loss",
         _bw.ContrastiveRows(delta),
         student_emb,
         teacher_emb,
@@ -398,6 +412,7 @@ def relaxed_multi_similarity_loss(
     alpha = v.check_positive("alpha", alpha)
     beta = v.check_positive("beta", beta)
     return _relaxed_loss(
+        "relaxed_multi_similarity_loss",
         _bw.MultiSimilarityRows(delta, alpha, beta),
         student_emb,
         teacher_emb,

@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 from pytorch_metric_learning.losses import ContrastiveLoss, CrossBatchMemory
+from pytorch_metric_learning.trainers import MetricLossOnly
 
 from pml_relaxed.datasets import Omniglot
-from pml_relaxed.losses import RelaxedContrastiveLoss
+from pml_relaxed.losses import RelaxedContrastiveLoss, TransferCrossBatchMemory
+from pml_relaxed.miners import TeacherSimilarityMiner
 from pml_relaxed.similarities import GaussianKernel
 from pml_relaxed.trainers import EmbeddingTransfer
 
+EMPTY = torch.zeros(0, dtype=torch.long)
 FAQ = Path(__file__).resolve().parents[1] / "docs" / "faq.md"
 
 
@@ -29,6 +32,34 @@ def trainer_with_a_pair_loss_and_no_miner():
     EmbeddingTransfer(
         models=models, optimizers={}, batch_size=4, loss_funcs={"transfer_loss": ContrastiveLoss()}, dataset=dataset
     )
+
+
+def trainer_with_a_memory_and_a_tuple_miner():
+    models = {"trunk": torch.nn.Linear(4, 2), "teacher": torch.nn.Linear(4, 3)}
+    memory = TransferCrossBatchMemory(RelaxedContrastiveLoss(), 2, 3, memory_size=16)
+    dataset = torch.utils.data.TensorDataset(torch.randn(8, 4), torch.arange(8) % 2)
+    EmbeddingTransfer(
+        models=models,
+        optimizers={},
+        batch_size=4,
+        loss_funcs={"transfer_loss": memory},
+        mining_funcs={"tuple_miner": TeacherSimilarityMiner()},
+        dataset=dataset,
+    )
+
+
+def pml_trainer_with_a_relaxed_loss():
+    dataset = torch.utils.data.TensorDataset(torch.randn(8, 4), torch.arange(8) % 2)
+    trainer = MetricLossOnly(
+        models={"trunk": torch.nn.Linear(4, 2)},
+        optimizers={},
+        batch_size=4,
+        loss_funcs={"metric_loss": RelaxedContrastiveLoss()},
+        dataset=dataset,
+        dataloader_num_workers=0,
+        iterations_per_epoch=1,
+    )
+    trainer.train(num_epochs=1)
 
 
 def omniglot_without_data(monkeypatch, tmp_path):
@@ -53,6 +84,17 @@ TRIGGERS = {
         torch.full((4, 2), float("nan")), teacher_emb=torch.randn(4, 5)
     ),
     "FileNotFoundError: ... PML_RELAXED_OMNIGLOT": omniglot_without_data,
+    "indices_tuple[1] (positives) must index the 8 rows": lambda: RelaxedContrastiveLoss()(
+        torch.randn(8, 4),
+        indices_tuple=(torch.tensor([0]), torch.tensor([8]), EMPTY, EMPTY),
+        teacher_emb=torch.randn(8, 5),
+    ),
+    "mining_funcs['tuple_miner'] TeacherSimilarityMiner mines the batch, but TransferCrossBatchMemory is a "
+    "cross-batch memory": trainer_with_a_memory_and_a_tuple_miner,
+    "teacher_emb is required: PML's trainer MetricLossOnly": pml_trainer_with_a_relaxed_loss,
+    "RelaxedContrastiveLoss got an unexpected keyword argument 'sigmaa' (did you mean 'sigma'?)": lambda: (
+        RelaxedContrastiveLoss(sigmaa=1.0)
+    ),
 }
 
 

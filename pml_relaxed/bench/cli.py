@@ -16,7 +16,7 @@ import pytorch_metric_learning
 import torch
 
 from .. import __version__
-from .config import BenchConfig, get_args_parser, held_out_args
+from .config import PRETRAINED_TEACHER_DATASETS, BenchConfig, check_teacher_checkpoint, get_args_parser, held_out_args
 from .methods import DEFAULT_METHODS, METHODS, QUICK_METHODS
 from .registry import DATASETS
 from .report import write_results
@@ -48,6 +48,7 @@ def _check_config(config: BenchConfig, settings: List[str]) -> None:
 def _check_dataset_options(config: BenchConfig) -> None:
     if config.dataset not in DATASETS:
         raise ValueError(f"--dataset must be one of {sorted(DATASETS)}; got {config.dataset!r}")
+    check_teacher_checkpoint(config, config.dataset in PRETRAINED_TEACHER_DATASETS)  # before loading the teacher
     if config.val_alphabets and config.val_classes:
         raise ValueError(
             f"--val-alphabets and --val-classes exclude each other; got {config.val_alphabets} and {config.val_classes}"

@@ -18,6 +18,9 @@ from .methods import DEFAULT_METHODS
 
 #: the datasets ``--dataset`` accepts (the registry in :mod:`pml_relaxed.bench.registry` builds them)
 DATASET_NAMES = ("digits", "omniglot", "banking77", "cub", "cars", "sop")
+#: the datasets whose teacher is a given pretrained model, never trained by the benchmark (``--teacher-checkpoint``
+#: loads a trained teacher's state_dict, so it does not apply to them)
+PRETRAINED_TEACHER_DATASETS = ("banking77",)
 #: the peers ``--peers`` accepts (:mod:`pml_relaxed.bench.text_peers` builds them)
 PEER_NAMES = ("model2vec", "pca")
 
@@ -25,6 +28,35 @@ PEER_NAMES = ("model2vec", "pca")
 def _option(default: Any, help: str, **argparse_options: Any) -> Any:
     """A field with its command-line help (and any other ``add_argument`` option, e.g. ``choices``)."""
     return field(default=default, metadata={"help": help, **argparse_options})
+
+
+def check_teacher_checkpoint(config: "BenchConfig", pretrained_teacher: bool) -> None:
+    """Refuses ``--teacher-checkpoint`` for a dataset whose teacher is a given pretrained model.
+
+    The option loads the state_dict of the teacher the benchmark would otherwise train; a dataset with a
+    given teacher (Banking77: all-MiniLM-L6-v2) would train from that model anyway, ignoring it.
+
+    Args:
+        config: the benchmark's settings.
+        pretrained_teacher: whether ``config.dataset`` comes with a given pretrained teacher.
+
+    Raises:
+        ValueError: ``--teacher-checkpoint`` given with such a dataset.
+
+    Examples:
+        >>> config = BenchConfig(dataset="banking77", teacher_checkpoint="minilm/")
+        >>> check_teacher_checkpoint(config, pretrained_teacher=True)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: --teacher-checkpoint loads the state_dict of a teacher the benchmark trains (--dataset digits, ...
+    """
+    if config.teacher_checkpoint and pretrained_teacher:
+        trained = ", ".join(name for name in DATASET_NAMES if name not in PRETRAINED_TEACHER_DATASETS)
+        raise ValueError(
+            f"--teacher-checkpoint loads the state_dict of a teacher the benchmark trains (--dataset {trained}); "
+            f"--dataset {config.dataset} has a given pretrained teacher instead, which the option would not replace; "
+            f"got --teacher-checkpoint {config.teacher_checkpoint}"
+        )
 
 
 @dataclass
@@ -51,7 +83,9 @@ class BenchConfig:
     teacher_seed: int = _option(0, "seed of the teacher's initialisation and batches")
     teacher_dir: Optional[str] = _option(None, "where trained teachers are cached (default: --output-dir)")
     teacher_checkpoint: Optional[str] = _option(
-        None, "load the teacher's state_dict from this file instead of training one"
+        None,
+        "load the teacher's state_dict from this file instead of training one (the datasets whose teacher the "
+        f"benchmark trains; not {', '.join(PRETRAINED_TEACHER_DATASETS)}, whose teacher is a given pretrained model)",
     )
     epochs: Optional[int] = _option(None, "student epochs (default: per dataset)")
     batch_size: Optional[int] = _option(None, "items per batch before views")

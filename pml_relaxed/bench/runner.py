@@ -19,7 +19,7 @@ from pytorch_metric_learning.trainers import base_trainer
 
 from ..evaluation import compute_embeddings, evaluate_embeddings, faiss_backend
 from ..trainers import EmbeddingTransfer
-from .config import BenchConfig
+from .config import BenchConfig, check_teacher_checkpoint
 from .data import BenchData
 from .methods import METHODS, MethodContext, teacher_loss
 from .parallel import run_parallel
@@ -186,7 +186,13 @@ def _throughput(model: torch.nn.Module, data: BenchData, config: BenchConfig, ba
 
 
 def get_teacher(data: BenchData, config: BenchConfig, records: List[dict]) -> torch.nn.Module:
-    """The given pretrained teacher, a cached one, or a teacher trained now with ``--teacher-loss``."""
+    """The given pretrained teacher, a cached one, or a teacher trained now with ``--teacher-loss``.
+
+    Raises:
+        ValueError: ``--teacher-checkpoint`` for a dataset with a given pretrained teacher.
+        FileNotFoundError: a ``--teacher-checkpoint`` that is not a file.
+    """
+    check_teacher_checkpoint(config, data.teacher is not None)
     if data.teacher is not None:
         teacher = data.teacher
         if not any(r["kind"] == "teacher" for r in load_done(Path(config.output_dir) / "runs.jsonl")):

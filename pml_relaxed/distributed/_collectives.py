@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.distributed as dist
 
 from .. import _validation as v
-from .._signature import takes_keyword as accepts_keyword  # noqa: F401 (re-exported for the wrappers)
 
 
 def is_distributed() -> bool:
@@ -225,16 +223,6 @@ def gather_batch(
         teacher_ref_emb=gather_other(teacher_ref_emb, ref_sizes) if has_ref else None,
         enqueue_mask=mask,
     )
-
-
-def teacher_kwargs(module: Any, teacher_emb: torch.Tensor | None, teacher_ref_emb: torch.Tensor | None) -> dict:
-    """The teacher keyword arguments ``module`` accepts (none for a plain PML loss or miner)."""
-    kwargs = {}
-    if accepts_keyword(module, "teacher_emb"):
-        kwargs["teacher_emb"] = teacher_emb
-        if accepts_keyword(module, "teacher_ref_emb"):
-            kwargs["teacher_ref_emb"] = teacher_ref_emb
-    return kwargs
 
 
 def shift_anchors(indices_tuple: Sequence[torch.Tensor], shift: int) -> tuple[torch.Tensor, ...]:

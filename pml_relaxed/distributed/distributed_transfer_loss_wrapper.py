@@ -9,10 +9,10 @@ from pytorch_metric_learning.losses import BaseMetricLossFunction
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from .. import _validation as v
+from .._teacher import takes_keyword, takes_teacher, teacher_kwargs
 from ..losses import BaseRelaxedLoss, BaseTransferLoss
 from ._collectives import (
     GatheredBatch,
-    accepts_keyword,
     all_gather_rows,
     all_gather_rows_with_grad,
     check_same_on_every_rank,
@@ -21,7 +21,6 @@ from ._collectives import (
     gather_counts,
     is_distributed,
     shift_anchors,
-    teacher_kwargs,
 )
 
 _REDUCTION_TYPES = ("element", "pos_pair", "neg_pair", "triplet", "already_reduced")
@@ -85,9 +84,11 @@ class DistributedTransferLossWrapper(torch.nn.Module):
     **Without a process group** (or with world size 1) the wrapper calls the bare loss with the same
     arguments, so the same script runs on one process.
 
-    A loss that takes no teacher (a plain PML loss) is called without teacher arguments; ``teacher_emb``
-    and ``teacher_ref_emb`` are then accepted and ignored (the teacher reaches such a loss through the
-    miner's pairs).
+    The teacher follows pml_relaxed's one routing rule (:func:`pml_relaxed._teacher.teacher_kwargs`): a loss
+    that takes no teacher (a plain PML loss) is called without teacher arguments, ``teacher_emb`` and
+    ``teacher_ref_emb`` being then accepted and ignored (the teacher reaches such a loss through the miner's
+    pairs); a ``teacher_ref_emb`` for a loss that reads the teacher but takes no ``teacher_ref_emb`` (a
+    cross-batch memory, whose reference set is its queue) or without ``ref_emb`` raises.
 
     Args:
         loss: the loss, e.g. :class:`~pml_relaxed.losses.RelaxedContrastiveLoss`, a PML loss or a
@@ -101,9 +102,12 @@ class DistributedTransferLossWrapper(torch.nn.Module):
     Raises:
         TypeError: a loss that is not an nn.Module, a non-bool ``efficient``, ``efficient=True`` for a loss
             type it does not support, a malformed indices_tuple.
-        ValueError: ``efficient=True`` for a cross-batch memory; ``ref_emb`` with a cross-batch memory or
-            ``enqueue_mask`` without one; arguments given on some ranks and None on others, or embedding
-            dimensions differing across ranks (raised on every rank).
+        ValueError: ``efficient=True`` for a cross-batch memory; ``ref_emb`` or ``teacher_ref_emb`` with a
+            cross-batch memory, ``enqueue_mask`` without one; ``teacher_ref_emb`` without ``ref_emb``; arguments
+            given on some ranks and None on others, or embedding dimensions differing across ranks (raised on
+            every rank).
+        IndexError: with ``efficient=True``, an ``indices_tuple`` entry outside the global batch (without a
+            process group, the loss's own check).
 
     Examples:
         >>> import torch
@@ -122,7 +126,7 @@ class DistributedTransferLossWrapper(torch.nn.Module):
             raise TypeError(f"loss must be a loss module (an nn.Module, e.g. a PML loss); got {type(loss).__name__}")
         self.efficient = v.check_bool("efficient", efficient)
         self.loss = loss
-        self.is_cross_batch_memory = accepts_keyword(loss, "enqueue_mask")
+        self.is_cross_batch_memory = takes_keyword(loss, "enqueue_mask")
         if self.efficient:
             self._check_efficient_support(loss)
 
@@ -151,8 +155,8 @@ class DistributedTransferLossWrapper(torch.nn.Module):
 
     @property
     def loss_takes_teacher(self) -> bool:
-        """True if the wrapped loss takes ``teacher_emb=``."""
-        return accepts_keyword(self.loss, "teacher_emb")
+        """True if the wrapped loss reads ``teacher_emb=`` (:func:`pml_relaxed._teacher.takes_teacher`)."""
+        return takes_teacher(self.loss)
 
     def forward(
         self,
@@ -193,8 +197,9 @@ class DistributedTransferLossWrapper(torch.nn.Module):
             )
         if indices_tuple is not None:
             v.check_indices_tuple(indices_tuple)
-        if not self.loss_takes_teacher:
-            teacher_emb = teacher_ref_emb = None
+        # the teacher-routing rule, before any collective: what the loss reads is gathered, the rest refused or ignored
+        teacher = teacher_kwargs(self.loss, teacher_emb, teacher_ref_emb, ref_emb)
+        teacher_emb, teacher_ref_emb = teacher.get("teacher_emb"), teacher.get("teacher_ref_emb")
         if not is_distributed():
             return self._call_loss(
                 embeddings, labels, indices_tuple, ref_emb, ref_labels, enqueue_mask, teacher_emb, teacher_ref_emb
@@ -216,7 +221,7 @@ class DistributedTransferLossWrapper(torch.nn.Module):
     def _call_loss(
         self, embeddings, labels, indices_tuple, ref_emb, ref_labels, enqueue_mask, teacher_emb, teacher_ref_emb
     ):
-        teacher = teacher_kwargs(self.loss, teacher_emb, teacher_ref_emb)
+        teacher = teacher_kwargs(self.loss, teacher_emb, teacher_ref_emb, ref_emb)
         if self.is_cross_batch_memory:
             return self.loss(embeddings, labels, indices_tuple, enqueue_mask, **teacher)
         return self.loss(embeddings, labels, indices_tuple, ref_emb, ref_labels, **teacher)
@@ -276,6 +281,9 @@ class DistributedTransferLossWrapper(torch.nn.Module):
             else:
                 return None  # the loss raises its own "labels and indices_tuple cannot both be None"
         else:
+            num_refs = (batch.embeddings if self_reference else batch.ref_emb).shape[0]
+            # anchors outside this rank's rows are left to the other ranks: check the global bounds first
+            v.check_indices_tuple(indices_tuple, batch.embeddings.shape[0], num_refs, refs="the global reference set")
             local = _anchors_in_rows(indices_tuple, offset, n, device)
         return drop_self_pairs(local, offset) if self_reference else local
 

@@ -6,14 +6,13 @@ import torch
 from pytorch_metric_learning.miners import BaseMiner
 
 from .. import _validation as v
+from .._teacher import takes_keyword, takes_teacher, teacher_kwargs
 from ._collectives import (
-    accepts_keyword,
     drop_self_pairs,
     gather_batch,
     gather_index_tuple,
     is_distributed,
     shift_anchors,
-    teacher_kwargs,
 )
 
 
@@ -36,8 +35,10 @@ class DistributedTransferMinerWrapper(torch.nn.Module):
       single-process pairs only when the miner's decisions for other pairs do not depend on the self
       pair.
 
-    Without a process group (or world size 1) the wrapper calls the bare miner. A miner that takes no
-    teacher (a PML miner) is called without teacher arguments, which are then accepted and ignored.
+    Without a process group (or world size 1) the wrapper calls the bare miner. The teacher follows
+    pml_relaxed's one routing rule (:func:`pml_relaxed._teacher.teacher_kwargs`): a miner that takes no
+    teacher (a PML miner) is called without teacher arguments, which are then accepted and ignored; a
+    ``teacher_ref_emb`` without ``ref_emb`` raises.
 
     Args:
         miner: a PML ``BaseMiner``, e.g. TeacherSimilarityMiner or MultiSimilarityMiner.
@@ -45,7 +46,8 @@ class DistributedTransferMinerWrapper(torch.nn.Module):
 
     Raises:
         TypeError: a miner that is not a PML BaseMiner, a non-bool ``efficient``.
-        ValueError: arguments given on some ranks and None on others (raised on every rank).
+        ValueError: ``teacher_ref_emb`` without ``ref_emb`` for a miner that reads the teacher; arguments
+            given on some ranks and None on others (raised on every rank).
 
     Examples:
         >>> import torch
@@ -71,8 +73,8 @@ class DistributedTransferMinerWrapper(torch.nn.Module):
 
     @property
     def miner_takes_teacher(self) -> bool:
-        """True if the wrapped miner takes ``teacher_emb=``."""
-        return accepts_keyword(self.miner, "teacher_emb")
+        """True if the wrapped miner reads ``teacher_emb=`` (:func:`pml_relaxed._teacher.takes_teacher`)."""
+        return takes_teacher(self.miner)
 
     def forward(
         self,
@@ -97,8 +99,9 @@ class DistributedTransferMinerWrapper(torch.nn.Module):
         Returns:
             The miner's tuple, indexing the global batch (and the global reference set), on every rank.
         """
-        if not self.miner_takes_teacher:
-            teacher_emb = teacher_ref_emb = None
+        # the teacher-routing rule, before any collective: what the miner reads is gathered, the rest refused or ignored
+        teacher = teacher_kwargs(self.miner, teacher_emb, teacher_ref_emb, ref_emb)
+        teacher_emb, teacher_ref_emb = teacher.get("teacher_emb"), teacher.get("teacher_ref_emb")
         if not is_distributed():
             return self._call_miner(embeddings, labels, ref_emb, ref_labels, teacher_emb, teacher_ref_emb)
         batch = gather_batch(embeddings, labels, ref_emb, ref_labels, teacher_emb, teacher_ref_emb, with_grad=False)
@@ -115,7 +118,7 @@ class DistributedTransferMinerWrapper(torch.nn.Module):
             local = self._call_miner(
                 embeddings, labels, batch.ref_emb, batch.ref_labels, teacher_emb, batch.teacher_ref_emb
             )
-        elif accepts_keyword(self.miner, "query_offset"):
+        elif takes_keyword(self.miner, "query_offset"):
             local = self._call_miner(
                 embeddings,
                 labels,
@@ -133,5 +136,5 @@ class DistributedTransferMinerWrapper(torch.nn.Module):
         return gather_index_tuple(shift_anchors(local, batch.offset), embeddings.device)
 
     def _call_miner(self, embeddings, labels, ref_emb, ref_labels, teacher_emb, teacher_ref_emb, **extra):
-        teacher = teacher_kwargs(self.miner, teacher_emb, teacher_ref_emb)
+        teacher = teacher_kwargs(self.miner, teacher_emb, teacher_ref_emb, ref_emb)
         return self.miner(embeddings, labels, ref_emb, ref_labels, **teacher, **extra)

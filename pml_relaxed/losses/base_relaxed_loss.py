@@ -33,8 +33,16 @@ class BaseRelaxedLoss(BaseTransferLoss):
         **kwargs: PML's ``distance``, ``reducer``, ``embedding_regularizer``, ``embedding_reg_weight``,
             ``collect_stats``. The default distance is the unnormalised Euclidean distance.
 
+    A batch the loss cannot learn from warns once per process
+    (:class:`~pml_relaxed._validation.DegenerateBatchWarning`): a reference set of fewer than 3 rows
+    (constant relative distances), or, with ``validate=True``, student embeddings that are all equal (a
+    collapsed or zero-initialised student; all distances 0). Either way the loss is constant and its
+    gradient 0 (up to rounding).
+
     Raises:
-        TypeError: a similarity that is not a BaseSimilarity.
+        TypeError: a similarity that is not a BaseSimilarity; a non-number sigma or delta (Python or numpy
+            scalars and 0-d tensors are numbers, bools are not); a non-bool normalize_teacher; an unknown
+            keyword argument (named with the loss's class).
         ValueError: sigma <= 0, delta < 0, block_size < 0, sigma/normalize_teacher set together with
             similarity, or block_size > 0 with a similarity that cannot be computed in blocks.
     """
@@ -92,6 +100,7 @@ class BaseRelaxedLoss(BaseTransferLoss):
         self_reference = batch.self_reference
         queries = self.distance.maybe_normalize(embeddings)
         refs = None if self_reference else self.distance.maybe_normalize(batch.ref_emb)
+        v.warn_if_degenerate(type(self).__name__, queries, refs, check_values=self.validate)
         mask = None  # every pair but the self pairs
         if batch.indices_tuple is not None:
             mask = fn.pair_mask_rows(

@@ -11,7 +11,7 @@ from pytorch_metric_learning.reducers import ClassWeightedReducer
 from pytorch_metric_learning.utils import common_functions as c_f
 
 from .. import _validation as v
-from .._teacher_hint import check_teacher_reached
+from .._teacher import check_teacher_reached
 from .transfer_batch import TransferBatch
 
 
@@ -40,10 +40,14 @@ class BaseTransferLoss(BaseMetricLossFunction):
             ``collect_stats``.
 
     Raises:
-        TypeError: if ``distance`` is not a PML BaseDistance, or validate is not a bool.
+        TypeError: a keyword argument that neither the loss nor PML takes (the message names the loss), a
+            ``distance`` that is not a PML BaseDistance, a validate that is not a bool.
         ValueError: if ``distance`` is a similarity (``is_inverted=True``) or is given to a loss that does not
             support one, an ``indices_tuple`` or a reference set given to a loss that does not support it, and
             bad input (see :func:`pml_relaxed._validation.check_teacher_pair`).
+        IndexError: an ``indices_tuple`` entry outside the batch (anchors) or the reference set (partners);
+            PML's losses raise IndexError there too, where the relaxed losses' pair mask would otherwise read
+            it as another pair.
     """
 
     #: the loss compares embeddings with a PML ``distance`` (False: the formula fixes it; ``distance=`` refused)
@@ -54,6 +58,7 @@ class BaseTransferLoss(BaseMetricLossFunction):
     supports_ref_emb: bool = True
 
     def __init__(self, validate: bool = True, **kwargs) -> None:
+        v.check_keywords(self, kwargs, BaseMetricLossFunction)
         if not self.supports_distance and "distance" in kwargs:
             raise ValueError(
                 f"{type(self).__name__} compares embeddings with the fixed formula of its paper, so distance cannot "
@@ -129,6 +134,9 @@ class BaseTransferLoss(BaseMetricLossFunction):
         else:
             teacher_ref_emb = c_f.to_device(teacher_ref_emb.detach(), embeddings)
         ref_emb, ref_labels = c_f.set_ref_emb(embeddings, labels, ref_emb, ref_labels)
+        if indices_tuple is not None:
+            refs = "embeddings" if ref_emb is embeddings else "ref_emb"
+            v.check_indices_tuple(indices_tuple, embeddings.shape[0], ref_emb.shape[0], refs=refs)
         if embeddings.shape[0] == 0 or ref_emb.shape[0] == 0:
             zero = ref_emb.sum() * 0 + (0 if aux_embeddings is None else aux_embeddings.sum() * 0)
             return self.reducer(self.zero_losses(), embeddings, labels) + zero

@@ -12,7 +12,7 @@ from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 from pytorch_metric_learning.utils.module_with_records import ModuleWithRecords
 
 from .. import _validation as v
-from .._signature import takes_teacher
+from .._teacher import takes_keyword, takes_teacher, teacher_kwargs
 from .dark_rank_loss import DarkRankLoss
 from .fitnet_loss import FitNetLoss
 from .pkt_loss import PKTLoss
@@ -43,6 +43,39 @@ def _describe(value: object) -> str:
     if isinstance(value, torch.Tensor):
         return f"a {value.ndim}D tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
     return type(value).__name__
+
+
+def check_no_batch_miner(loss: object, miner: object, slot: str) -> None:
+    """Refuses a miner of the batch whose pairs would reach a cross-batch memory as its ``indices_tuple``.
+
+    A memory reads an ``indices_tuple`` as (batch row, memory slot) pairs, so a miner run on the batch alone
+    (a trainer's ``tuple_miner``, a TransferMultipleLosses miner) would have its batch indices read as memory
+    slots: training would go on with the wrong pairs. The memory's own ``miner=`` mines the queries against
+    the whole memory instead. Wrappers that name what they wrap in ``teacher_passthrough`` (the distributed
+    wrappers) are looked through; a memory is recognised by its ``enqueue_mask`` argument (PML's included).
+
+    Args:
+        loss: the loss that would receive the miner's pairs.
+        miner: the miner, or None (nothing to check).
+        slot: where the miner was given, for the message (e.g. ``"mining_funcs['tuple_miner']"``).
+
+    Raises:
+        ValueError: ``loss`` is (or wraps) a cross-batch memory and ``miner`` is not None.
+    """
+    if miner is None:
+        return
+    memory = loss
+    while getattr(memory, "teacher_passthrough", None) is not None:
+        memory = memory.teacher_passthrough
+    if not takes_keyword(memory, "enqueue_mask"):
+        return
+    name, miner_name = type(memory).__name__, type(miner).__name__
+    raise ValueError(
+        f"{slot} {miner_name} mines the batch, but {name} is a cross-batch memory, which reads an indices_tuple as "
+        f"(batch row, memory slot) pairs, so the batch indices would be read as memory slots; give the miner to the "
+        f"memory instead, {name}(loss, ..., miner={miner_name}(...)), which mines the queries against the whole "
+        f"memory, and drop {slot}"
+    )
 
 
 class TransferCrossBatchMemory(ModuleWithRecords):
@@ -103,7 +136,8 @@ class TransferCrossBatchMemory(ModuleWithRecords):
     ``DistributedTransferLossWrapper(TransferCrossBatchMemory(loss, ...))``, as PML's
     ``DistributedLossWrapper(CrossBatchMemory(...))``; every rank then enqueues the global batch.
     In :class:`~pml_relaxed.trainers.EmbeddingTransfer` use it as the ``transfer_loss`` and give the
-    miner to it (``miner=``), not to ``mining_funcs``: a batch miner's indices do not index the memory.
+    miner to it (``miner=``), not to ``mining_funcs``: a batch miner's indices do not index the memory, so
+    the trainer (and TransferMultipleLosses) refuse a miner beside a memory (:func:`check_no_batch_miner`).
 
     Checkpoints: ``state_dict()`` holds the whole queue: the three memories and, as buffers, its position
     ``_queue_idx``, ``_has_been_filled`` and ``_memory_has_labels`` (-1 before the first enqueue), read
@@ -284,7 +318,9 @@ class TransferCrossBatchMemory(ModuleWithRecords):
             TypeError: non-tensor or non-float embeddings, a non-bool enqueue_mask, a malformed indices_tuple.
             ValueError: a missing or non-finite teacher_emb, dimensions other than the memory's, mismatched
                 rows, indices_tuple with enqueue_mask, more rows to enqueue than memory_size, labels given
-                on some calls only, labels=None with a miner that takes no teacher_emb.
+                on some calls only, labels=None with a miner that takes no teacher_emb, a loss or miner that
+                reads the teacher but takes no teacher_ref_emb.
+            IndexError: an indices_tuple anchor outside the batch, or a partner outside the filled memory.
         """
         self.reset_stats()
         embeddings, labels, teacher_emb, enqueue_mask = self._check_inputs(
@@ -320,18 +356,8 @@ class TransferCrossBatchMemory(ModuleWithRecords):
             pairs = self._pairs(
                 query_emb, query_labels, query_teacher, ref_emb, ref_labels, ref_teacher, indices_tuple, self_slots
             )
-            if takes_teacher(self.loss):
-                loss = self.loss(
-                    query_emb,
-                    query_labels,
-                    pairs,
-                    ref_emb,
-                    ref_labels,
-                    teacher_emb=query_teacher,
-                    teacher_ref_emb=ref_teacher,
-                )
-            else:
-                loss = self.loss(query_emb, query_labels, pairs, ref_emb, ref_labels)
+            teacher = teacher_kwargs(self.loss, query_teacher, ref_teacher, ref_emb)
+            loss = self.loss(query_emb, query_labels, pairs, ref_emb, ref_labels, **teacher)
 
         self.embedding_memory, self.teacher_memory, self.label_memory = memory, teacher_memory, label_memory
         if num_enqueued > 0:
@@ -361,7 +387,9 @@ class TransferCrossBatchMemory(ModuleWithRecords):
                 raise ValueError(
                     "indices_tuple and enqueue_mask are mutually exclusive (as in PML's CrossBatchMemory); got both"
                 )
-            v.check_indices_tuple(indices_tuple)
+            # anchors index the batch, partners the filled memory once the batch is enqueued
+            num_refs = min(int(self.num_filled) + num_rows, self.memory_size)
+            v.check_indices_tuple(indices_tuple, num_rows, num_refs, refs="the filled memory (the batch enqueued)")
         if enqueue_mask is None:
             num_enqueued = num_rows
         else:
@@ -405,12 +433,8 @@ class TransferCrossBatchMemory(ModuleWithRecords):
         self, query_emb, query_labels, query_teacher, ref_emb, ref_labels, ref_teacher, indices_tuple, self_slots
     ):
         if self.miner is not None:
-            if takes_teacher(self.miner):
-                pairs = self.miner(
-                    query_emb, query_labels, ref_emb, ref_labels, teacher_emb=query_teacher, teacher_ref_emb=ref_teacher
-                )
-            else:
-                pairs = self.miner(query_emb, query_labels, ref_emb, ref_labels)
+            teacher = teacher_kwargs(self.miner, query_teacher, ref_teacher, ref_emb)
+            pairs = self.miner(query_emb, query_labels, ref_emb, ref_labels, **teacher)
         elif query_labels is not None:
             pairs = lmu.get_all_pairs_indices(query_labels, ref_labels)
         else:

@@ -7,7 +7,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 import torch
 
 from .. import _validation as v
-from .._signature import takes_keyword, takes_teacher
+from .._teacher import takes_keyword, takes_teacher, teacher_kwargs
+from .transfer_cross_batch_memory import check_no_batch_miner
 
 LossesArg = Union[Sequence[torch.nn.Module], Mapping[str, torch.nn.Module]]
 
@@ -24,7 +25,7 @@ class TransferMultipleLosses(torch.nn.Module):
     - ``indices_k`` is its miner's output, ``miner(embeddings, labels, ref_emb, ref_labels)``, or the
       ``indices_tuple`` given to forward (mutually exclusive with miners, as in PML);
     - ``teacher_emb=`` (and ``teacher_ref_emb=`` with a reference set) is passed to the losses and
-      miners whose forward takes it (signature inspection, :func:`pml_relaxed._signature.takes_teacher`),
+      miners whose forward takes it (signature inspection, :func:`pml_relaxed._teacher.takes_teacher`),
       and only to them: PML losses and miners receive PML's arguments;
     - ``ref_emb`` / ``ref_labels``, when given, are passed by keyword to every loss (one that takes no
       ``ref_emb`` raises) and positionally to every miner.
@@ -40,8 +41,9 @@ class TransferMultipleLosses(torch.nn.Module):
     Raises:
         TypeError: losses that are not a list/tuple/dict of ``nn.Module``; miners or weights of another
             structure; non-module miners; non-number weights.
-        ValueError: empty losses; lengths or keys that do not match; negative weights; bad inputs (see
-            forward).
+        ValueError: empty losses; lengths or keys that do not match; negative weights; a miner for a
+            cross-batch memory (its pairs would index the batch, not the memory: give the miner to the
+            memory's ``miner=``); bad inputs (see forward).
 
     Examples:
         >>> import torch
@@ -82,6 +84,7 @@ class TransferMultipleLosses(torch.nn.Module):
                 raise TypeError(
                     f"miners[{key!r}] must be a torch.nn.Module (a miner) or None; got {type(miner).__name__}"
                 )
+            check_no_batch_miner(losses[key], miner, f"miners[{key!r}]")
         self.miners = None
         if any(miner is not None for miner in miners_by_key.values()):
             if self.is_dict:
@@ -166,7 +169,11 @@ class TransferMultipleLosses(torch.nn.Module):
 
         Raises:
             ValueError: indices_tuple together with miners; teacher_emb missing while a loss or miner reads
-                it, or given while none does; ref_emb for a loss that takes none; the members' own errors.
+                it, or given while none does; teacher_ref_emb without ref_emb, or for a member that reads the
+                teacher but takes no teacher_ref_emb (:func:`pml_relaxed._teacher.teacher_kwargs`); ref_emb for a
+                loss that takes none; the members' own errors.
+            IndexError: an indices_tuple entry outside the batch (anchors) or the reference set (partners).
+            TypeError: a malformed indices_tuple.
         """
         if self.miners is not None and indices_tuple is not None:
             raise ValueError("indices_tuple and miners are mutually exclusive (as in PML's MultipleLosses); got both")
@@ -180,17 +187,19 @@ class TransferMultipleLosses(torch.nn.Module):
                 f"teacher_emb was given, but no loss or miner takes it ({names}), so the teacher would be dropped; "
                 "add a transfer loss or a teacher-based miner, or leave teacher_emb out"
             )
-        if teacher_ref_emb is not None and ref_emb is None:
-            raise ValueError("teacher_ref_emb was given without ref_emb: pass both or neither; got ref_emb=None")
+        v.check_teacher_ref_emb(ref_emb, teacher_ref_emb)
+        if indices_tuple is not None:  # checked once here for every loss (a PML loss skips a lone pair's check)
+            v.check_embeddings("embeddings", embeddings)
+            refs = embeddings if ref_emb is None else v.check_embeddings("ref_emb", ref_emb)
+            v.check_indices_tuple(indices_tuple, embeddings.shape[0], refs.shape[0])
         total: Union[torch.Tensor, float] = 0.0
         for key in self.loss_keys:
             loss_fn = self._loss(key)
             curr_indices = indices_tuple
             miner = self._miner(key)
             if miner is not None:
-                curr_indices = miner(
-                    embeddings, labels, ref_emb, ref_labels, **self._teacher_kwargs(miner, teacher_emb, teacher_ref_emb)
-                )
+                teacher = teacher_kwargs(miner, teacher_emb, teacher_ref_emb, ref_emb)
+                curr_indices = miner(embeddings, labels, ref_emb, ref_labels, **teacher)
             kwargs = {}
             if ref_emb is not None:
                 if not takes_keyword(loss_fn, "ref_emb"):
@@ -199,20 +208,6 @@ class TransferMultipleLosses(torch.nn.Module):
                         "set; got ref_emb"
                     )
                 kwargs.update(ref_emb=ref_emb, ref_labels=ref_labels)
-            kwargs.update(self._teacher_kwargs(loss_fn, teacher_emb, teacher_ref_emb))
+            kwargs.update(teacher_kwargs(loss_fn, teacher_emb, teacher_ref_emb, ref_emb))
             total = total + self.weights[key] * loss_fn(embeddings, labels, curr_indices, **kwargs)
         return total
-
-    @staticmethod
-    def _teacher_kwargs(module, teacher_emb, teacher_ref_emb) -> dict:
-        if not takes_teacher(module):
-            return {}
-        kwargs = {"teacher_emb": teacher_emb}
-        if teacher_ref_emb is not None:
-            if not takes_keyword(module, "teacher_ref_emb"):
-                raise ValueError(
-                    f"{type(module).__name__} takes teacher_emb but no teacher_ref_emb, so it cannot use the reference "
-                    "set's teacher embeddings; got teacher_ref_emb"
-                )
-            kwargs["teacher_ref_emb"] = teacher_ref_emb
-        return kwargs

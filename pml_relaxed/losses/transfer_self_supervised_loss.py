@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 
 from .. import _validation as v
-from .._signature import takes_keyword, takes_teacher
+from .._teacher import takes_keyword, takes_teacher, teacher_kwargs
 from .fitnet_loss import FitNetLoss
 
 
@@ -52,7 +52,8 @@ class TransferSelfSupervisedLoss(torch.nn.Module):
         TypeError: a loss that is not an ``nn.Module`` or takes no teacher_emb; a non-bool symmetric;
             non-tensor or non-float inputs.
         ValueError: ``symmetric=False`` with a loss that takes no reference set; views of different
-            shapes; a missing teacher_emb or teacher_ref_emb; the teacher inputs' row/column mismatches.
+            shapes; a missing teacher_emb or teacher_ref_emb; the teacher inputs' row/column mismatches; with
+            ``symmetric=False``, a loss that takes no teacher_ref_emb (:func:`pml_relaxed._teacher.teacher_kwargs`).
 
     Examples:
         >>> import torch
@@ -106,16 +107,11 @@ class TransferSelfSupervisedLoss(torch.nn.Module):
         v.check_teacher_pair(embeddings, ref_emb, teacher_emb, teacher_ref_emb)
         labels = torch.arange(embeddings.shape[0], device=embeddings.device)
         if self.symmetric:
+            stacked_teacher = torch.cat([teacher_emb, teacher_ref_emb.to(teacher_emb.device)], dim=0)
             return self.loss(
                 torch.cat([embeddings, ref_emb], dim=0),
                 torch.cat([labels, labels], dim=0),
-                teacher_emb=torch.cat([teacher_emb, teacher_ref_emb.to(teacher_emb.device)], dim=0),
+                **teacher_kwargs(self.loss, stacked_teacher, None),
             )
-        return self.loss(
-            embeddings,
-            labels,
-            ref_emb=ref_emb,
-            ref_labels=labels.clone(),
-            teacher_emb=teacher_emb,
-            teacher_ref_emb=teacher_ref_emb,
-        )
+        teacher = teacher_kwargs(self.loss, teacher_emb, teacher_ref_emb, ref_emb)
+        return self.loss(embeddings, labels, ref_emb=ref_emb, ref_labels=labels.clone(), **teacher)

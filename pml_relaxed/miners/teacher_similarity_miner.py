@@ -9,7 +9,7 @@ from pytorch_metric_learning.miners import BaseMiner
 from pytorch_metric_learning.utils import common_functions as c_f
 
 from .. import _validation as v
-from .._teacher_hint import check_teacher_reached
+from .._teacher import check_teacher_reached
 from ..similarities import BaseSimilarity, resolve_similarity
 
 
@@ -35,12 +35,15 @@ class TeacherSimilarityMiner(BaseMiner):
         sigma: bandwidth of the default Gaussian kernel, > 0.
         normalize_teacher: L2-normalise teacher embeddings in the default kernel.
         similarity: replaces the Gaussian kernel (leave sigma/normalize_teacher at their defaults).
-        **kwargs: PML's BaseMiner arguments (``collect_stats``, ``distance``).
+        **kwargs: PML's BaseMiner argument ``collect_stats``. PML's ``distance`` is refused: the miner
+            compares teacher embeddings with ``similarity``, never student embeddings.
 
     Raises:
         ValueError: neither pos_topk nor pos_threshold set, thresholds outside [0, 1], pos_topk < 1,
-            sigma <= 0, sigma set together with similarity; bad inputs as in the losses.
-        TypeError: a similarity that is not a BaseSimilarity; non-tensor inputs.
+            sigma <= 0, sigma set together with similarity, a ``distance`` argument; bad inputs as in the
+            losses.
+        TypeError: a similarity that is not a BaseSimilarity; a non-number sigma or threshold, a non-int
+            pos_topk, a non-bool normalize_teacher; an unknown keyword argument; non-tensor inputs.
     """
 
     def __init__(
@@ -53,6 +56,13 @@ class TeacherSimilarityMiner(BaseMiner):
         similarity: Optional[BaseSimilarity] = None,
         **kwargs,
     ) -> None:
+        if "distance" in kwargs:
+            raise ValueError(
+                "TeacherSimilarityMiner mines on the teacher's similarities, not on student distances, so distance "
+                "cannot be set; to change how teacher embeddings are compared pass similarity= (e.g. "
+                f"GaussianKernel(sigma=0.5), ContextualSimilarity()) or sigma=; got distance={kwargs['distance']!r}"
+            )
+        v.check_keywords(self, kwargs, BaseMiner)
         super().__init__(**kwargs)
         self.pos_topk = v.check_optional_positive_int("pos_topk", pos_topk)
         self.pos_threshold = None if pos_threshold is None else v.check_in_unit_interval("pos_threshold", pos_threshold)
@@ -115,6 +125,8 @@ class TeacherSimilarityMiner(BaseMiner):
             offset = {} if query_offset is None else {"query_offset": query_offset}
             mining_output = self.mine_from_weights(weights, self_reference=ref_emb is None, **offset)
         self.output_assertion(mining_output)
+        num_refs = embeddings.shape[0] if ref_emb is None else ref_emb.shape[0]
+        v.check_indices_tuple(mining_output, embeddings.shape[0], num_refs)  # a subclass's mine_from_weights too
         return mining_output
 
     @staticmethod
@@ -123,8 +135,7 @@ class TeacherSimilarityMiner(BaseMiner):
             raise ValueError(
                 "query_offset says where the queries sit in ref_emb, so it needs ref_emb; got ref_emb=None"
             )
-        if isinstance(query_offset, bool) or not isinstance(query_offset, int):
-            raise TypeError(f"query_offset must be an int or None; got {type(query_offset).__name__}")
+        v.check_int("query_offset", query_offset, allow_none=True)
         if query_offset < 0 or query_offset + embeddings.shape[0] > ref_emb.shape[0]:
             raise ValueError(
                 f"query_offset must satisfy 0 <= query_offset and query_offset + {embeddings.shape[0]} (queries) <= "

@@ -10,17 +10,6 @@ from .. import _validation as v
 from .base_similarity import BaseSimilarity
 
 
-def _check_k(name: str, value: object, allow_none: bool) -> Optional[int]:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        expected = "an int >= 1 or None" if allow_none else "an int >= 1"
-        raise TypeError(f"{name} must be {expected}; got {type(value).__name__} ({value!r})")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1; got {value!r}")
-    return value
-
-
 class ContextualSimilarity(BaseSimilarity):
     r"""The contextualised relaxed labels of STML (Kim et al., "Self-Taught Metric Learning without Labels",
     CVPR 2022), computed on the teacher embeddings of one batch.
@@ -104,9 +93,9 @@ class ContextualSimilarity(BaseSimilarity):
         center: bool = False,
     ) -> None:
         super().__init__()
-        self.k = _check_k("k", k, allow_none=False)
+        self.k = v.check_int("k", k, minimum=1)
         self.sigma = v.check_positive("sigma", sigma)
-        self.query_expansion_k = _check_k("query_expansion_k", query_expansion_k, allow_none=True)
+        self.query_expansion_k = v.check_int("query_expansion_k", query_expansion_k, minimum=1, allow_none=True)
         self.contextual_weight = v.check_in_unit_interval("contextual_weight", contextual_weight)
         self.normalize = v.check_bool("normalize", normalize)
         self.labels_mark_views = v.check_bool("labels_mark_views", labels_mark_views)

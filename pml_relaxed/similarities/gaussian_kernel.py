@@ -24,12 +24,13 @@ class GaussianKernel(BaseSimilarity):
 
     Raises:
         ValueError: if sigma <= 0.
+        TypeError: a sigma that is not a real number, a normalize that is not a bool.
     """
 
     def __init__(self, sigma: float = 1.0, normalize: bool = True) -> None:
         super().__init__()
         self.sigma = v.check_positive("sigma", sigma)
-        self.normalize = bool(normalize)
+        self.normalize = v.check_bool("normalize", normalize)
 
     def compute_mat(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from .. import _validation as v
 from .base_similarity import BaseSimilarity
 from .gaussian_kernel import GaussianKernel
 
@@ -25,7 +26,8 @@ def resolve_similarity(
         ``similarity`` itself, or a new ``GaussianKernel``.
 
     Raises:
-        TypeError: a similarity that is not a BaseSimilarity.
+        TypeError: a similarity that is not a BaseSimilarity, a sigma that is not a real number, a
+            normalize_teacher that is not a bool.
         ValueError: sigma <= 0, or sigma / normalize_teacher changed together with a similarity.
 
     Examples:
@@ -35,6 +37,8 @@ def resolve_similarity(
         >>> resolve_similarity(LabelSimilarity())
         LabelSimilarity()
     """
+    sigma = v.check_positive("sigma", sigma)
+    normalize_teacher = v.check_bool("normalize_teacher", normalize_teacher)
     if similarity is None:
         return GaussianKernel(sigma=sigma, normalize=normalize_teacher)
     if not isinstance(similarity, BaseSimilarity):

@@ -6,12 +6,14 @@ import copy
 from typing import Any, Optional, Tuple, Union
 
 import torch
+from pytorch_metric_learning.losses import CrossBatchMemory, SelfSupervisedLoss
 from pytorch_metric_learning.trainers import MetricLossOnly
 from pytorch_metric_learning.utils import common_functions as c_f
 from pytorch_metric_learning.utils import distributed as pml_distributed
 
 from .. import _validation as v
-from .._signature import takes_teacher
+from .._teacher import pml_equivalent, takes_teacher
+from ..losses.transfer_cross_batch_memory import check_no_batch_miner
 
 __all__ = ["EmbeddingTransfer", "takes_teacher"]
 
@@ -48,6 +50,75 @@ def ema_update_(teacher: torch.nn.Module, student: torch.nn.Module, momentum: fl
             teacher_tensor.mul_(momentum).add_(source, alpha=1 - momentum)
         else:
             teacher_tensor.copy_(source)
+
+
+def _teacher_readers(module: torch.nn.Module) -> list:
+    """Class names of ``module`` or, when it reads no teacher, of the outermost modules it holds that do."""
+    if takes_teacher(module):
+        return [type(module).__name__]  # not what it holds: e.g. a relaxed loss's similarity takes teacher_emb too
+    return sorted({name for child in module.children() for name in _teacher_readers(child)})
+
+
+def _pml_wrapper_error(slot: str, module: torch.nn.Module) -> Optional[str]:
+    """Why PML's wrapper ``module`` cannot fill ``slot`` here, with the pml_relaxed class to use; None if it can."""
+    equivalent = pml_equivalent(module)
+    if equivalent is None:
+        return None
+    name = type(module).__name__
+    if isinstance(module, CrossBatchMemory):
+        return (
+            f"{slot} is PML's CrossBatchMemory, which keeps no teacher memory and would be called with labels=None "
+            f"(the trainer gives labels only to a transfer loss that takes teacher_emb); use {equivalent}(loss, "
+            "embedding_size, teacher_embedding_size, memory_size, miner=...) instead"
+        )
+    if isinstance(module, SelfSupervisedLoss):
+        return (
+            f"{slot} is PML's SelfSupervisedLoss, which takes two views (embeddings, ref_emb) and passes no teacher; "
+            f"use {equivalent} outside the trainer, or give the trainer a two-view dataset "
+            "(pml_relaxed.datasets.MultiViewDataset) and the transfer loss itself"
+        )
+    readers = _teacher_readers(module)
+    if not readers:
+        return None  # PML losses only: they learn from a teacher-based miner's pairs
+    if isinstance(module, (pml_distributed.DistributedLossWrapper, pml_distributed.DistributedMinerWrapper)):
+        return f"PML's {name} neither gathers nor passes teacher_emb; wrap {', '.join(readers)} in {equivalent} instead"
+    return (
+        f"{slot} is PML's {name}, which passes no teacher_emb to {', '.join(readers)}; use {equivalent} instead "
+        "(it takes the same losses, miners and weights)"
+    )
+
+
+def _check_transfer_funcs(loss_funcs: dict, mining_funcs: dict) -> None:
+    """Construction-time refusals of the losses and miners that would crash at step 1 or train silently wrong.
+
+    In order: PML's wrappers that pass no teacher (looked for through the distributed wrappers), a
+    ``metric_loss`` that reads the teacher, a ``transfer_loss`` that takes no teacher without a teacher-based
+    ``tuple_miner``, and a ``tuple_miner`` beside a cross-batch memory.
+    """
+    transfer_loss = loss_funcs.get("transfer_loss")
+    miner = mining_funcs.get("tuple_miner")
+    for slot, module in (("loss_funcs['transfer_loss']", transfer_loss), ("mining_funcs['tuple_miner']", miner)):
+        while module is not None:
+            error = _pml_wrapper_error(slot, module)
+            if error is not None:
+                raise ValueError(error)
+            module = getattr(module, "teacher_passthrough", None)
+    metric_loss = loss_funcs.get("metric_loss")
+    readers = _teacher_readers(metric_loss) if isinstance(metric_loss, torch.nn.Module) else []
+    if readers:
+        raise ValueError(
+            f"loss_funcs['metric_loss'] {type(metric_loss).__name__} reads the teacher ({', '.join(readers)} "
+            "takes teacher_emb), but the trainer calls metric_loss as a PML label loss, without it; make it the "
+            "transfer_loss, or combine both in pml_relaxed.losses.TransferMultipleLosses as the transfer_loss"
+        )
+    if transfer_loss is not None and not takes_teacher(transfer_loss):
+        if miner is None or not takes_teacher(miner):
+            raise ValueError(
+                f"transfer_loss {type(transfer_loss).__name__} takes no teacher_emb, so it needs a teacher-based "
+                "tuple_miner (e.g. pml_relaxed.miners.TeacherSimilarityMiner) in mining_funcs; got "
+                f"{type(miner).__name__ if miner is not None else 'no tuple_miner'}"
+            )
+    check_no_batch_miner(transfer_loss, miner, "mining_funcs['tuple_miner']")
 
 
 def _first_tensor(module: torch.nn.Module, floating: bool) -> Optional[torch.Tensor]:
@@ -132,8 +203,11 @@ class EmbeddingTransfer(MetricLossOnly):
 
     Raises:
         ValueError: a transfer_loss that takes no teacher_emb without a teacher-based tuple_miner; a
-            bad ``teacher_device`` string; a teacher-fed loss or miner inside PML's DistributedLossWrapper /
-            DistributedMinerWrapper; ``ema_momentum`` outside [0, 1] or given with a ``models["teacher"]``; a
+            bad ``teacher_device`` string; a teacher-fed loss or miner inside PML's MultipleLosses,
+            DistributedLossWrapper or DistributedMinerWrapper, PML's CrossBatchMemory or SelfSupervisedLoss
+            as the transfer_loss (each message names the pml_relaxed class to use); a metric_loss that reads
+            the teacher; a tuple_miner beside a cross-batch memory transfer_loss (give the miner to the
+            memory's ``miner=``); ``ema_momentum`` outside [0, 1] or given with a ``models["teacher"]``; a
             classifier without a classifier_loss or the reverse; at training time, a batch without labels
             reaching a ``metric_loss``, a ``classifier_loss`` or a ``subset_batch_miner`` that needs them.
         TypeError: a non-bool ``save_teacher``, a ``teacher_dtype`` that is not a floating-point
@@ -192,25 +266,7 @@ class EmbeddingTransfer(MetricLossOnly):
             )
         if "teacher" not in self.freeze_these:
             self.freeze_these = tuple(self.freeze_these) + ("teacher",)
-        transfer_loss = self.loss_funcs.get("transfer_loss")
-        miner = self.mining_funcs.get("tuple_miner")
-        for wrapper, inner, ours in (
-            (transfer_loss, "loss", "DistributedTransferLossWrapper"),
-            (miner, "miner", "DistributedTransferMinerWrapper"),
-        ):
-            if isinstance(wrapper, (pml_distributed.DistributedLossWrapper, pml_distributed.DistributedMinerWrapper)):
-                if takes_teacher(getattr(wrapper, inner)):
-                    raise ValueError(
-                        f"PML's {type(wrapper).__name__} neither gathers nor passes teacher_emb; wrap "
-                        f"{type(getattr(wrapper, inner)).__name__} in pml_relaxed.distributed.{ours} instead"
-                    )
-        if transfer_loss is not None and not takes_teacher(transfer_loss):
-            if miner is None or not takes_teacher(miner):
-                raise ValueError(
-                    f"transfer_loss {type(transfer_loss).__name__} takes no teacher_emb, so it needs a teacher-based "
-                    "tuple_miner (e.g. pml_relaxed.miners.TeacherSimilarityMiner) in mining_funcs; got "
-                    f"{type(miner).__name__ if miner is not None else 'no tuple_miner'}"
-                )
+        _check_transfer_funcs(self.loss_funcs, self.mining_funcs)
 
     def modify_schema(self) -> None:
         self.schema["models"].keys += ["teacher"]
