@@ -156,6 +156,9 @@ CONSUMERS = {
         e[:N], indices_tuple=it, ref_emb=e.detach().clone(), teacher_emb=te, teacher_ref_emb=te
     ),
     "DarkRankLoss": lambda e, te, it: DarkRankLoss()(e, indices_tuple=it, teacher_emb=te),
+    "STMLLoss with two heads": lambda e, te, it: losses.STMLLoss(GaussianKernel())(
+        e, e.detach() * 2, indices_tuple=it, teacher_emb=te
+    ),
     "functional.pair_mask": lambda e, te, it: fn.pair_mask(N, N, it),
     "TransferMultipleLosses of a relaxed loss": lambda e, te, it: TransferMultipleLosses([RelaxedContrastiveLoss()])(
         e, indices_tuple=it, teacher_emb=te
@@ -700,6 +703,9 @@ CONSTRUCTORS = {
     "PKTLoss": lambda **kw: PKTLoss(**kw),
     "DarkRankLoss": lambda **kw: DarkRankLoss(**kw),
     "FitNetLoss": lambda **kw: FitNetLoss(**kw),
+    "HintonKDLoss": lambda **kw: losses.HintonKDLoss(torch.nn.Linear(4, 3), **kw),
+    "STMLLoss": lambda **kw: losses.STMLLoss(**kw),
+    "TwoViewLoss": lambda **kw: losses.TwoViewLoss(ContrastiveLoss(), **kw),
     "TransferCrossBatchMemory": lambda **kw: TransferCrossBatchMemory(RelaxedContrastiveLoss(), 4, 8, **kw),
     "TransferMultipleLosses": lambda **kw: TransferMultipleLosses([RelaxedContrastiveLoss()], **kw),
     "TransferSelfSupervisedLoss": lambda **kw: TransferSelfSupervisedLoss(RelaxedContrastiveLoss(), **kw),
