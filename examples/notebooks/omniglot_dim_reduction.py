@@ -41,7 +41,7 @@ SEED = 0
 
 DATA_OK = all((OMNIGLOT_ROOT / f"images_background_small{i}.zip").is_file() for i in (1, 2))
 if DATA_OK:
-    print(f"Omniglot from {OMNIGLOT_ROOT.resolve()}; quick={QUICK}")
+    print(f"Omniglot: both zips found under OMNIGLOT_ROOT; quick={QUICK}")  # no machine path in the outputs
 else:
     print(
         f"Omniglot zips not found under {OMNIGLOT_ROOT.resolve()}: set PML_RELAXED_OMNIGLOT to the folder "
