@@ -10,7 +10,7 @@ Not public API: :func:`pair_mask` and :func:`pair_mask_rows` are public through 
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -80,14 +80,18 @@ def shift_anchors(indices_tuple: Sequence[torch.Tensor], shift: int) -> tuple[to
     return tuple(t + shift if k == 0 else t for group in anchor_groups(indices_tuple) for k, t in enumerate(group))
 
 
-def drop_self_pairs(indices_tuple: Sequence[torch.Tensor], offset: int) -> tuple[torch.Tensor, ...]:
-    """Removes the pairs (i, offset + i): query i compared with its own row in the reference set.
+def drop_self_pairs(
+    indices_tuple: Sequence[torch.Tensor], offset: Union[int, torch.Tensor]
+) -> tuple[torch.Tensor, ...]:
+    """Removes the self pairs: query i compared with its own row in the reference set.
 
-    A triplet goes when either of its pairs is a self pair.
+    That row is ``offset + i`` for an int ``offset``, ``offset[i]`` for a tensor (e.g. the memory slots a
+    batch was written to). A triplet goes when either of its pairs is a self pair.
     """
     out = []
     for anchor, *partners in anchor_groups(indices_tuple):
-        keep = torch.stack([partner != anchor + offset for partner in partners]).all(0)
+        own = offset[anchor] if isinstance(offset, torch.Tensor) else anchor + offset
+        keep = torch.stack([partner != own for partner in partners]).all(0)
         out += [t[keep] for t in (anchor, *partners)]
     return tuple(out)
 

@@ -39,3 +39,9 @@ def test_anchors_in_rows_keeps_the_rows_of_one_rank_made_local():
     pairs = (torch.tensor([0, 3, 4]), torch.tensor([1, 2, 5]), torch.tensor([5]), torch.tensor([0]))
     local = _pairs.anchors_in_rows(pairs, 3, 2, torch.device("cpu"))
     assert [t.tolist() for t in local] == [[0, 1], [2, 5], [], []]
+
+
+def test_drop_self_pairs_reads_a_tensor_as_each_query_s_own_row():
+    slots = torch.tensor([5, 2])  # query 0 sits in row 5, query 1 in row 2
+    pairs = (torch.tensor([0, 0, 1]), torch.tensor([5, 2, 2]), torch.tensor([1]), torch.tensor([0]))
+    assert [t.tolist() for t in _pairs.drop_self_pairs(pairs, slots)] == [[0], [2], [1], [0]]

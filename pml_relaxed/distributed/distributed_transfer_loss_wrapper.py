@@ -9,7 +9,7 @@ from pytorch_metric_learning.losses import BaseMetricLossFunction
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from .. import _validation as v
-from .._pairs import anchors_in_rows, drop_self_pairs
+from .._pairs import anchors_in_rows, drop_self_pairs, zero_self_pairs
 from .._teacher import takes_keyword, takes_teacher, teacher_kwargs
 from ..losses import BaseRelaxedLoss, BaseTransferLoss
 from ._collectives import (
@@ -242,10 +242,7 @@ class DistributedTransferLossWrapper(torch.nn.Module):
             ref = args[1] if len(args) > 1 else kwargs.get("ref_emb")
             if query is not embeddings or ref is not ref_emb:
                 return None
-            rows = torch.arange(output.shape[0], device=output.device)
-            mask = torch.zeros_like(output, dtype=torch.bool)
-            mask[rows, rows + batch.offset] = True
-            return output.masked_fill(mask, 0)
+            return zero_self_pairs(output, batch.offset)
 
         hooks = [self.loss.reducer.register_forward_pre_hook(capture_loss_dict, with_kwargs=True)]
         if self_reference and not self.loss.distance.is_inverted:
