@@ -223,32 +223,42 @@ def check_teacher_pair(
         ValueError: a missing teacher_emb, a non-2D tensor, mismatched rows, a teacher_ref_emb without
             ref_emb (or the reverse), or non-finite values (student or teacher; the message names the rows).
     """
-    check_embeddings("embeddings", embeddings, "(batch_size, student_dim)")
-    check_required(
-        "teacher_emb",
-        teacher_emb,
+    _check_student_and_teacher(
+        ("embeddings", embeddings, "batch_size"),
+        ("teacher_emb", teacher_emb),
         "pass the frozen teacher's embeddings of the same batch, e.g. loss_fn(embeddings, teacher_emb=teacher(x))",
+        None,
+        check_values,
     )
-    check_embeddings("teacher_emb", teacher_emb, "(batch_size, teacher_dim)")
-    check_same_rows("teacher_emb", teacher_emb, "embeddings", embeddings)
-    if check_values:
-        check_finite("embeddings", embeddings)
-        check_finite("teacher_emb", teacher_emb)
     check_teacher_ref_emb(ref_emb, teacher_ref_emb)
     if ref_emb is not None:
-        check_embeddings("ref_emb", ref_emb, "(num_ref, student_dim)")
-        check_same_cols("ref_emb", ref_emb, "embeddings", embeddings)
-        check_required(
-            "teacher_ref_emb",
-            teacher_ref_emb,
+        _check_student_and_teacher(
+            ("ref_emb", ref_emb, "num_ref"),
+            ("teacher_ref_emb", teacher_ref_emb),
             "ref_emb was given, so pass the teacher's embeddings of the same reference samples",
+            (embeddings, teacher_emb),
+            check_values,
         )
-        check_embeddings("teacher_ref_emb", teacher_ref_emb, "(num_ref, teacher_dim)")
-        check_same_rows("teacher_ref_emb", teacher_ref_emb, "ref_emb", ref_emb)
-        check_same_cols("teacher_ref_emb", teacher_ref_emb, "teacher_emb", teacher_emb)
-        if check_values:
-            check_finite("ref_emb", ref_emb)
-            check_finite("teacher_ref_emb", teacher_ref_emb)
+
+
+def _check_student_and_teacher(student, teacher, hint: str, batch, check_values: bool) -> None:
+    """One half of :func:`check_teacher_pair`: a student tensor and the teacher's tensor of the same samples.
+
+    ``student`` is ``(name, tensor, rows)``, ``teacher`` ``(name, tensor)``; ``batch``, for the reference
+    set, is ``(embeddings, teacher_emb)``, whose columns the two must match.
+    """
+    (student_name, student_emb, rows), (teacher_name, teacher_emb) = student, teacher
+    check_embeddings(student_name, student_emb, f"({rows}, student_dim)")
+    if batch is not None:
+        check_same_cols(student_name, student_emb, "embeddings", batch[0])
+    check_required(teacher_name, teacher_emb, hint)
+    check_embeddings(teacher_name, teacher_emb, f"({rows}, teacher_dim)")
+    check_same_rows(teacher_name, teacher_emb, student_name, student_emb)
+    if batch is not None:
+        check_same_cols(teacher_name, teacher_emb, "teacher_emb", batch[1])
+    if check_values:
+        check_finite(student_name, student_emb)
+        check_finite(teacher_name, teacher_emb)
 
 
 def check_teacher_ref_emb(ref_emb: Optional[torch.Tensor], teacher_ref_emb: Optional[torch.Tensor]) -> None:

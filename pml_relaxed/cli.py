@@ -31,7 +31,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"pml-relaxed: unknown command {argv[0]!r}; expected 'bench'", file=sys.stderr)
         return 2
     task = _task(argv[1:])
-    if task not in (None, "metric"):  # issue 19's tasks have their own options
+    if task not in (None, "metric"):  # the tasks beyond metric learning have their own options
         from .bench.tasks import main as task_main
 
         task_main(argv[1:])

@@ -12,13 +12,14 @@ Notation (shapes): ``n`` queries, ``m`` reference samples, ``d`` student dim, ``
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
-from . import _blockwise as _bw
+from . import _relaxed_engine as _bw
 from . import _validation as v
+from ._pairs import fill_self_pairs_, pair_mask, pair_mask_rows, zero_self_pairs
 
 __all__ = [
     "euclidean_distance",
@@ -50,9 +51,7 @@ def squared_euclidean_distance(x: torch.Tensor, y: Optional[torch.Tensor] = None
     y = x if y is None else y
     sq = (x * x).sum(1, keepdim=True) + (y * y).sum(1).unsqueeze(0) - 2.0 * (x @ y.t())
     sq = sq.clamp_min(0)
-    if self_reference:
-        sq = sq.masked_fill(torch.eye(x.shape[0], dtype=torch.bool, device=x.device), 0)
-    return sq
+    return zero_self_pairs(sq, 0) if self_reference else sq
 
 
 def euclidean_distance(x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -101,8 +100,7 @@ def gaussian_kernel_rows(
             sq = torch.addmm(ref_sq_norms, block, refs.t(), alpha=-2.0)
             sq.add_((block * block).sum(1, keepdim=True)).clamp_min_(0)
             if f_ref is None:  # self pairs are exactly 0 apart
-                local = torch.arange(end - start, device=sq.device)
-                sq[local, local + start] = 0
+                fill_self_pairs_(sq, start, 0)
             return sq.mul_(-1.0 / sigma).exp_()
 
     return rows
@@ -155,92 +153,6 @@ def relative_distance(dist: torch.Tensor) -> torch.Tensor:
     """
     row_mean = dist.mean(dim=1, keepdim=True)
     return dist / row_mean.clamp_min(torch.finfo(dist.dtype).tiny)
-
-
-def pair_mask(
-    num_queries: int,
-    num_refs: int,
-    indices_tuple: Optional[Sequence[torch.Tensor]] = None,
-    self_reference: bool = True,
-    device: Optional[torch.device] = None,
-) -> torch.Tensor:
-    """Boolean (n, m) mask of the pairs that contribute to the loss.
-
-    Args:
-        num_queries: n.
-        num_refs: m.
-        indices_tuple: None for all pairs, or PML's pairs ``(a1, p, a2, n)`` or triplets ``(a, p, n)``;
-            the union of the (anchor, other) pairs is used, each pair once.
-        self_reference: the reference set is the batch itself; pairs (i, i) never contribute.
-        device: device of the mask.
-
-    Returns:
-        (n, m) bool tensor.
-
-    Raises:
-        TypeError: if indices_tuple is not a tuple/list of 3 or 4 one-dimensional integer tensors.
-        ValueError: an anchor tensor of another length than its partners.
-        IndexError: an anchor outside ``[0, n)`` or a partner outside ``[0, m)`` (negative ones included).
-    """
-    return pair_mask_rows(num_queries, num_refs, indices_tuple, self_reference, device)(0, num_queries)
-
-
-def pair_mask_rows(
-    num_queries: int,
-    num_refs: int,
-    indices_tuple: Optional[Sequence[torch.Tensor]] = None,
-    self_reference: bool = True,
-    device: Optional[torch.device] = None,
-) -> Callable[[int, int], torch.Tensor]:
-    """Rows of :func:`pair_mask` on demand: ``rows(start, end)`` is ``pair_mask(...)[start:end]``.
-
-    The pairs of ``indices_tuple`` are sorted once (O(number of pairs) memory); each block then costs
-    O(block * m). Locating a block's pairs reads two indices back to the host, checking the indices' bounds
-    one more.
-
-    Raises:
-        TypeError, ValueError, IndexError: as :func:`pair_mask`.
-    """
-    keys = None if indices_tuple is None else _pair_keys(indices_tuple, num_queries, num_refs, device)
-
-    def rows(start: int, end: int) -> torch.Tensor:
-        if keys is None:
-            mask = torch.ones(end - start, num_refs, dtype=torch.bool, device=device)
-        else:
-            mask = torch.zeros((end - start) * num_refs, dtype=torch.bool, device=device)
-            if start == 0 and end == num_queries:
-                mask[keys] = True
-            else:
-                bounds = torch.tensor([start * num_refs, end * num_refs], device=keys.device)
-                lo, hi = torch.searchsorted(keys, bounds).tolist()
-                mask[keys[lo:hi] - start * num_refs] = True
-            mask = mask.view(end - start, num_refs)
-        if self_reference:
-            local = torch.arange(end - start, device=device)
-            mask[local, local + start] = False
-        return mask
-
-    return rows
-
-
-def _pair_keys(indices_tuple: Sequence[torch.Tensor], num_queries: int, num_refs: int, device) -> torch.Tensor:
-    """Sorted unique flat keys ``anchor * m + other`` of the union of a PML tuple's pairs.
-
-    Every index is checked against its range first: a key of an index past the end (or negative) would be
-    the key of another pair.
-    """
-    v.check_indices_tuple(indices_tuple, num_queries, num_refs)
-    if len(indices_tuple) == 3:
-        a, p, n = indices_tuple
-        pairs = ((a, p), (a, n))
-    else:
-        a1, p, a2, n = indices_tuple
-        pairs = ((a1, p), (a2, n))
-    keys = [
-        anchor.to(device=device, dtype=torch.long) * num_refs + other.to(device=device, dtype=torch.long)
-        for anchor, other in pairs
-    ]
-    return torch.unique(torch.cat(keys))
 
 
 def relaxed_contrastive_per_anchor(

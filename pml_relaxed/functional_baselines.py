@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from . import _validation as v
-from .functional import euclidean_distance, pair_mask, squared_euclidean_distance
+from ._pairs import pair_mask, self_pair_mask
+from .functional import euclidean_distance, squared_euclidean_distance
 
 __all__ = [
     "rkd_distance_per_anchor",
@@ -113,7 +114,7 @@ def rkd_angle_per_anchor(
         (n,) tensor; 0 for a vertex with fewer than two partners (n < 3).
     """
     student_ref, teacher, teacher_ref, mask = _prepare(student_emb, teacher_emb, student_ref_emb, teacher_ref_emb)
-    distinct = ~torch.eye(student_ref.shape[0], dtype=torch.bool, device=mask.device)
+    distinct = ~self_pair_mask(student_ref.shape[0], student_ref.shape[0], device=mask.device)
     triplet_mask = mask.unsqueeze(2) & mask.unsqueeze(1) & distinct.unsqueeze(0)
     student_unit = _unit_differences(student_emb, student_ref)
     student_cos = student_unit @ student_unit.transpose(1, 2)

@@ -189,6 +189,17 @@ def test_core_never_reaches_trainers_datasets_or_the_benchmark(core):
         assert not bad, f"{core} reaches {bad}"
 
 
+#: the shared plumbing, one place each: index tuples and self pairs, the teacher route, input checks, the engine
+PLUMBING = ["pml_relaxed._pairs", "pml_relaxed._teacher", "pml_relaxed._validation", "pml_relaxed._relaxed_engine"]
+
+
+def test_the_plumbing_imports_only_itself():
+    graph = _graph()
+    assert set(PLUMBING) <= set(graph)
+    for module in PLUMBING:
+        assert graph[module] <= set(PLUMBING), f"{module} imports {sorted(graph[module] - set(PLUMBING))}"
+
+
 def test_only_the_cli_imports_the_benchmark():
     graph = _graph()
     importers = sorted(

@@ -476,13 +476,16 @@ def test_an_unusable_teacher_ref_emb_raises_in_every_wrapper(case):
 
 
 def test_the_rule_lives_in_one_module():
-    """The two helpers that behaved differently are gone; the old modules re-export the rule's functions."""
-    from pml_relaxed import _signature, _teacher, _teacher_hint
+    """The two helpers that behaved differently are gone, and so are the old modules that re-exported the rule."""
+    from pathlib import Path
+
+    from pml_relaxed import _teacher
     from pml_relaxed.distributed import _collectives
 
     assert not hasattr(_collectives, "teacher_kwargs") and not hasattr(TransferMultipleLosses, "_teacher_kwargs")
-    assert _signature.takes_teacher is _teacher.takes_teacher
-    assert _teacher_hint.check_teacher_reached is _teacher.check_teacher_reached
+    assert callable(_teacher.takes_teacher) and callable(_teacher.check_teacher_reached)
+    package = Path(_teacher.__file__).parent
+    assert not (package / "_signature.py").exists() and not (package / "_teacher_hint.py").exists()
 
 
 # ---------------------------------------------------------------------------------------------------------------

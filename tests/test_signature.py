@@ -3,7 +3,7 @@ import torch
 from pytorch_metric_learning.losses import ContrastiveLoss
 from pytorch_metric_learning.miners import MultiSimilarityMiner
 
-from pml_relaxed._signature import takes_keyword, takes_teacher
+from pml_relaxed._teacher import takes_keyword, takes_teacher
 from pml_relaxed.losses import (
     RelaxedContrastiveLoss,
     TransferCrossBatchMemory,

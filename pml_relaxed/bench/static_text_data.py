@@ -1,4 +1,4 @@
-"""Banking77 with static students that start from Model2Vec (issue 20, item 3).
+"""Banking77 with static students that start from Model2Vec.
 
 The rows are those of :func:`~pml_relaxed.bench.text_data.banking77_data` (column 0 indexes the cached
 teacher table) with Model2Vec token ids instead of hashed n-gram ids, so the same teacher, split,

@@ -87,17 +87,6 @@ def gather_index_tuple(indices_tuple: Sequence[torch.Tensor], device: torch.devi
     return tuple(all_gather_rows(t, [int(c) for c in counts[:, k]]) for k, t in enumerate(indices_tuple))
 
 
-def drop_self_pairs(indices_tuple: Sequence[torch.Tensor], offset: int) -> tuple[torch.Tensor, ...]:
-    """Removes the pairs (i, offset + i): query i compared with its own row in the reference set."""
-    if len(indices_tuple) == 3:
-        a, p, n = indices_tuple
-        keep = (p != a + offset) & (n != a + offset)
-        return a[keep], p[keep], n[keep]
-    a1, p, a2, n = indices_tuple
-    keep_pos, keep_neg = p != a1 + offset, n != a2 + offset
-    return a1[keep_pos], p[keep_pos], a2[keep_neg], n[keep_neg]
-
-
 def check_same_on_every_rank(table: torch.Tensor, columns: Sequence[tuple[int, str]]) -> None:
     """Raises the same ValueError on every rank when a column of the gathered table differs across ranks.
 
@@ -223,12 +212,3 @@ def gather_batch(
         teacher_ref_emb=gather_other(teacher_ref_emb, ref_sizes) if has_ref else None,
         enqueue_mask=mask,
     )
-
-
-def shift_anchors(indices_tuple: Sequence[torch.Tensor], shift: int) -> tuple[torch.Tensor, ...]:
-    """Adds ``shift`` to the anchor tensors (a of triplets; a1 and a2 of pairs)."""
-    if len(indices_tuple) == 3:
-        a, p, n = indices_tuple
-        return a + shift, p, n
-    a1, p, a2, n = indices_tuple
-    return a1 + shift, p, a2 + shift, n

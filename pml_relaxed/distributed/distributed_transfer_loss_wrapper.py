@@ -9,6 +9,7 @@ from pytorch_metric_learning.losses import BaseMetricLossFunction
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from .. import _validation as v
+from .._pairs import anchors_in_rows, drop_self_pairs, zero_self_pairs
 from .._teacher import takes_keyword, takes_teacher, teacher_kwargs
 from ..losses import BaseRelaxedLoss, BaseTransferLoss
 from ._collectives import (
@@ -16,11 +17,9 @@ from ._collectives import (
     all_gather_rows,
     all_gather_rows_with_grad,
     check_same_on_every_rank,
-    drop_self_pairs,
     gather_batch,
     gather_counts,
     is_distributed,
-    shift_anchors,
 )
 
 _REDUCTION_TYPES = ("element", "pos_pair", "neg_pair", "triplet", "already_reduced")
@@ -243,10 +242,7 @@ class DistributedTransferLossWrapper(torch.nn.Module):
             ref = args[1] if len(args) > 1 else kwargs.get("ref_emb")
             if query is not embeddings or ref is not ref_emb:
                 return None
-            rows = torch.arange(output.shape[0], device=output.device)
-            mask = torch.zeros_like(output, dtype=torch.bool)
-            mask[rows, rows + batch.offset] = True
-            return output.masked_fill(mask, 0)
+            return zero_self_pairs(output, batch.offset)
 
         hooks = [self.loss.reducer.register_forward_pre_hook(capture_loss_dict, with_kwargs=True)]
         if self_reference and not self.loss.distance.is_inverted:
@@ -284,19 +280,8 @@ class DistributedTransferLossWrapper(torch.nn.Module):
             num_refs = (batch.embeddings if self_reference else batch.ref_emb).shape[0]
             # anchors outside this rank's rows are left to the other ranks: check the global bounds first
             v.check_indices_tuple(indices_tuple, batch.embeddings.shape[0], num_refs, refs="the global reference set")
-            local = _anchors_in_rows(indices_tuple, offset, n, device)
+            local = anchors_in_rows(indices_tuple, offset, n, device)
         return drop_self_pairs(local, offset) if self_reference else local
-
-
-def _anchors_in_rows(indices_tuple, offset: int, n: int, device) -> tuple[torch.Tensor, ...]:
-    """The tuples whose anchor is a global row in ``[offset, offset + n)``, anchors made local."""
-    tensors = [t.to(device=device, dtype=torch.long) for t in indices_tuple]
-    groups = [tensors] if len(tensors) == 3 else [tensors[:2], tensors[2:]]
-    out = []
-    for group in groups:
-        keep = (group[0] >= offset) & (group[0] < offset + n)
-        out += [t[keep] for t in group]
-    return shift_anchors(out, -offset)
 
 
 def _gather_loss_dict(

@@ -6,13 +6,12 @@ import torch
 from pytorch_metric_learning.miners import BaseMiner
 
 from .. import _validation as v
+from .._pairs import drop_self_pairs, shift_anchors
 from .._teacher import takes_keyword, takes_teacher, teacher_kwargs
 from ._collectives import (
-    drop_self_pairs,
     gather_batch,
     gather_index_tuple,
     is_distributed,
-    shift_anchors,
 )
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from pytorch_metric_learning.distances import LpDistance
 
-from .. import _blockwise as _bw
+from .. import _relaxed_engine as _bw
 from .. import _validation as v
 from .. import functional as fn
 from ..similarities import BaseSimilarity, resolve_similarity
@@ -126,7 +126,7 @@ class BaseRelaxedLoss(BaseTransferLoss):
         return _bw.ModuleDistance(self.distance)
 
     def row_function(self):
-        """The engine's row function (see :mod:`pml_relaxed._blockwise`).
+        """The engine's row function (see :mod:`pml_relaxed._relaxed_engine`).
 
         The default wraps :meth:`per_anchor_losses` and differentiates it with autograd one block at a time,
         so a subclass only writes ``per_anchor_losses``; the built-in losses return closed-form row functions.

@@ -194,16 +194,6 @@ class BaseTransferLoss(BaseMetricLossFunction):
                         "reducer ClassWeightedReducer weights losses by class, so labels are required; got labels=None"
                     )
 
-    @staticmethod
-    def explicit_reference(embeddings, ref_emb, teacher_ref_emb):
-        """``(ref_emb, teacher_ref_emb)`` for a separate reference set, ``(None, None)`` when it is the batch.
-
-        The functional core takes None for "the batch itself" (self pairs excluded).
-        """
-        if ref_emb is embeddings:
-            return None, None
-        return ref_emb, teacher_ref_emb
-
     def element_loss_dict(self, per_sample: torch.Tensor, embeddings: torch.Tensor, name: str = "loss") -> dict:
         """PML's loss dict for one loss per query row; MeanReducer then averages over the n rows."""
         return {

@@ -3,7 +3,7 @@ Metric Learning" (CVPR 2021)."""
 
 from __future__ import annotations
 
-from .. import _blockwise as _bw
+from .. import _relaxed_engine as _bw
 from .base_relaxed_loss import BaseRelaxedLoss
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .. import _blockwise as _bw
+from .. import _relaxed_engine as _bw
 from .. import _validation as v
 from ..similarities import BaseSimilarity
 from .base_relaxed_loss import BaseRelaxedLoss

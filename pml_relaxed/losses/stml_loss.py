@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .. import _blockwise as _bw
+from .. import _relaxed_engine as _bw
 from .. import _validation as v
 from .. import functional as fn
 from ..similarities import BaseSimilarity, ContextualSimilarity

@@ -12,6 +12,7 @@ from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 from pytorch_metric_learning.utils.module_with_records import ModuleWithRecords
 
 from .. import _validation as v
+from .._pairs import drop_self_pairs
 from .._teacher import takes_keyword, takes_teacher, teacher_kwargs
 from .dark_rank_loss import DarkRankLoss
 from .fitnet_loss import FitNetLoss
@@ -451,15 +452,4 @@ class TransferCrossBatchMemory(ModuleWithRecords):
             pairs = c_f.concatenate_indices_tuples(pairs, indices_tuple)
         if self_slots is None:
             return pairs
-        return self._remove_self_pairs(pairs, self_slots)
-
-    @staticmethod
-    def _remove_self_pairs(pairs, self_slots: torch.Tensor):
-        if len(pairs) == 3:
-            anchors, positives, negatives = pairs
-            keep = (positives != self_slots[anchors]) & (negatives != self_slots[anchors])
-            return anchors[keep], positives[keep], negatives[keep]
-        pos_anchors, positives, neg_anchors, negatives = pairs
-        keep_pos = positives != self_slots[pos_anchors]
-        keep_neg = negatives != self_slots[neg_anchors]
-        return pos_anchors[keep_pos], positives[keep_pos], neg_anchors[keep_neg], negatives[keep_neg]
+        return drop_self_pairs(pairs, self_slots)

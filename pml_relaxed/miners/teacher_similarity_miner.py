@@ -9,6 +9,7 @@ from pytorch_metric_learning.miners import BaseMiner
 from pytorch_metric_learning.utils import common_functions as c_f
 
 from .. import _validation as v
+from .._pairs import fill_self_pairs_, self_pair_mask
 from .._teacher import check_teacher_reached
 from ..similarities import BaseSimilarity, resolve_similarity
 
@@ -153,10 +154,9 @@ class TeacherSimilarityMiner(BaseMiner):
         device = weights.device
         candidates = torch.ones(n, m, dtype=torch.bool, device=device)
         if self_reference:
-            candidates &= ~torch.eye(n, m, dtype=torch.bool, device=device)
+            candidates &= ~self_pair_mask(n, m, device=device)
         elif query_offset is not None:
-            rows = torch.arange(n, device=device)
-            candidates[rows, rows + query_offset] = False
+            fill_self_pairs_(candidates, query_offset, False)
         positive = candidates.clone()
         if self.pos_topk is not None:
             k = min(self.pos_topk, int(candidates.sum(dim=1).max()) if n > 0 else 0)

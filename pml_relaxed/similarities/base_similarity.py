@@ -22,6 +22,9 @@ class BaseSimilarity(torch.nn.Module):
     """Row blocks of the relaxed labels can be computed on their own (see :meth:`rows`). A similarity whose
     rows depend on the whole batch (e.g. neighbourhood-based ones) sets this to False; the relaxed losses
     then refuse ``block_size > 0`` instead of silently computing the full matrix."""
+    rows_from_whole_matrix: bool = False
+    """:meth:`rows` computes the whole matrix once and hands out a copy of each row block (the blockwise losses
+    overwrite it): for a similarity that cannot compute a block on its own, or that holds the matrix."""
 
     def forward(
         self,
@@ -74,8 +77,12 @@ class BaseSimilarity(torch.nn.Module):
         """Relaxed labels one row block at a time: ``rows(start, end)`` equals ``self(...)[start:end]``.
 
         The blockwise losses call it; the default slices the queries and calls :meth:`forward` against the
-        whole reference set. Subclasses may override it to prepare the teacher once (see GaussianKernel).
+        whole reference set (with ``rows_from_whole_matrix``: slices the whole matrix, computed once). Subclasses
+        may override it to prepare the teacher once (see GaussianKernel).
         """
+        if self.rows_from_whole_matrix:
+            full = self(teacher_emb, teacher_ref_emb, labels, ref_labels)
+            return lambda start, end: full[start:end].clone()
         full_ref = teacher_emb if teacher_ref_emb is None else teacher_ref_emb
         full_ref_labels = labels if ref_labels is None else ref_labels
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
 from .. import _validation as v
+from .._pairs import fill_self_pairs_
 from .base_similarity import BaseSimilarity
 
 
@@ -81,6 +82,7 @@ class ContextualSimilarity(BaseSimilarity):
     """
 
     supports_blocks = False
+    rows_from_whole_matrix = True  # its rows depend on the whole batch
 
     def __init__(
         self,
@@ -133,14 +135,14 @@ class ContextualSimilarity(BaseSimilarity):
         sq = (f * f).sum(dim=1)
         dist = sq.unsqueeze(1) + sq.unsqueeze(0) - 2 * (f @ f.T)
         dist = ((dist + dist.T) / 2).clamp_min(0)
-        return dist.fill_diagonal_(0)
+        return fill_self_pairs_(dist, 0, 0)
 
     def _ranking(self, dist: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
         key = dist.clone()
         if self.labels_mark_views:  # distances are >= 0: -1 ranks the other views before every other item
             same = labels.to(dist.device).unsqueeze(1) == labels.to(dist.device).unsqueeze(0)
             key = torch.where(same, torch.full_like(key, -1.0), key)
-        key.fill_diagonal_(-2.0)
+        fill_self_pairs_(key, 0, -2.0)
         return torch.sort(key, dim=1, stable=True).indices
 
     def compute_mat(
@@ -167,18 +169,6 @@ class ContextualSimilarity(BaseSimilarity):
         contextual = (expanded + expanded.T) / 2
         kernel = torch.exp(-dist / self.sigma)
         return (1 - self.contextual_weight) * kernel + self.contextual_weight * contextual
-
-    def rows(
-        self,
-        teacher_emb: torch.Tensor,
-        teacher_ref_emb: Optional[torch.Tensor] = None,
-        labels: Optional[torch.Tensor] = None,
-        ref_labels: Optional[torch.Tensor] = None,
-    ) -> Callable[[int, int], torch.Tensor]:
-        """Row blocks of the whole-batch matrix, computed once (it cannot be computed a block at a time); each
-        block is a new tensor (the blockwise losses overwrite it)."""
-        full = self(teacher_emb, teacher_ref_emb, labels, ref_labels)
-        return lambda start, end: full[start:end].clone()
 
     def extra_repr(self) -> str:
         return (

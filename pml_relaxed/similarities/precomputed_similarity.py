@@ -75,6 +75,8 @@ class PrecomputedSimilarity(BaseSimilarity):
         >>> loss.backward()
     """
 
+    rows_from_whole_matrix = True  # slices of the matrix, or of the callable's result (computed once)
+
     def __init__(
         self,
         relaxed_labels: Union[torch.Tensor, RelaxedLabelsFn],
@@ -136,18 +138,6 @@ class PrecomputedSimilarity(BaseSimilarity):
         if self.validate:
             _check_relaxed_labels("the relaxed_labels callable's result", mat, shape, check_values=True)
         return mat.detach().to(device=teacher_emb.device, dtype=dtype)
-
-    def rows(
-        self,
-        teacher_emb: torch.Tensor,
-        teacher_ref_emb: Optional[torch.Tensor] = None,
-        labels: Optional[torch.Tensor] = None,
-        ref_labels: Optional[torch.Tensor] = None,
-    ) -> Callable[[int, int], torch.Tensor]:
-        """Row blocks: slices of the matrix, or of the callable's result (computed once); each block is a new
-        tensor (the blockwise losses overwrite it)."""
-        full = self(teacher_emb, teacher_ref_emb, labels, ref_labels)
-        return lambda start, end: full[start:end].clone()
 
     def extra_repr(self) -> str:
         source = f"matrix of shape {tuple(self.matrix.shape)}" if self.matrix is not None else f"fn={self.fn!r}"

@@ -6,7 +6,7 @@ import torch
 from pytorch_metric_learning import distances, reducers
 from pytorch_metric_learning.miners import MultiSimilarityMiner, TripletMarginMiner
 
-from pml_relaxed import _blockwise as bw
+from pml_relaxed import _relaxed_engine as bw
 from pml_relaxed import functional as fn
 from pml_relaxed.losses import RelaxedContrastiveLoss, RelaxedMultiSimilarityLoss
 from pml_relaxed.similarities import BaseSimilarity, GaussianKernel, LabelSimilarity, MixedSimilarity

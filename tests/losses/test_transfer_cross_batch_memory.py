@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning.losses import ContrastiveLoss, CrossBatchMemory, ProxyAnchorLoss, TripletMarginLoss
 from pytorch_metric_learning.miners import MultiSimilarityMiner
 
-from pml_relaxed._signature import takes_teacher
+from pml_relaxed._teacher import takes_teacher
 from pml_relaxed.losses import (
     DarkRankLoss,
     FitNetLoss,

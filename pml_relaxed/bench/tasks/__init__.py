@@ -1,4 +1,4 @@
-"""Tasks beyond labelled metric learning (issue 19): ``pml-relaxed bench --task ssl|classification|self-taught``.
+"""Tasks beyond labelled metric learning: ``pml-relaxed bench --task ssl|classification|self-taught``.
 
 API: ``run_task(TaskConfig(task="ssl", split="val", ...))`` trains, appends to ``<output_dir>/runs.jsonl``
 and writes ``results.csv`` / ``results.md``; the CLI parses the same options (``pml-relaxed bench --task ssl

@@ -25,6 +25,8 @@ from typing import Callable, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from ._pairs import fill_self_pairs_, zero_self_pairs
+
 BLOCK_ELEMENTS = 1 << 19
 """Auto mode: a block holds about this many (query, reference) pairs (2 MiB per float32 temporary)."""
 
@@ -79,7 +81,7 @@ class EuclideanDistance:
         sq = torch.addmm(ref_sq, queries, refs.t(), alpha=-2.0) + query_sq
         sq = torch.where(sq <= self.noise_floor(query_sq, ref_sq), torch.zeros_like(sq), sq)  # NaN stays NaN
         if diag_offset is not None:
-            sq = _zero_diagonal(sq, diag_offset)
+            sq = zero_self_pairs(sq, diag_offset)
         zero = sq == 0  # NaN stays NaN
         safe = torch.where(zero, torch.ones_like(sq), sq)
         root = safe.sqrt() if self.power == 1.0 else safe.pow(self.power / 2)
@@ -93,7 +95,7 @@ class EuclideanDistance:
         dist = torch.addmm(ref_sq_norms, queries, refs.t(), alpha=-2.0).add_(query_sq)
         dist.masked_fill_(dist <= self.noise_floor(query_sq, ref_sq_norms), 0)
         if diag_offset is not None:
-            _zero_diagonal_(dist, diag_offset)
+            fill_self_pairs_(dist, diag_offset, 0)
         return dist.sqrt_() if self.power == 1.0 else dist.pow_(self.power / 2)
 
     @staticmethod
@@ -139,25 +141,11 @@ class ModuleDistance:
         if self.distance.power != 1:
             mat = mat**self.distance.power
         if diag_offset is not None:
-            mat = _zero_diagonal(mat, diag_offset)
+            mat = zero_self_pairs(mat, diag_offset)
         return mat
 
     def matrix_(self, queries, refs, diag_offset, ref_sq_norms):
         return self.matrix(queries, refs, diag_offset)
-
-
-def _diagonal(mat: torch.Tensor, offset: int):
-    rows = torch.arange(mat.shape[0], device=mat.device)
-    return rows, rows + offset
-
-
-def _zero_diagonal(mat: torch.Tensor, offset: int) -> torch.Tensor:
-    return mat.index_put(_diagonal(mat, offset), torch.zeros((), dtype=mat.dtype, device=mat.device))
-
-
-def _zero_diagonal_(mat: torch.Tensor, offset: int) -> torch.Tensor:
-    mat[_diagonal(mat, offset)] = 0
-    return mat
 
 
 # ----------------------------------------------------------------------------------------- row losses
@@ -253,13 +241,13 @@ def _full_mask(d: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optio
     if mask is not None:
         return mask
     full = torch.ones(d.shape, dtype=torch.bool, device=d.device)
-    return full if diag_offset is None else _zero_diagonal_(full, diag_offset)
+    return full if diag_offset is None else fill_self_pairs_(full, diag_offset, 0)
 
 
 def _mask_(values: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]) -> torch.Tensor:
     if mask is not None:
         return values.masked_fill_(~mask, 0)
-    return values if diag_offset is None else _zero_diagonal_(values, diag_offset)
+    return values if diag_offset is None else fill_self_pairs_(values, diag_offset, 0)
 
 
 def _masked_row_sum_(values: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]) -> torch.Tensor:
