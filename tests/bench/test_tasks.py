@@ -337,3 +337,17 @@ def test_neighbour_batches_search_the_model_embedding_of_the_plain_images():
     list(sampler)  # the first pass: the construction's table
     list(sampler)  # a later pass: rebuilt from the model as it is now
     torch.testing.assert_close(sampler.table, nearest_neighbour_table(moved, 4))
+
+
+def test_quick_runs_each_task_as_a_smoke_run(tmp_path, capsys):
+    argv = ["bench", "--task", "ssl", "--quick", "--sigmas", "0.5", "2", "--output-dir", str(tmp_path / "ssl")]
+    assert cli.main(argv) == 0
+    runs = read_runs(tmp_path / "ssl")
+    assert runs and {r["seed"] for r in runs} == {0} and {r["epochs"] for r in runs} == {2}
+    assert all(r["config"]["quick"] and r["config"]["sigmas"] == [0.5] for r in runs)  # the grid's first value
+    assert "# ssl" in capsys.readouterr().out
+    cfg = TaskConfig(task="self-taught", quick=True, ks=[4, 8], epochs=30, seeds=3)
+    from pml_relaxed.bench.tasks.common import quick_config
+
+    quick = quick_config(cfg, "results/task_self-taught")
+    assert (quick.ks, quick.epochs, quick.seeds, quick.output_dir) == ([4], 2, 1, "results/task_self-taught_quick")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from . import classification, self_taught, ssl
-from .common import DATASETS, RunLog, TaskConfig, check_dataset, dataset_tag, write_results
+from .common import DATASETS, RunLog, TaskConfig, check_dataset, dataset_tag, quick_config, write_results
 
 RUNNERS = {"ssl": ssl.run, "classification": classification.run, "self-taught": self_taught.run}
 METRICS = {
@@ -111,6 +111,12 @@ def get_task_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", nargs="+", default=None, help="ssl: student settings (default: all)")
     p.add_argument("--output-dir", default=None, help="default: results/task_<task> (digits), else _<dataset> added")
     p.add_argument("--device", default=defaults.device)
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run of a minute or two: 1 seed, 2 epochs, the first value of every grid; default output "
+        "folder with _quick added",
+    )
     return p
 
 
@@ -142,7 +148,10 @@ def run_task(cfg: TaskConfig, command: Optional[str] = None) -> List[Path]:
     bad = [c for c in cfg.stml_centers if isinstance(c, bool) or c not in (0, 1)]
     if bad:
         raise ValueError(f"stml_centers must hold 0 (STML's labels) or 1 (centred labels); got {bad}")
-    out = Path(cfg.output_dir or Path("results") / f"task_{cfg.task}{dataset_tag(cfg.dataset, '_{}')}")
+    default_out = str(Path("results") / f"task_{cfg.task}{dataset_tag(cfg.dataset, '_{}')}")
+    if cfg.quick:
+        cfg = quick_config(cfg, default_out)
+    out = Path(cfg.output_dir or default_out)
     log = RunLog(out)
     other = {(r["task"], r["config"].get("dataset", "digits")) for r in log.records} - {(cfg.task, cfg.dataset)}
     if other:  # runs.jsonl's resume key has no task or dataset: one folder per (task, dataset)

@@ -59,6 +59,39 @@ class TaskConfig:
     settings: Optional[List[str]] = None  # ssl: student settings (default: all)
     output_dir: Optional[str] = None
     device: str = "cpu"
+    quick: bool = False  # a smoke run: 1 seed, 2 epochs, the first value of every grid (see quick_config)
+
+
+#: the grids of a TaskConfig: ``--quick`` keeps the first value of each
+GRIDS = (
+    "temperatures",
+    "teacher_temperatures",
+    "sigmas",
+    "ks",
+    "ema_momenta",
+    "stml_kl_weights",
+    "stml_neighbours",
+    "stml_centers",
+    "weights",
+    "kd_temperatures",
+)
+
+
+def quick_config(cfg: "TaskConfig", default_output_dir: str) -> "TaskConfig":
+    """``cfg`` as a smoke run of a minute or two: 1 seed, at most 2 epochs (teacher too), the first value of
+    every grid, and, without an ``output_dir``, ``<default_output_dir>_quick`` (a quick run's records never
+    mix with a full run's)."""
+    from dataclasses import replace
+
+    grids = {name: getattr(cfg, name)[:1] for name in GRIDS if getattr(cfg, name) is not None}
+    return replace(
+        cfg,
+        seeds=1,
+        epochs=min(cfg.epochs, 2),
+        teacher_epochs=min(cfg.teacher_epochs, 2),
+        output_dir=cfg.output_dir or f"{default_output_dir}_quick",
+        **grids,
+    )
 
 
 def grid(**options: Sequence) -> List[dict]:
