@@ -1,6 +1,6 @@
 """Banking77 in one process on one thread: the tuned text students beside the peers a user would pick instead.
 
-Peers (no training on Banking77; see ``pml_relaxed.bench.text_peers``): Model2Vec distilled from the
+Peers (no training on Banking77; see ``pml_relaxed_bench.text_peers``): Model2Vec distilled from the
 same packaged all-MiniLM-L6-v2 at ``--model2vec-dims`` (``pip install "model2vec[distill]"``), and
 the teacher's embeddings reduced by a PCA fitted on the training-intent texts at ``--pca-dims``.
 Students: each method of ``--methods`` at the point the tuned benchmark chose on validation intents
@@ -31,14 +31,17 @@ from typing import Callable, Dict, List
 
 import torch
 
-from pml_relaxed.bench.cli import machine, versions
-from pml_relaxed.bench.config import BenchConfig
-from pml_relaxed.bench.methods import METHODS
-from pml_relaxed.bench.report import aggregate, metric_mean, write_results
-from pml_relaxed.bench.runner import get_teacher, load_done, run_student
-from pml_relaxed.bench.static_text_data import static_student_data
-from pml_relaxed.bench.text_data import banking77_data
-from pml_relaxed.bench.text_peers import (
+from pml_relaxed.datasets import Banking77
+from pml_relaxed.models import SentenceTransformerTeacher
+from pml_relaxed.models.sentence_transformer_teacher import default_model_path
+from pml_relaxed_bench.cli import machine, versions
+from pml_relaxed_bench.config import BenchConfig
+from pml_relaxed_bench.methods import METHODS
+from pml_relaxed_bench.report import aggregate, metric_mean, write_results
+from pml_relaxed_bench.runner import get_teacher, load_done, run_student
+from pml_relaxed_bench.static_text_data import static_student_data
+from pml_relaxed_bench.text_data import banking77_data
+from pml_relaxed_bench.text_peers import (
     distilled_model2vec,
     model2vec_peers,
     pca_peers,
@@ -46,9 +49,6 @@ from pml_relaxed.bench.text_peers import (
     peer_setting,
     peer_speed,
 )
-from pml_relaxed.datasets import Banking77
-from pml_relaxed.models import SentenceTransformerTeacher
-from pml_relaxed.models.sentence_transformer_teacher import default_model_path
 
 #: bench options of each method's point chosen on validation intents (docs/text_distillation.md, third round)
 TUNED: Dict[str, List[str]] = {

@@ -26,11 +26,11 @@ from typing import Dict, List
 
 import torch
 
-from pml_relaxed.bench.cli import machine, versions
-from pml_relaxed.bench.tasks.common import DATASETS, network, omniglot, seed_everything
-from pml_relaxed.bench.tasks.self_taught import SETTING
 from pml_relaxed.datasets import Digits
 from pml_relaxed.similarities import GaussianKernel
+from pml_relaxed_bench.cli import machine, versions
+from pml_relaxed_bench.tasks.common import DATASETS, network, omniglot, seed_everything
+from pml_relaxed_bench.tasks.self_taught import SETTING
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -25,8 +25,8 @@ import shlex
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from pml_relaxed.bench.tasks import TaskConfig, get_task_parser, run_task
-from pml_relaxed.bench.tasks.common import DATASETS, RunLog, choose_on_validation, option_string
+from pml_relaxed_bench.tasks import TaskConfig, get_task_parser, run_task
+from pml_relaxed_bench.tasks.common import DATASETS, RunLog, choose_on_validation, option_string
 
 SELECTION_METRIC = {
     "ssl": "mean_average_precision_at_r",

@@ -43,11 +43,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from pml_relaxed.bench.cli import main as bench_main
-from pml_relaxed.bench.config import BenchConfig, held_out_args
-from pml_relaxed.bench.methods import DEFAULT_METHODS
-from pml_relaxed.bench.runner import load_done
-from pml_relaxed.bench.text_data import TEXT_STUDENT_DEFAULTS, text_student_options
+from pml_relaxed_bench.cli import main as bench_main
+from pml_relaxed_bench.config import BenchConfig, held_out_args
+from pml_relaxed_bench.methods import DEFAULT_METHODS
+from pml_relaxed_bench.runner import load_done
+from pml_relaxed_bench.text_data import TEXT_STUDENT_DEFAULTS, text_student_options
 
 #: a validation point: (name, bench arguments, methods it applies to)
 Point = Tuple[str, List[str], List[str]]

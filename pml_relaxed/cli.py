@@ -1,4 +1,9 @@
-"""The ``pml-relaxed`` command: ``pml-relaxed bench [options]``."""
+"""The ``pml-relaxed`` command: ``pml-relaxed bench [options]``.
+
+The benchmark is not part of the library: it is the package ``pml_relaxed_bench`` in the repository's
+``benchmarks/`` folder, installed from a clone with ``pip install -e ./benchmarks``. Without it this command
+says so in one line.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,32 @@ from typing import List, Optional
 
 #: what the benchmark imports beyond the library's own dependencies, and the extra that installs it
 BENCH_EXTRAS = {"matplotlib": "bench", "PIL": "bench"}
+#: the one line printed when the benchmark package is not installed
+NO_BENCH = (
+    "pml-relaxed bench needs the benchmark, which lives in the repository's benchmarks/ folder, not in the "
+    "library: from a clone, pip install -e ./benchmarks"
+)
+
+
+def _import_bench(module: str):
+    """``pml_relaxed_bench.<module>``, or None after printing how to get it (the benchmark or an extra it needs)."""
+    import importlib
+
+    try:  # here, not at the top: `pml-relaxed` alone stays instant, and a missing piece gets its message
+        return importlib.import_module(f"pml_relaxed_bench.{module}")
+    except ModuleNotFoundError as err:
+        missing = (err.name or "").split(".")[0]
+        if missing == "pml_relaxed_bench":
+            print(NO_BENCH, file=sys.stderr)
+            return None
+        if missing not in BENCH_EXTRAS:
+            raise
+        print(
+            f"pml-relaxed bench needs {missing!r}, which is not installed: "
+            f"pip install -e '.[{BENCH_EXTRAS[missing]}]' from a clone",
+            file=sys.stderr,
+        )
+        return None
 
 
 def _task(args: List[str]) -> Optional[str]:
@@ -32,26 +63,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     task = _task(argv[1:])
     if task not in (None, "metric"):  # the tasks beyond metric learning have their own options
-        from .bench.tasks import main as task_main
-
-        task_main(argv[1:])
+        tasks = _import_bench("tasks")
+        if tasks is None:
+            return 2
+        tasks.main(argv[1:])
         return 0
     if task == "metric":  # the default task: the metric-learning benchmark
         i = argv.index("--task") if "--task" in argv else argv.index("--task=metric")
         del argv[i : i + (2 if argv[i] == "--task" else 1)]
-    try:  # here, not at the top: `pml-relaxed` alone stays instant, and a missing extra gets its message
-        from .bench.cli import BenchConfig
-        from .bench.cli import main as bench_main
-    except ModuleNotFoundError as err:
-        missing = (err.name or "").split(".")[0]
-        if missing not in BENCH_EXTRAS:
-            raise
-        print(
-            f"pml-relaxed bench needs {missing!r}, which is not installed: "
-            f"pip install 'pml-relaxed[{BENCH_EXTRAS[missing]}]'",
-            file=sys.stderr,
-        )
+    bench_cli = _import_bench("cli")
+    if bench_cli is None:
         return 2
+    BenchConfig, bench_main = bench_cli.BenchConfig, bench_cli.main
     bench_main(BenchConfig.from_args(argv[1:]), argv[1:])
     return 0
 

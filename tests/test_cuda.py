@@ -13,8 +13,6 @@ import os
 import pytest
 import torch
 
-from pml_relaxed.bench.cli import BenchConfig, main
-from pml_relaxed.bench.methods import METHODS
 from pml_relaxed.evaluation import RecallAtKCalculator, backend, compute_embeddings, evaluate_embeddings, faiss_backend
 from pml_relaxed.losses import (
     DarkRankLoss,
@@ -27,6 +25,8 @@ from pml_relaxed.losses import (
 from pml_relaxed.miners import TeacherSimilarityMiner
 from pml_relaxed.similarities import GaussianKernel, LabelSimilarity, MixedSimilarity
 from pml_relaxed.trainers import EmbeddingTransfer
+from pml_relaxed_bench.cli import BenchConfig, main
+from pml_relaxed_bench.methods import METHODS
 
 DEVICE = os.environ.get("PML_RELAXED_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(), reason="needs a CUDA device")

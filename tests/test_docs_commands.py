@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from pml_relaxed import cli
-from pml_relaxed.bench.config import DATASET_NAMES, BenchConfig
-from pml_relaxed.bench.methods import METHODS
-from pml_relaxed.bench.tasks import get_task_parser
+from pml_relaxed_bench.config import DATASET_NAMES, BenchConfig
+from pml_relaxed_bench.methods import METHODS
+from pml_relaxed_bench.tasks import get_task_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))

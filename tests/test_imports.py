@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the library apart from the benchmark (pml_relaxed.bench, behind the `bench` extra)
+#: the library (the benchmark wing, pml_relaxed_bench, lives in benchmarks/, outside it)
 CORE = [
     "pml_relaxed",
     "pml_relaxed.functional",
@@ -85,17 +85,19 @@ def test_the_text_teacher_imports_sentence_transformers_only_when_built(module):
 # ----------------------------------------------------------------------------- the import graph
 
 PACKAGE = ROOT / "pml_relaxed"
+WING = ROOT / "benchmarks" / "pml_relaxed_bench"
 
 
 def _module_names() -> dict:
-    """Module name -> (path, is_package) for every module of the package."""
+    """Module name -> (path, is_package) for every module of the library and of the benchmark wing."""
     modules = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = list(path.relative_to(ROOT).with_suffix("").parts)
-        is_package = parts[-1] == "__init__"
-        if is_package:
-            parts = parts[:-1]
-        modules[".".join(parts)] = (path, is_package)
+    for package in (PACKAGE, WING):
+        for path in sorted(package.rglob("*.py")):
+            parts = list(path.relative_to(package.parent).with_suffix("").parts)
+            is_package = parts[-1] == "__init__"
+            if is_package:
+                parts = parts[:-1]
+            modules[".".join(parts)] = (path, is_package)
     return modules
 
 
@@ -144,7 +146,8 @@ def test_the_graph_sees_relative_absolute_and_function_level_imports():
     graph = _graph()
     assert {"pml_relaxed.losses", "pml_relaxed.similarities", "pml_relaxed.functional"} <= graph["pml_relaxed"]
     assert "pml_relaxed._validation" in graph["pml_relaxed.losses.pkt_loss"]  # from .. import _validation as v
-    assert "pml_relaxed.bench.cli" in graph["pml_relaxed.cli"]  # imported inside main()
+    assert "pml_relaxed.trainers" in graph["pml_relaxed_bench.runner"]  # the wing's absolute imports
+    assert "pml_relaxed_bench.runner" in graph["pml_relaxed_bench.tasks.common"]  # from ..runner import ...
 
 
 def test_no_import_cycle():
@@ -184,7 +187,7 @@ def test_core_never_reaches_trainers_datasets_or_the_benchmark(core):
     reached = {core} | _reachable(graph, core)
     reached |= {t for name in list(reached) if name.startswith(core + ".") for t in _reachable(graph, name)}
     reached |= {name for name in graph if name.startswith(core + ".")}
-    for forbidden in ("pml_relaxed.trainers", "pml_relaxed.datasets", "pml_relaxed.bench"):
+    for forbidden in ("pml_relaxed.trainers", "pml_relaxed.datasets", "pml_relaxed_bench"):
         bad = sorted(name for name in reached if name == forbidden or name.startswith(forbidden + "."))
         assert not bad, f"{core} reaches {bad}"
 
@@ -200,15 +203,18 @@ def test_the_plumbing_imports_only_itself():
         assert graph[module] <= set(PLUMBING), f"{module} imports {sorted(graph[module] - set(PLUMBING))}"
 
 
-def test_only_the_cli_imports_the_benchmark():
+def test_the_library_never_imports_the_benchmark_wing():
     graph = _graph()
     importers = sorted(
         name
         for name, targets in graph.items()
-        if not name.startswith("pml_relaxed.bench")
-        and any(t == "pml_relaxed.bench" or t.startswith("pml_relaxed.bench.") for t in targets)
+        if name.startswith("pml_relaxed.") or name == "pml_relaxed"
+        if any(t == "pml_relaxed_bench" or t.startswith("pml_relaxed_bench.") for t in targets)
     )
-    assert importers == ["pml_relaxed.cli"]
+    assert importers == []
+    mentions = sorted(p.name for p in PACKAGE.rglob("*.py") if "pml_relaxed_bench" in p.read_text())
+    assert mentions == ["cli.py"]  # the command finds the wing by name, at run time (importlib)
+    assert not (PACKAGE / "bench").exists()
 
 
 def test_bench_names_the_extra_when_matplotlib_is_missing():
@@ -221,5 +227,5 @@ def test_bench_names_the_extra_when_matplotlib_is_missing():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "pml-relaxed bench needs 'matplotlib', which is not installed: pip install 'pml-relaxed[bench]'"
+        "pml-relaxed bench needs 'matplotlib', which is not installed: pip install -e '.[bench]' from a clone"
     )

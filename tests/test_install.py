@@ -75,7 +75,8 @@ def _env(target: Path, home: Path) -> dict:
 def test_the_wheel_holds_the_package_its_marker_and_its_command(installed):
     package = installed / "pml_relaxed"
     assert (package / "py.typed").is_file(), "the typing marker is package data"
-    assert (package / "bench" / "config.py").is_file() and (package / "datasets" / "data_root.py").is_file()
+    assert (package / "datasets" / "data_root.py").is_file()
+    assert not (package / "bench").exists() and not (installed / "pml_relaxed_bench").exists()  # the wing stays out
     assert not (installed / "tests").exists() and not (installed / "benchmarks").exists()
     assert (installed / "bin" / "pml-relaxed").is_file()
 
@@ -113,3 +114,21 @@ def test_installed_command_starts(installed, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: pml-relaxed bench")
+
+
+def test_without_the_benchmark_wing_the_command_says_how_to_get_it(installed, tmp_path):
+    hide_the_wing = "import sys; sys.modules['pml_relaxed_bench'] = None; from pml_relaxed import cli; "
+    for argv in (["bench", "--dataset", "digits", "--quick"], ["bench", "--task", "ssl", "--quick"]):
+        result = subprocess.run(
+            [sys.executable, "-c", hide_the_wing + f"sys.exit(cli.main({argv!r}))"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env=_env(installed, tmp_path),
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            "pml-relaxed bench needs the benchmark, which lives in the repository's benchmarks/ folder, not in the "
+            "library: from a clone, pip install -e ./benchmarks"
+        ]

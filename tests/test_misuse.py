@@ -571,8 +571,8 @@ def test_a_small_reference_set_warns(fresh_warnings):
 
 def test_bench_refuses_a_teacher_checkpoint_for_a_pretrained_teacher(tmp_path):
     from pml_relaxed import cli
-    from pml_relaxed.bench.config import BenchConfig
-    from pml_relaxed.bench.runner import get_teacher
+    from pml_relaxed_bench.config import BenchConfig
+    from pml_relaxed_bench.runner import get_teacher
 
     pattern = (
         r"--teacher-checkpoint loads the state_dict of a teacher the benchmark trains \(--dataset digits, omniglot, "

@@ -6,11 +6,11 @@ import math
 import pytest
 
 from pml_relaxed import cli
-from pml_relaxed.bench.cli import main
-from pml_relaxed.bench.config import BenchConfig
-from pml_relaxed.bench.data import digits_data
-from pml_relaxed.bench.methods import METHODS, MethodContext
 from pml_relaxed.similarities import MixedSimilarity
+from pml_relaxed_bench.cli import main
+from pml_relaxed_bench.config import BenchConfig
+from pml_relaxed_bench.data import digits_data
+from pml_relaxed_bench.methods import METHODS, MethodContext
 from tests.helpers.banking77_fixture import make_banking77
 from tests.helpers.paper_fixtures import make_cub
 
@@ -197,7 +197,7 @@ def test_banking77_fixture_with_real_teacher(tmp_path):
 def test_banking77_text_student_options_build_and_are_recorded(tmp_path):
     import torch
 
-    from pml_relaxed.bench.text_data import banking77_data
+    from pml_relaxed_bench.text_data import banking77_data
 
     root = make_banking77(tmp_path)
     options = ["--text-hidden-dim", "24", "--text-mlp", "--text-init-std", "0.5"]  # --text-mlp alone: linear head
@@ -245,8 +245,8 @@ def test_banking77_text_student_options_build_and_are_recorded(tmp_path):
 def test_banking77_ngram_dropout_makes_two_different_views(tmp_path):
     import torch
 
-    from pml_relaxed.bench.text_data import banking77_data
     from pml_relaxed.models import NgramDropout
+    from pml_relaxed_bench.text_data import banking77_data
 
     root = make_banking77(tmp_path)
     argv = ["--dataset", "banking77", "--data-root", str(root), "--output-dir", str(tmp_path / "out"), "--no-progress"]
@@ -422,8 +422,8 @@ def test_teacher_budget_is_its_own_and_names_its_checkpoint(tmp_path):
 
 
 def test_omniglot_validation_alphabets_are_held_out_whole():
-    from pml_relaxed.bench.data import _split_alphabets, omniglot_data
     from pml_relaxed.datasets import DEFAULT_OMNIGLOT_ROOT, Omniglot
+    from pml_relaxed_bench.data import _split_alphabets, omniglot_data
 
     names = Omniglot(DEFAULT_OMNIGLOT_ROOT, split="train").class_names
     train_classes, val_classes, held_out = _split_alphabets(names, 2, seed=0)
@@ -449,8 +449,8 @@ def test_omniglot_validation_alphabets_are_held_out_whole():
 def test_a_run_depends_on_its_seed_not_on_what_ran_before(tmp_path, method):
     import torch
 
-    from pml_relaxed.bench.cli import resolve
-    from pml_relaxed.bench.runner import get_teacher, run_student
+    from pml_relaxed_bench.cli import resolve
+    from pml_relaxed_bench.runner import get_teacher, run_student
 
     config = BenchConfig.from_args(["--dataset", "digits", *TINY, "--output-dir", str(tmp_path)])
     data = digits_data(config)

@@ -5,8 +5,8 @@ import typing
 
 import pytest
 
-from pml_relaxed.bench.config import DATASET_NAMES, BenchConfig, get_args_parser, held_out_args
-from pml_relaxed.bench.registry import DATASETS
+from pml_relaxed_bench.config import DATASET_NAMES, BenchConfig, get_args_parser, held_out_args
+from pml_relaxed_bench.registry import DATASETS
 
 
 def _changed(spec, hint):

@@ -2,8 +2,8 @@
 
 import torch
 
-from pml_relaxed.bench.indexed_text_student import IndexedTextStudent, pack_text_rows
 from pml_relaxed.models import CachedTeacher, HashedNgramEmbedder
+from pml_relaxed_bench.indexed_text_student import IndexedTextStudent, pack_text_rows
 
 TEXTS = ["where is my card?", "top up", "my card has not arrived yet"]
 

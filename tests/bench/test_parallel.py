@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from pml_relaxed.bench.cli import main
-from pml_relaxed.bench.config import BenchConfig
-from pml_relaxed.bench.parallel import worker_config
+from pml_relaxed_bench.cli import main
+from pml_relaxed_bench.config import BenchConfig
+from pml_relaxed_bench.parallel import worker_config
 
 TINY = ["--dataset", "digits", "--epochs", "1", "--teacher-epochs", "1", "--no-progress"]
 
@@ -113,7 +113,7 @@ def test_worker_threads_share_the_cores_among_the_jobs_that_run(tmp_path, monkey
     """4 workers on 8 cores: 2 threads each; 1 job alone gets all 8, 2 jobs 4 each; OMP_NUM_THREADS set wins."""
     import subprocess
 
-    from pml_relaxed.bench import parallel
+    from pml_relaxed_bench import parallel
 
     seen = []
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

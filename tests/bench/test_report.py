@@ -6,8 +6,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from pml_relaxed.bench.plots import combo_path, plot_r1_mapr, plot_recall_at_k
-from pml_relaxed.bench.report import METRIC_LABELS, aggregate, load_runs, render_markdown, tables, write_results
+from pml_relaxed_bench.plots import combo_path, plot_r1_mapr, plot_recall_at_k
+from pml_relaxed_bench.report import METRIC_LABELS, aggregate, load_runs, render_markdown, tables, write_results
 
 SETTINGS = ("dim_reduction", "self_transfer")
 METHODS = {"relaxed_contrastive": ("transfer", 0.60), "rkd": ("transfer", 0.50), "proxy_anchor": ("scratch", 0.55)}

@@ -7,9 +7,9 @@ import torch
 model2vec = pytest.importorskip("model2vec")
 from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
 
-from pml_relaxed.bench.data import BenchData, TensorDataset  # noqa: E402
-from pml_relaxed.bench.static_text_data import static_student_data  # noqa: E402
 from pml_relaxed.models import CachedTeacher, StaticEmbedder  # noqa: E402
+from pml_relaxed_bench.data import BenchData, TensorDataset  # noqa: E402
+from pml_relaxed_bench.static_text_data import static_student_data  # noqa: E402
 
 VOCAB = {"[UNK]": 0, "my": 1, "card": 2, "lost": 3, "is": 4, "where": 5}
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from pml_relaxed import cli
-from pml_relaxed.bench.tasks import TaskConfig, get_task_parser, run_task
-from pml_relaxed.bench.tasks.common import (
+from pml_relaxed_bench.tasks import TaskConfig, get_task_parser, run_task
+from pml_relaxed_bench.tasks.common import (
     choose_on_validation,
     knn_accuracy,
     network,
@@ -181,7 +181,7 @@ def test_one_output_folder_per_task_and_dataset(tmp_path):
 
 
 def test_omniglot_splits(omniglot_data):
-    from pml_relaxed.bench.tasks.common import omniglot
+    from pml_relaxed_bench.tasks.common import omniglot
 
     train = omniglot("train")
     alphabet = [name.split("/")[0] for name in train.class_names]
@@ -225,8 +225,8 @@ def test_omniglot_tasks_run_one_epoch(omniglot_data, tmp_path):
 
 
 def test_stml_runs_stmls_objective_from_the_library(monkeypatch, tmp_path):
-    from pml_relaxed.bench.tasks import self_taught
     from pml_relaxed.losses import STMLLoss
+    from pml_relaxed_bench.tasks import self_taught
 
     built = []
 
@@ -245,7 +245,7 @@ def test_stml_runs_stmls_objective_from_the_library(monkeypatch, tmp_path):
 
 
 def test_stml_kl_option_runs_and_leaves_the_runs_without_it_unchanged(tmp_path):
-    from pml_relaxed.bench.tasks.self_taught import two_head_network
+    from pml_relaxed_bench.tasks.self_taught import two_head_network
 
     assert two_head_network("mlp256", 64)(torch.randn(3, 8, 8)).shape == (3, 64 + 4 * 64)
     run_task(
@@ -289,7 +289,7 @@ def test_stml_neighbour_batches_option_and_resume_keys(tmp_path):
 
 
 def test_stml_centers_option_reaches_the_similarity_and_keeps_the_resume_keys(tmp_path, monkeypatch):
-    from pml_relaxed.bench.tasks import self_taught
+    from pml_relaxed_bench.tasks import self_taught
 
     built = []
 
@@ -313,8 +313,8 @@ def test_stml_centers_option_reaches_the_similarity_and_keeps_the_resume_keys(tm
 
 
 def test_neighbour_batches_search_the_model_embedding_of_the_plain_images():
-    from pml_relaxed.bench.tasks.self_taught import Columns, neighbour_batches, two_head_network
     from pml_relaxed.samplers import nearest_neighbour_table
+    from pml_relaxed_bench.tasks.self_taught import Columns, neighbour_batches, two_head_network
 
     images = torch.randn(40, 8, 8, generator=torch.Generator().manual_seed(0))
     cfg = TaskConfig(task="self-taught", batch_size=8)
@@ -347,7 +347,7 @@ def test_quick_runs_each_task_as_a_smoke_run(tmp_path, capsys):
     assert all(r["config"]["quick"] and r["config"]["sigmas"] == [0.5] for r in runs)  # the grid's first value
     assert "# ssl" in capsys.readouterr().out
     cfg = TaskConfig(task="self-taught", quick=True, ks=[4, 8], epochs=30, seeds=3)
-    from pml_relaxed.bench.tasks.common import quick_config
+    from pml_relaxed_bench.tasks.common import quick_config
 
     quick = quick_config(cfg, "results/task_self-taught")
     assert (quick.ks, quick.epochs, quick.seeds, quick.output_dir) == ([4], 2, 1, "results/task_self-taught_quick")

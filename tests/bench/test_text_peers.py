@@ -1,4 +1,4 @@
-"""The PCA peer of pml_relaxed.bench.text_peers against a float64 SVD reference."""
+"""The PCA peer of pml_relaxed_bench.text_peers against a float64 SVD reference."""
 
 import argparse
 import json
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pml_relaxed.bench.text_peers import pca_peers, peer_setting
+from pml_relaxed_bench.text_peers import pca_peers, peer_setting
 
 
 def test_pca_peer_is_fitted_on_training_rows_only_and_encodes_like_its_table():
@@ -46,7 +46,7 @@ def test_distilled_model2vec_reuses_the_cached_folder_and_casts_to_float16(tmp_p
     model2vec = pytest.importorskip("model2vec")
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from pml_relaxed.bench.text_peers import distilled_model2vec, model2vec_peers
+    from pml_relaxed_bench.text_peers import distilled_model2vec, model2vec_peers
 
     tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "card": 1, "lost": 2}, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -64,8 +64,8 @@ def test_distilled_model2vec_reuses_the_cached_folder_and_casts_to_float16(tmp_p
 
 
 def _bench(tmp_path, root, *extra):
-    from pml_relaxed.bench.cli import main
-    from pml_relaxed.bench.config import BenchConfig
+    from pml_relaxed_bench.cli import main
+    from pml_relaxed_bench.config import BenchConfig
 
     argv = ["--dataset", "banking77", "--data-root", str(root), "--settings", "dim16", "--methods", "proxy_anchor"]
     argv += ["--seeds", "1", "--epochs", "1", "--batch-size", "8", "--m", "2", "--no-progress"]
@@ -75,7 +75,7 @@ def _bench(tmp_path, root, *extra):
 
 
 def test_bench_peers_pca_are_scored_and_timed_in_the_students_run_and_resume(tmp_path):
-    from pml_relaxed.bench.text_data import banking77_data
+    from pml_relaxed_bench.text_data import banking77_data
     from tests.helpers.banking77_fixture import make_banking77
 
     root = make_banking77(tmp_path)
@@ -89,9 +89,9 @@ def test_bench_peers_pca_are_scored_and_timed_in_the_students_run_and_resume(tmp
     assert {r["kind"] for r in runs} == {"teacher", "scratch", "peer"}, "students and peers in one runs.jsonl"
 
     # The recorded scores are those of the PCA of the teacher's table, fitted on the training texts.
-    from pml_relaxed.bench.config import BenchConfig
-    from pml_relaxed.bench.runner import evaluate
     from pml_relaxed.models import CachedTeacher
+    from pml_relaxed_bench.config import BenchConfig
+    from pml_relaxed_bench.runner import evaluate
 
     config = BenchConfig.from_args(
         ["--dataset", "banking77", "--data-root", str(root), "--output-dir", str(tmp_path / "out"), "--no-progress"]
@@ -136,8 +136,8 @@ def test_bench_peers_model2vec_uses_the_cached_distillation(tmp_path):
     ],
 )
 def test_bench_peer_options_are_checked_before_anything_runs(tmp_path, argv, error, message):
-    from pml_relaxed.bench.cli import main
-    from pml_relaxed.bench.config import BenchConfig
+    from pml_relaxed_bench.cli import main
+    from pml_relaxed_bench.config import BenchConfig
 
     argv = [*argv, "--data-root", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "out")]
     with pytest.raises(error, match=message):
@@ -155,9 +155,9 @@ def test_bench_pca_dims_are_bounded_by_the_training_texts(tmp_path):
 def test_bench_peers_model2vec_names_the_extra_when_missing(tmp_path, monkeypatch):
     import sys
 
-    from pml_relaxed.bench.cli import main
-    from pml_relaxed.bench.config import BenchConfig
-    from pml_relaxed.bench.text_peers import distilled_model2vec
+    from pml_relaxed_bench.cli import main
+    from pml_relaxed_bench.config import BenchConfig
+    from pml_relaxed_bench.text_peers import distilled_model2vec
 
     monkeypatch.setitem(sys.modules, "model2vec.distill", None)  # model2vec without its distill extra
     with pytest.raises(ImportError, match=r'pip install "pml-relaxed\[model2vec\]"'):

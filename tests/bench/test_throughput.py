@@ -2,8 +2,8 @@
 
 import pytest
 
-from pml_relaxed.bench import throughput
-from pml_relaxed.bench.throughput import measure_throughput, sentences_per_second
+from pml_relaxed_bench import throughput
+from pml_relaxed_bench.throughput import measure_throughput, sentences_per_second
 
 
 def test_measure_throughput_calls_encode_on_every_batch_plus_warmup():

@@ -14,7 +14,7 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from pytorch_metric_learning.distances import LpDistance
 
-from ..losses import (
+from pml_relaxed.losses import (
     DarkRankLoss,
     FitNetLoss,
     PKTLoss,
@@ -22,8 +22,8 @@ from ..losses import (
     RelaxedMultiSimilarityLoss,
     RKDLoss,
 )
-from ..miners import TeacherSimilarityMiner
-from ..similarities import GaussianKernel, LabelSimilarity, MixedSimilarity
+from pml_relaxed.miners import TeacherSimilarityMiner
+from pml_relaxed.similarities import GaussianKernel, LabelSimilarity, MixedSimilarity
 
 
 @dataclass

@@ -15,10 +15,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch.utils.data import Dataset
 
-from ..datasets import Digits, Omniglot
-from ..datasets.transforms import Compose, GaussianNoise, RandomAffine
-from ..models.conv4 import Conv4
-from ..models.mlp import MLP
+from pml_relaxed.datasets import Digits, Omniglot
+from pml_relaxed.datasets.transforms import Compose, GaussianNoise, RandomAffine
+from pml_relaxed.models.conv4 import Conv4
+from pml_relaxed.models.mlp import MLP
+
 from .config import BenchConfig
 
 #: (student architecture, student dimension) per setting; the teacher's is ``teacher``.

@@ -15,9 +15,10 @@ from typing import Callable, Tuple
 import torch
 from torch.utils.data import Dataset
 
-from ..datasets import CUB200, Cars196, MultiViewDataset, StanfordOnlineProducts, multi_view_collate
-from ..datasets.transforms import Compose, RandomAffine, ResizeToTensor, paper_transforms
-from ..models.conv4 import Conv4
+from pml_relaxed.datasets import CUB200, Cars196, MultiViewDataset, StanfordOnlineProducts, multi_view_collate
+from pml_relaxed.datasets.transforms import Compose, RandomAffine, ResizeToTensor, paper_transforms
+from pml_relaxed.models.conv4 import Conv4
+
 from .config import BenchConfig
 from .data import BenchData
 

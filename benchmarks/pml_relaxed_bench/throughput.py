@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .. import _validation as v
+from pml_relaxed import _validation as v
 
 
 def measure_throughput(

@@ -3,7 +3,7 @@
 ``write_results`` writes, in ``out_dir``: ``results.json`` (metadata, runs, summary),
 ``results.csv`` (one row per aggregated group), ``results.md`` (one table per dataset, eval_split
 and setting) and ``r1_mapr_<dataset>_<eval_split>.png`` / ``recall_at_k_<dataset>_<eval_split>.png``
-(one file per dataset and eval_split, always suffixed; see ``pml_relaxed.bench.plots``).
+(one file per dataset and eval_split, always suffixed; see ``pml_relaxed_bench.plots``).
 """
 
 from __future__ import annotations

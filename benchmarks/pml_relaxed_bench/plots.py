@@ -8,7 +8,7 @@ depend on what else was run: ``plot_r1_mapr(summary, "out/r1_mapr.png")`` writes
 dataset or split name become ``-``.
 
 Values are shown in percent. Each panel is one setting; its teacher (the best teacher row of that
-setting's table, see ``pml_relaxed.bench.tables.tables``) is drawn dashed.
+setting's table, see ``pml_relaxed_bench.tables.tables``) is drawn dashed.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def plot_r1_mapr(summary: Sequence[dict], path: PathLike) -> List[Path]:
     """Bar charts of R@1 and MAP@R (mean ± std over seeds) per method, one panel per setting.
 
     Args:
-        summary: rows returned by ``pml_relaxed.bench.report.aggregate``.
+        summary: rows returned by ``pml_relaxed_bench.report.aggregate``.
         path: file name template, e.g. ``out/r1_mapr.png`` (see the module docstring for suffixes).
 
     Returns:
@@ -204,7 +204,7 @@ def plot_recall_at_k(summary: Sequence[dict], path: PathLike) -> List[Path]:
     """Recall@K curves (mean with a ±std band) per method, one panel per setting; teacher dashed.
 
     Args:
-        summary: rows returned by ``pml_relaxed.bench.report.aggregate``.
+        summary: rows returned by ``pml_relaxed_bench.report.aggregate``.
         path: file name template, e.g. ``out/recall_at_k.png`` (see the module docstring).
 
     Returns:

@@ -16,12 +16,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .methods import DEFAULT_METHODS
 
-#: the datasets ``--dataset`` accepts (the registry in :mod:`pml_relaxed.bench.registry` builds them)
+#: the datasets ``--dataset`` accepts (the registry in :mod:`pml_relaxed_bench.registry` builds them)
 DATASET_NAMES = ("digits", "omniglot", "banking77", "cub", "cars", "sop")
 #: the datasets whose teacher is a given pretrained model, never trained by the benchmark (``--teacher-checkpoint``
 #: loads a trained teacher's state_dict, so it does not apply to them)
 PRETRAINED_TEACHER_DATASETS = ("banking77",)
-#: the peers ``--peers`` accepts (:mod:`pml_relaxed.bench.text_peers` builds them)
+#: the peers ``--peers`` accepts (:mod:`pml_relaxed_bench.text_peers` builds them)
 PEER_NAMES = ("model2vec", "pca")
 
 

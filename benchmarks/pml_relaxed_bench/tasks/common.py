@@ -15,11 +15,12 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
-from ...datasets import Digits, Omniglot
-from ...datasets.transforms import Compose, GaussianNoise, RandomAffine
-from ...evaluation import compute_embeddings, evaluate_embeddings
-from ...models.conv4 import Conv4
-from ...models.mlp import MLP
+from pml_relaxed.datasets import Digits, Omniglot
+from pml_relaxed.datasets.transforms import Compose, GaussianNoise, RandomAffine
+from pml_relaxed.evaluation import compute_embeddings, evaluate_embeddings
+from pml_relaxed.models.conv4 import Conv4
+from pml_relaxed.models.mlp import MLP
+
 from ..data import _split_alphabets
 from ..runner import quiet_pml, seed_everything
 

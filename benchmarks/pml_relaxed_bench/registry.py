@@ -1,4 +1,4 @@
-"""The benchmark's datasets by ``--dataset`` name: each builds a :class:`~pml_relaxed.bench.data.BenchData`."""
+"""The benchmark's datasets by ``--dataset`` name: each builds a :class:`~pml_relaxed_bench.data.BenchData`."""
 
 from __future__ import annotations
 

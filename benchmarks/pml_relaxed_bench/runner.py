@@ -17,8 +17,9 @@ import tqdm
 from pytorch_metric_learning import samplers, trainers
 from pytorch_metric_learning.trainers import base_trainer
 
-from ..evaluation import compute_embeddings, evaluate_embeddings, faiss_backend
-from ..trainers import EmbeddingTransfer
+from pml_relaxed.evaluation import compute_embeddings, evaluate_embeddings, faiss_backend
+from pml_relaxed.trainers import EmbeddingTransfer
+
 from .config import BenchConfig, check_teacher_checkpoint
 from .data import BenchData
 from .methods import METHODS, MethodContext, teacher_loss

@@ -15,7 +15,8 @@ import faiss
 import pytorch_metric_learning
 import torch
 
-from .. import __version__
+from pml_relaxed import __version__
+
 from .config import PRETRAINED_TEACHER_DATASETS, BenchConfig, check_teacher_checkpoint, get_args_parser, held_out_args
 from .methods import DEFAULT_METHODS, METHODS, QUICK_METHODS
 from .registry import DATASETS

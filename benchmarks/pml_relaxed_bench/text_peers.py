@@ -1,7 +1,7 @@
 """What a user would pick instead of training a text student: Model2Vec and PCA of the teacher.
 
 Each peer is a table of embeddings for every text of the bench's teacher table (training texts
-first, then evaluation texts, as :func:`~pml_relaxed.bench.text_data.banking77_data` orders them),
+first, then evaluation texts, as :func:`~pml_relaxed_bench.text_data.banking77_data` orders them),
 scored like the teacher through :class:`~pml_relaxed.models.CachedTeacher`, plus a function that
 times it on raw strings the way the students are timed (the same texts, batches of 256, one thread):
 
@@ -84,7 +84,7 @@ def model2vec_peers(dims: Sequence[int], all_texts: List[str], cache_dir: Path, 
     Raises:
         ImportError: model2vec (with its distill extra) or the packaged teacher is missing.
     """
-    from ..models.sentence_transformer_teacher import default_model_path
+    from pml_relaxed.models.sentence_transformer_teacher import default_model_path
 
     teacher_path = default_model_path()
     peers = []
@@ -138,7 +138,8 @@ def peer_records(data, args, peers: Sequence[Peer], speed: Callable[[Peer], floa
     Returns:
         One ``runs.jsonl`` record per peer, kind ``"peer"``, seed 0, no training time.
     """
-    from ..models.cached_teacher import CachedTeacher
+    from pml_relaxed.models.cached_teacher import CachedTeacher
+
     from .runner import _record, evaluate, single_thread
 
     records = []
@@ -222,8 +223,8 @@ def run_peers(data, config, records: Sequence[dict]) -> List[dict]:
     already in ``records`` (same method, dimension and split) is skipped, so a rerun resumes.
 
     Args:
-        data: the bench's Banking77 data (:func:`~pml_relaxed.bench.text_data.banking77_data`).
-        config: the resolved :class:`~pml_relaxed.bench.config.BenchConfig`.
+        data: the bench's Banking77 data (:func:`~pml_relaxed_bench.text_data.banking77_data`).
+        config: the resolved :class:`~pml_relaxed_bench.config.BenchConfig`.
         records: the runs already recorded.
 
     Returns:

@@ -10,9 +10,10 @@ from typing import List, Optional
 import torch
 from pytorch_metric_learning import trainers
 
-from ...datasets.transforms import Compose, GaussianNoise, RandomAffine
-from ...losses import HintonKDLoss, RelaxedContrastiveLoss, RKDLoss
-from ...trainers import EmbeddingTransfer
+from pml_relaxed.datasets.transforms import Compose, GaussianNoise, RandomAffine
+from pml_relaxed.losses import HintonKDLoss, RelaxedContrastiveLoss, RKDLoss
+from pml_relaxed.trainers import EmbeddingTransfer
+
 from .common import (
     RunLog,
     TaskConfig,

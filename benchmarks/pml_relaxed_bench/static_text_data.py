@@ -1,6 +1,6 @@
 """Banking77 with static students that start from Model2Vec.
 
-The rows are those of :func:`~pml_relaxed.bench.text_data.banking77_data` (column 0 indexes the cached
+The rows are those of :func:`~pml_relaxed_bench.text_data.banking77_data` (column 0 indexes the cached
 teacher table) with Model2Vec token ids instead of hashed n-gram ids, so the same teacher, split,
 trainer, evaluation and timing apply. Each setting's student is a
 :class:`~pml_relaxed.models.StaticEmbedder` initialised from the Model2Vec distillation of the teacher
@@ -14,7 +14,8 @@ from typing import Dict, List
 
 import torch
 
-from ..models.static_embedder import StaticEmbedder
+from pml_relaxed.models.static_embedder import StaticEmbedder
+
 from .data import BenchData, TensorDataset
 from .indexed_text_student import IndexedTextStudent, pack_text_rows
 from .text_data import sentences_per_second

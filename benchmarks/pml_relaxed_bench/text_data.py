@@ -13,11 +13,12 @@ from typing import List
 
 import torch
 
-from ..datasets import Banking77
-from ..models.cached_teacher import CachedTeacher
-from ..models.hashed_ngram_embedder import HashedNgramEmbedder
-from ..models.ngram_dropout import NgramDropout
-from ..models.sentence_transformer_teacher import SentenceTransformerTeacher
+from pml_relaxed.datasets import Banking77
+from pml_relaxed.models.cached_teacher import CachedTeacher
+from pml_relaxed.models.hashed_ngram_embedder import HashedNgramEmbedder
+from pml_relaxed.models.ngram_dropout import NgramDropout
+from pml_relaxed.models.sentence_transformer_teacher import SentenceTransformerTeacher
+
 from .config import BenchConfig
 from .data import BenchData, TensorDataset
 from .indexed_text_student import IndexedTextStudent, pack_text_rows

@@ -13,12 +13,13 @@ from typing import List, Optional
 
 import torch
 
-from ...datasets import TwoViewCollate
-from ...evaluation import compute_embeddings
-from ...losses import STMLLoss
-from ...samplers import NearestNeighbourBatchSampler
-from ...similarities import ContextualSimilarity
-from ...trainers import EmbeddingTransfer
+from pml_relaxed.datasets import TwoViewCollate
+from pml_relaxed.evaluation import compute_embeddings
+from pml_relaxed.losses import STMLLoss
+from pml_relaxed.samplers import NearestNeighbourBatchSampler
+from pml_relaxed.similarities import ContextualSimilarity
+from pml_relaxed.trainers import EmbeddingTransfer
+
 from .common import (
     Images,
     RunLog,

@@ -9,9 +9,10 @@ import torch
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import trainers
 
-from ...datasets import TwoViewCollate
-from ...losses import RelaxedContrastiveLoss, TwoViewLoss
-from ...trainers import EmbeddingTransfer
+from pml_relaxed.datasets import TwoViewCollate
+from pml_relaxed.losses import RelaxedContrastiveLoss, TwoViewLoss
+from pml_relaxed.trainers import EmbeddingTransfer
+
 from .common import (
     Images,
     RunLog,
