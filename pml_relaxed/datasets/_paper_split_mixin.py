@@ -24,6 +24,12 @@ class _PaperSplitMixin:
     Subclasses set ``REQUIRED_FILES`` (paths relative to root that PML opens), ``DATA_NAME`` (the folder
     name below ``$PML_RELAXED_DATA`` or the cache, used without ``root``) and ``SOURCE`` (where the data
     comes from); ``__init__`` calls ``_prepare`` before, and ``_relabel`` after, PML's ``__init__``.
+
+    Attributes:
+        paths: list of N image paths.
+        labels: LongTensor of shape (N,), contiguous 0-based class ids.
+        original_labels: LongTensor of shape (N,), the dataset's class ids (1-based for CUB200 and Cars196).
+        class_ids: sorted original class ids; index = label.
     """
 
     REQUIRED_FILES: Tuple[str, ...] = ()
@@ -41,6 +47,24 @@ class _PaperSplitMixin:
         image_size: int = 224,
         download: bool = False,
     ) -> None:
+        """Checks ``root``, reads ``split`` with PML's reader, then relabels it.
+
+        Args:
+            root: the dataset's folder, in the layout the class docstring describes. None (default):
+                ``$PML_RELAXED_DATA/<DATA_NAME>`` (``cub200``, ``cars196``, ``sop``), else
+                ``~/.cache/pml_relaxed/<DATA_NAME>`` (see :mod:`pml_relaxed.datasets.data_root`).
+            split: ``"train"``, ``"test"`` or ``"train+test"``.
+            transform: callable on the RGB PIL image; default ``ResizeToTensor(image_size)``, giving
+                a float tensor of shape (3, image_size, image_size). See also ``paper_transforms``.
+            target_transform: optional callable on the int label.
+            image_size: output side of the default transform.
+            download: let PML download (and extract) the archive into root (needs internet).
+
+        Raises:
+            FileNotFoundError: if root or an index file is missing (and download is False).
+            ValueError: for an unknown split, or a split without images.
+            TypeError: for a bad root, transform or download type.
+        """
         root, transform = self._prepare(root, split, transform, image_size, download)
         super().__init__(root, split, transform, target_transform, download)
         self._relabel()

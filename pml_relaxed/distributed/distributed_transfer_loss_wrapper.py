@@ -10,7 +10,7 @@ from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from .. import _validation as v
 from .._pairs import anchors_in_rows, drop_self_pairs, zero_self_pairs
-from .._teacher import takes_keyword, takes_teacher, teacher_kwargs
+from .._teacher import takes_keyword, teacher_kwargs
 from ..losses import BaseRelaxedLoss, BaseTransferLoss
 from ._collectives import (
     GatheredBatch,
@@ -21,12 +21,13 @@ from ._collectives import (
     gather_counts,
     is_distributed,
 )
+from ._teacher_passthrough import _TeacherPassthrough
 
 _REDUCTION_TYPES = ("element", "pos_pair", "neg_pair", "triplet", "already_reduced")
 _NUM_INDEX_TENSORS = {"element": 1, "pos_pair": 2, "neg_pair": 2, "triplet": 3}
 
 
-class DistributedTransferLossWrapper(torch.nn.Module):
+class DistributedTransferLossWrapper(_TeacherPassthrough):
     r"""Runs a pml_relaxed (or PML) loss on the global batch of all DistributedDataParallel ranks.
 
     Each rank passes its local batch; the wrapper all-gathers the student embeddings, labels (may be
@@ -119,6 +120,9 @@ class DistributedTransferLossWrapper(torch.nn.Module):
         >>> loss.backward()
     """
 
+    wrapped_name = "loss"
+    loss_takes_teacher = _TeacherPassthrough.wrapped_takes_teacher  # True if the wrapped loss reads teacher_emb=
+
     def __init__(self, loss: torch.nn.Module, efficient: bool = False) -> None:
         super().__init__()
         if not isinstance(loss, torch.nn.Module):
@@ -128,11 +132,6 @@ class DistributedTransferLossWrapper(torch.nn.Module):
         self.is_cross_batch_memory = takes_keyword(loss, "enqueue_mask")
         if self.efficient:
             self._check_efficient_support(loss)
-
-    @property
-    def teacher_passthrough(self) -> torch.nn.Module:
-        """The wrapped loss: ``takes_teacher(wrapper)`` is ``takes_teacher(wrapper.loss)``."""
-        return self.loss
 
     def _check_efficient_support(self, loss: torch.nn.Module) -> None:
         name = type(loss).__name__
@@ -151,11 +150,6 @@ class DistributedTransferLossWrapper(torch.nn.Module):
                 f"efficient=True supports the relaxed losses and PML's reference-set losses, not {name} (its "
                 "terms are not per (query, reference) pair); use efficient=False"
             )
-
-    @property
-    def loss_takes_teacher(self) -> bool:
-        """True if the wrapped loss reads ``teacher_emb=`` (:func:`pml_relaxed._teacher.takes_teacher`)."""
-        return takes_teacher(self.loss)
 
     def forward(
         self,

@@ -7,15 +7,16 @@ from pytorch_metric_learning.miners import BaseMiner
 
 from .. import _validation as v
 from .._pairs import drop_self_pairs, shift_anchors
-from .._teacher import takes_keyword, takes_teacher, teacher_kwargs
+from .._teacher import takes_keyword, teacher_kwargs
 from ._collectives import (
     gather_batch,
     gather_index_tuple,
     is_distributed,
 )
+from ._teacher_passthrough import _TeacherPassthrough
 
 
-class DistributedTransferMinerWrapper(torch.nn.Module):
+class DistributedTransferMinerWrapper(_TeacherPassthrough):
     """Runs a miner (e.g. :class:`~pml_relaxed.miners.TeacherSimilarityMiner`) on the global batch of all ranks.
 
     Each rank passes its local batch; embeddings, labels (may be None) and teacher embeddings are
@@ -58,22 +59,15 @@ class DistributedTransferMinerWrapper(torch.nn.Module):
         12
     """
 
+    wrapped_name = "miner"
+    miner_takes_teacher = _TeacherPassthrough.wrapped_takes_teacher  # True if the wrapped miner reads teacher_emb=
+
     def __init__(self, miner: BaseMiner, efficient: bool = False) -> None:
         super().__init__()
         if not isinstance(miner, BaseMiner):
             raise TypeError(f"miner must be a PML BaseMiner (e.g. TeacherSimilarityMiner); got {type(miner).__name__}")
         self.efficient = v.check_bool("efficient", efficient)
         self.miner = miner
-
-    @property
-    def teacher_passthrough(self) -> BaseMiner:
-        """The wrapped miner: ``takes_teacher(wrapper)`` is ``takes_teacher(wrapper.miner)``."""
-        return self.miner
-
-    @property
-    def miner_takes_teacher(self) -> bool:
-        """True if the wrapped miner reads ``teacher_emb=`` (:func:`pml_relaxed._teacher.takes_teacher`)."""
-        return takes_teacher(self.miner)
 
     def forward(
         self,

@@ -10,7 +10,7 @@ from pytorch_metric_learning.distances import LpDistance
 from .. import _relaxed_engine as _bw
 from .. import _validation as v
 from .. import functional as fn
-from ..similarities import BaseSimilarity, resolve_similarity
+from ..similarities import BaseSimilarity, TeacherInputs, resolve_similarity
 from .base_transfer_loss import BaseTransferLoss
 from .transfer_batch import TransferBatch
 
@@ -86,10 +86,11 @@ class BaseRelaxedLoss(BaseTransferLoss):
 
     def batch_relaxed_labels(self, batch: TransferBatch):
         """The relaxed labels of ``batch``: ``rows(start, end)`` of the (n, m) matrix w, from the teacher."""
-        teacher_ref_emb, ref_labels = (
-            (None, None) if batch.self_reference else (batch.teacher_ref_emb, batch.ref_labels)
+        if batch.self_reference:
+            return self.similarity.rows(TeacherInputs(batch.teacher_emb, labels=batch.labels))
+        return self.similarity.rows(
+            TeacherInputs(batch.teacher_emb, batch.teacher_ref_emb, batch.labels, batch.ref_labels)
         )
-        return self.similarity.rows(batch.teacher_emb, teacher_ref_emb, batch.labels, ref_labels)
 
     def relaxed_per_anchor(
         self, embeddings: torch.Tensor, batch: TransferBatch, relaxed_labels, record_stats: bool = True

@@ -3,7 +3,7 @@ PML's CrossBatchMemory with a teacher memory beside the student memory."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from pytorch_metric_learning.losses import CrossBatchMemory
@@ -33,6 +33,26 @@ _UNSUPPORTED = (
 
 _MEMORY_BUFFERS = ("embedding_memory", "teacher_memory", "label_memory")
 _LABELS_UNKNOWN = -1  # _memory_has_labels before the first enqueue
+
+
+class _ScalarBuffer:
+    """An attribute of the memory that lives in a 0-dim buffer of the module, so that ``state_dict()`` holds it.
+
+    Reading it decodes the buffer's integer value (``decode(int(buffer))``); setting it fills the buffer in place
+    with ``encode(value)``, on the buffer's device and in its dtype.
+    """
+
+    def __init__(self, buffer: str, decode: Callable[[int], Any], encode: Callable[[Any], int], doc: str) -> None:
+        self.buffer, self.decode, self.encode = buffer, decode, encode
+        self.__doc__ = f"{doc} (the ``{buffer}`` buffer)"
+
+    def __get__(self, module: Optional[torch.nn.Module], owner: type = None) -> Any:
+        if module is None:
+            return self
+        return self.decode(int(getattr(module, self.buffer)))
+
+    def __set__(self, module: torch.nn.Module, value: Any) -> None:
+        getattr(module, self.buffer).fill_(self.encode(value))
 
 
 def _check_size(name: str, value: object) -> int:
@@ -238,33 +258,16 @@ class TransferCrossBatchMemory(ModuleWithRecords):
         self.register_buffer("_has_been_filled", torch.zeros((), dtype=torch.bool))
         self.register_buffer("_memory_has_labels", torch.full((), _LABELS_UNKNOWN, dtype=torch.int8))
 
-    @property
-    def queue_idx(self) -> int:
-        """The slot the next enqueued row is written to (the ``_queue_idx`` buffer)."""
-        return int(self._queue_idx)
-
-    @queue_idx.setter
-    def queue_idx(self, value: int) -> None:
-        self._queue_idx.fill_(value)
-
-    @property
-    def has_been_filled(self) -> bool:
-        """Whether the queue has wrapped around, i.e. every row holds an embedding (the ``_has_been_filled`` buffer)."""
-        return bool(self._has_been_filled)
-
-    @has_been_filled.setter
-    def has_been_filled(self, value: bool) -> None:
-        self._has_been_filled.fill_(value)
-
-    @property
-    def memory_has_labels(self) -> Optional[bool]:
-        """Whether the rows were enqueued with labels; None before the first enqueue (``_memory_has_labels``)."""
-        value = int(self._memory_has_labels)
-        return None if value == _LABELS_UNKNOWN else bool(value)
-
-    @memory_has_labels.setter
-    def memory_has_labels(self, value: Optional[bool]) -> None:
-        self._memory_has_labels.fill_(_LABELS_UNKNOWN if value is None else int(value))
+    queue_idx = _ScalarBuffer("_queue_idx", int, int, "The slot the next enqueued row is written to.")
+    has_been_filled = _ScalarBuffer(
+        "_has_been_filled", bool, bool, "Whether the queue has wrapped around, i.e. every row holds an embedding."
+    )
+    memory_has_labels = _ScalarBuffer(
+        "_memory_has_labels",
+        lambda value: None if value == _LABELS_UNKNOWN else bool(value),
+        lambda value: _LABELS_UNKNOWN if value is None else int(value),
+        "Whether the rows were enqueued with labels; None before the first enqueue.",
+    )
 
     def _load_from_state_dict(
         self,

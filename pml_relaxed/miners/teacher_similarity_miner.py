@@ -117,11 +117,11 @@ class TeacherSimilarityMiner(BaseMiner):
             labels = c_f.to_device(labels, embeddings)
         with torch.no_grad():
             teacher_emb = c_f.to_device(teacher_emb.detach(), embeddings)
-            if ref_emb is None:
-                weights = self.similarity(teacher_emb, None, labels, None)
+            if ref_emb is None:  # the batch is its own reference set
+                teacher_ref_emb, ref_labels = None, None
             else:
                 teacher_ref_emb = c_f.to_device(teacher_ref_emb.detach(), embeddings)
-                weights = self.similarity(teacher_emb, teacher_ref_emb, labels, ref_labels)
+            weights = self.similarity(teacher_emb, teacher_ref_emb, labels, ref_labels)
             # query_offset only when given: subclasses written for mine_from_weights(weights, self_reference) work
             offset = {} if query_offset is None else {"query_offset": query_offset}
             mining_output = self.mine_from_weights(weights, self_reference=ref_emb is None, **offset)

@@ -7,6 +7,7 @@ from .label_similarity import LabelSimilarity
 from .mixed_similarity import MixedSimilarity
 from .precomputed_similarity import PrecomputedSimilarity
 from .resolve_similarity import resolve_similarity
+from .teacher_inputs import TeacherInputs
 
 __all__ = [
     "BaseSimilarity",
@@ -15,5 +16,6 @@ __all__ = [
     "LabelSimilarity",
     "MixedSimilarity",
     "PrecomputedSimilarity",
+    "TeacherInputs",
     "resolve_similarity",
 ]

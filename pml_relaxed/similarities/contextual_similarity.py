@@ -9,6 +9,7 @@ import torch
 from .. import _validation as v
 from .._pairs import fill_self_pairs_
 from .base_similarity import BaseSimilarity
+from .teacher_inputs import TeacherInputs
 
 
 class ContextualSimilarity(BaseSimilarity):
@@ -109,17 +110,17 @@ class ContextualSimilarity(BaseSimilarity):
         """Neighbours averaged in the query expansion (before clamping to the batch size)."""
         return self.query_expansion_k if self.query_expansion_k is not None else (self.k + 1) // 2
 
-    def check_inputs(self, teacher_emb, teacher_ref_emb, labels, ref_labels) -> None:
-        super().check_inputs(teacher_emb, teacher_ref_emb, labels, ref_labels)
-        if teacher_ref_emb is not None:
+    def check_inputs(self, inputs: TeacherInputs) -> None:
+        super().check_inputs(inputs)
+        if not inputs.self_reference:
             raise ValueError(
                 "ContextualSimilarity needs the batch as its own reference set (its neighbourhoods are those of "
-                f"the batch): pass teacher_ref_emb=None; got a tensor of shape {tuple(teacher_ref_emb.shape)}"
+                f"the batch): pass teacher_ref_emb=None; got a tensor of shape {tuple(inputs.teacher_ref_emb.shape)}"
             )
 
     def ranking(self, teacher_emb: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(n, n) indices: row i is i's ranking of the batch (step 1 of the class docstring)."""
-        self.check_inputs(teacher_emb, None, labels, None)
+        self.check_inputs(TeacherInputs(teacher_emb, labels=labels))
         with torch.no_grad():
             return self._ranking(self.squared_distances(teacher_emb.detach()), labels)
 
@@ -145,15 +146,10 @@ class ContextualSimilarity(BaseSimilarity):
         fill_self_pairs_(key, 0, -2.0)
         return torch.sort(key, dim=1, stable=True).indices
 
-    def compute_mat(
-        self,
-        teacher_emb: torch.Tensor,
-        teacher_ref_emb: Optional[torch.Tensor],
-        labels: Optional[torch.Tensor],
-        ref_labels: Optional[torch.Tensor],
-    ) -> torch.Tensor:
-        if teacher_ref_emb is not None:  # reached through compute_mat directly, e.g. from MixedSimilarity
-            self.check_inputs(teacher_emb, teacher_ref_emb, labels, ref_labels)
+    def compute_mat(self, inputs: TeacherInputs) -> torch.Tensor:
+        if not inputs.self_reference:  # reached through compute_mat directly, e.g. from MixedSimilarity
+            self.check_inputs(inputs)
+        teacher_emb, labels = inputs.teacher_emb, inputs.labels
         n = teacher_emb.shape[0]
         dist = self.squared_distances(teacher_emb)
         if n == 0:

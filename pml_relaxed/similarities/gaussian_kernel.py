@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 
 from .. import _validation as v
 from .. import functional as fn
 from .base_similarity import BaseSimilarity
+from .teacher_inputs import TeacherInputs
 
 
 class GaussianKernel(BaseSimilarity):
@@ -32,25 +33,13 @@ class GaussianKernel(BaseSimilarity):
         self.sigma = v.check_positive("sigma", sigma)
         self.normalize = v.check_bool("normalize", normalize)
 
-    def compute_mat(
-        self,
-        teacher_emb: torch.Tensor,
-        teacher_ref_emb: Optional[torch.Tensor],
-        labels: Optional[torch.Tensor],
-        ref_labels: Optional[torch.Tensor],
-    ) -> torch.Tensor:
-        return fn.gaussian_kernel(teacher_emb, teacher_ref_emb, self.sigma, self.normalize)
+    def compute_mat(self, inputs: TeacherInputs) -> torch.Tensor:
+        return fn.gaussian_kernel(inputs.teacher_emb, inputs.teacher_ref_emb, self.sigma, self.normalize)
 
-    def rows(
-        self,
-        teacher_emb: torch.Tensor,
-        teacher_ref_emb: Optional[torch.Tensor] = None,
-        labels: Optional[torch.Tensor] = None,
-        ref_labels: Optional[torch.Tensor] = None,
-    ) -> Callable[[int, int], torch.Tensor]:
+    def rows(self, inputs: TeacherInputs) -> Callable[[int, int], torch.Tensor]:
         """Row blocks with the teacher normalised once (:func:`pml_relaxed.functional.gaussian_kernel_rows`)."""
-        self.check_inputs(teacher_emb, teacher_ref_emb, labels, ref_labels)
-        return fn.gaussian_kernel_rows(teacher_emb, teacher_ref_emb, self.sigma, self.normalize)
+        self.check_inputs(inputs)
+        return fn.gaussian_kernel_rows(inputs.teacher_emb, inputs.teacher_ref_emb, self.sigma, self.normalize)
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma}, normalize={self.normalize}"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from .base_similarity import BaseSimilarity
+from .teacher_inputs import TeacherInputs
 
 
 class LabelSimilarity(BaseSimilarity):
@@ -19,14 +18,9 @@ class LabelSimilarity(BaseSimilarity):
 
     requires_labels = True
 
-    def compute_mat(
-        self,
-        teacher_emb: torch.Tensor,
-        teacher_ref_emb: Optional[torch.Tensor],
-        labels: Optional[torch.Tensor],
-        ref_labels: Optional[torch.Tensor],
-    ) -> torch.Tensor:
-        ref_labels = labels if ref_labels is None else ref_labels
+    def compute_mat(self, inputs: TeacherInputs) -> torch.Tensor:
+        teacher_emb = inputs.teacher_emb
         dtype = teacher_emb.dtype if teacher_emb.dtype not in (torch.float16, torch.bfloat16) else torch.float32
-        same = labels.to(teacher_emb.device).unsqueeze(1) == ref_labels.to(teacher_emb.device).unsqueeze(0)
+        labels = inputs.labels.to(teacher_emb.device)
+        same = labels.unsqueeze(1) == inputs.reference_labels.to(teacher_emb.device).unsqueeze(0)
         return same.to(dtype)

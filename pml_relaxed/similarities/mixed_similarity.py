@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 
 from .. import _validation as v
 from .base_similarity import BaseSimilarity
+from .teacher_inputs import TeacherInputs
 
 
 class MixedSimilarity(BaseSimilarity):
@@ -33,31 +34,14 @@ class MixedSimilarity(BaseSimilarity):
         self.requires_labels = first.requires_labels or second.requires_labels
         self.supports_blocks = first.supports_blocks and second.supports_blocks
 
-    def compute_mat(
-        self,
-        teacher_emb: torch.Tensor,
-        teacher_ref_emb: Optional[torch.Tensor],
-        labels: Optional[torch.Tensor],
-        ref_labels: Optional[torch.Tensor],
-    ) -> torch.Tensor:
-        a = self.first.compute_mat(teacher_emb, teacher_ref_emb, labels, ref_labels)
-        b = self.second.compute_mat(teacher_emb, teacher_ref_emb, labels, ref_labels)
-        return (1 - self.label_weight) * a + self.label_weight * b.to(a.dtype)
+    def compute_mat(self, inputs: TeacherInputs) -> torch.Tensor:
+        return self._mix(self.first.compute_mat(inputs), self.second.compute_mat(inputs))
 
-    def rows(
-        self,
-        teacher_emb: torch.Tensor,
-        teacher_ref_emb: Optional[torch.Tensor] = None,
-        labels: Optional[torch.Tensor] = None,
-        ref_labels: Optional[torch.Tensor] = None,
-    ) -> Callable[[int, int], torch.Tensor]:
+    def rows(self, inputs: TeacherInputs) -> Callable[[int, int], torch.Tensor]:
         """Row blocks of the mix, each part prepared once by its own :meth:`rows`."""
-        self.check_inputs(teacher_emb, teacher_ref_emb, labels, ref_labels)
-        first = self.first.rows(teacher_emb, teacher_ref_emb, labels, ref_labels)
-        second = self.second.rows(teacher_emb, teacher_ref_emb, labels, ref_labels)
+        self.check_inputs(inputs)
+        first, second = self.first.rows(inputs), self.second.rows(inputs)
+        return lambda start, end: self._mix(first(start, end), second(start, end))
 
-        def block(start: int, end: int) -> torch.Tensor:
-            a = first(start, end)
-            return (1 - self.label_weight) * a + self.label_weight * second(start, end).to(a.dtype)
-
-        return block
+    def _mix(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        return (1 - self.label_weight) * first + self.label_weight * second.to(first.dtype)

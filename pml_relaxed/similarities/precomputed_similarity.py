@@ -8,6 +8,7 @@ import torch
 
 from .. import _validation as v
 from .base_similarity import BaseSimilarity
+from .teacher_inputs import TeacherInputs
 
 RelaxedLabelsFn = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]], torch.Tensor]
 
@@ -104,30 +105,22 @@ class PrecomputedSimilarity(BaseSimilarity):
                 f"teacher_ref_emb, labels, ref_labels) -> (n, m); got {type(relaxed_labels).__name__}"
             )
 
-    def check_inputs(self, teacher_emb, teacher_ref_emb, labels, ref_labels) -> None:
-        super().check_inputs(teacher_emb, teacher_ref_emb, labels, ref_labels)
-        if self.matrix is not None:
-            shape = (teacher_emb.shape[0], (teacher_emb if teacher_ref_emb is None else teacher_ref_emb).shape[0])
-            if tuple(self.matrix.shape) != shape:
-                raise ValueError(
-                    f"the batch has {shape[0]} queries and {shape[1]} references, but the precomputed relaxed_labels "
-                    f"matrix has shape {tuple(self.matrix.shape)}: the loss must be called on the batch it describes"
-                )
+    def check_inputs(self, inputs: TeacherInputs) -> None:
+        super().check_inputs(inputs)
+        shape = (inputs.num_queries, inputs.num_refs)
+        if self.matrix is not None and tuple(self.matrix.shape) != shape:
+            raise ValueError(
+                f"the batch has {shape[0]} queries and {shape[1]} references, but the precomputed relaxed_labels "
+                f"matrix has shape {tuple(self.matrix.shape)}: the loss must be called on the batch it describes"
+            )
 
-    def compute_mat(
-        self,
-        teacher_emb: torch.Tensor,
-        teacher_ref_emb: Optional[torch.Tensor],
-        labels: Optional[torch.Tensor],
-        ref_labels: Optional[torch.Tensor],
-    ) -> torch.Tensor:
+    def compute_mat(self, inputs: TeacherInputs) -> torch.Tensor:
+        teacher_emb = inputs.teacher_emb
         dtype = _compute_dtype(teacher_emb.dtype)
         if self.matrix is not None:
             return self.matrix.to(device=teacher_emb.device, dtype=dtype, copy=True)  # callers may write into it
-        full_ref = teacher_emb if teacher_ref_emb is None else teacher_ref_emb
-        full_ref_labels = labels if ref_labels is None else ref_labels
-        mat = self.fn(teacher_emb, full_ref, labels, full_ref_labels)
-        shape = (teacher_emb.shape[0], full_ref.shape[0])
+        mat = self.fn(teacher_emb, inputs.refs, inputs.labels, inputs.reference_labels)
+        shape = (inputs.num_queries, inputs.num_refs)
         if not isinstance(mat, torch.Tensor) or not mat.is_floating_point():
             _check_relaxed_labels("the relaxed_labels callable's result", mat, shape, check_values=False)
         if tuple(mat.shape) != shape:

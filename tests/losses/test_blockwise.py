@@ -9,7 +9,7 @@ from pytorch_metric_learning.miners import MultiSimilarityMiner, TripletMarginMi
 from pml_relaxed import _relaxed_engine as bw
 from pml_relaxed import functional as fn
 from pml_relaxed.losses import RelaxedContrastiveLoss, RelaxedMultiSimilarityLoss
-from pml_relaxed.similarities import BaseSimilarity, GaussianKernel, LabelSimilarity, MixedSimilarity
+from pml_relaxed.similarities import BaseSimilarity, GaussianKernel, LabelSimilarity, MixedSimilarity, TeacherInputs
 from tests.helpers.reference import loop_relaxed_contrastive, loop_relaxed_multi_similarity
 
 f64 = torch.float64
@@ -149,7 +149,7 @@ def test_similarity_rows_equal_the_full_matrix():
     for similarity in (GaussianKernel(sigma=0.5), LabelSimilarity(), mixed):
         for ref, r_labels in ((None, None), (ref_teacher, ref_labels)):
             full = similarity(teacher, ref, labels, r_labels)
-            rows = similarity.rows(teacher, ref, labels, r_labels)
+            rows = similarity.rows(TeacherInputs(teacher, ref, labels, r_labels))
             torch.testing.assert_close(torch.cat([rows(0, 4), rows(4, 9), rows(9, 11)]), full)
 
 
@@ -488,8 +488,8 @@ def test_bad_validate():
 class _WholeBatchSimilarity(BaseSimilarity):
     supports_blocks = False
 
-    def compute_mat(self, teacher_emb, teacher_ref_emb, labels, ref_labels):
-        return torch.ones(teacher_emb.shape[0], teacher_emb.shape[0])
+    def compute_mat(self, inputs):
+        return torch.ones(inputs.num_queries, inputs.num_queries)
 
 
 def test_a_similarity_without_blocks_is_refused_not_densified():
@@ -508,10 +508,10 @@ class _ViewSimilarity(BaseSimilarity):
         super().__init__()
         self.matrix = matrix
 
-    def compute_mat(self, teacher_emb, teacher_ref_emb, labels, ref_labels):
+    def compute_mat(self, inputs):
         return self.matrix
 
-    def rows(self, teacher_emb, teacher_ref_emb=None, labels=None, ref_labels=None):
+    def rows(self, inputs):
         return lambda start, end: self.matrix[start:end]
 
 

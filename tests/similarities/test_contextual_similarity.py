@@ -2,7 +2,13 @@ import pytest
 import torch
 
 from pml_relaxed.losses import RelaxedContrastiveLoss
-from pml_relaxed.similarities import ContextualSimilarity, GaussianKernel, MixedSimilarity, PrecomputedSimilarity
+from pml_relaxed.similarities import (
+    ContextualSimilarity,
+    GaussianKernel,
+    MixedSimilarity,
+    PrecomputedSimilarity,
+    TeacherInputs,
+)
 from tests.helpers.contextual_reference import loop_contextual_similarity
 
 
@@ -156,7 +162,7 @@ def test_errors():
 
 def test_row_blocks_are_fresh_tensors():
     teacher = torch.randn(6, 3, dtype=torch.float64)
-    rows = ContextualSimilarity(k=2).rows(teacher)
+    rows = ContextualSimilarity(k=2).rows(TeacherInputs(teacher))
     first = rows(0, 3)
     first[:] = 7
     assert torch.equal(rows(0, 3), ContextualSimilarity(k=2)(teacher)[:3])

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pml_relaxed.losses import RelaxedContrastiveLoss, RelaxedMultiSimilarityLoss
-from pml_relaxed.similarities import GaussianKernel, PrecomputedSimilarity
+from pml_relaxed.similarities import GaussianKernel, PrecomputedSimilarity, TeacherInputs
 
 
 def loop_relaxed_contrastive(student, weights, delta=1.0, ref_student=None):
@@ -38,7 +38,7 @@ def test_matrix_gives_the_loop_loss_values_and_gradients(block_size):
 def test_matrix_with_a_reference_set_and_rows():
     weights = torch.rand(5, 7, dtype=torch.float64)
     sim = PrecomputedSimilarity(weights)
-    rows = sim.rows(torch.zeros(5, 2, dtype=torch.float64), torch.zeros(7, 2, dtype=torch.float64))
+    rows = sim.rows(TeacherInputs(torch.zeros(5, 2, dtype=torch.float64), torch.zeros(7, 2, dtype=torch.float64)))
     assert torch.equal(rows(1, 3), weights[1:3]) and torch.equal(rows(0, 5), weights)
     student, refs = torch.randn(5, 4, dtype=torch.float64, requires_grad=True), torch.randn(7, 4, dtype=torch.float64)
     loss = RelaxedContrastiveLoss(similarity=sim, block_size=2)(
