@@ -141,7 +141,9 @@ def test_loading_errors_name_the_problem(tmp_path):
     (tmp_path / "pml_relaxed_config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"unknown HashedNgramEmbedder arguments \['colour'\]"):
         HashedNgramEmbedder.from_pretrained(tmp_path)
-    with pytest.raises(TypeError, match="embedder must be a HashedNgramEmbedder; got Linear"):
+    with pytest.raises(
+        TypeError, match=r"embedder must be a hashed n-gram student \(HashedNgramEmbedder, .*\); got Linear"
+    ):
         HashedNgramSentenceModule(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="safe_serialization must be True"):
         HashedNgramSentenceModule(model).save(str(tmp_path), safe_serialization=False)
