@@ -12,6 +12,18 @@ from ._hashed_student import HashedStudent
 from .token_ngram_hasher import TokenNgramHasher
 
 
+def shift_rows(rows: torch.Tensor, shift: int) -> torch.Tensor:
+    """``out[i] = rows[i + shift]`` where ``0 <= i + shift < len(rows)``, else zero (rows of a 2D tensor)."""
+    count = rows.shape[0]
+    if shift == 0:
+        return rows
+    if abs(shift) >= count:
+        return torch.zeros_like(rows)
+    if shift > 0:
+        return nn.functional.pad(rows[shift:], (0, 0, 0, shift))
+    return nn.functional.pad(rows[: count + shift], (0, 0, -shift, 0))
+
+
 class ConvNgramEmbedder(HashedStudent):
     """Token vectors from hashed n-grams, a residual 1-D convolution over the token sequence, mean-pooled, an MLP.
 
@@ -26,7 +38,7 @@ class ConvNgramEmbedder(HashedStudent):
     ``forward`` takes a list of strings (hashed token by token, pooled from flat ids) or the 2D slotted
     id matrix of :meth:`encode_batch` (``features_per_token`` columns per token, the layout
     :class:`TokenNgramHasher` documents; :class:`TextCollator` and :class:`NgramDropout` work on it;
-    a token whose ids are all dropped is left out of the convolution's input and of the mean).
+    a token whose ids are all dropped is left out, its neighbours becoming adjacent).
 
     Args:
         embedding_dim: output dimension (e.g. 16, 32 or 64).
@@ -121,41 +133,58 @@ class ConvNgramEmbedder(HashedStudent):
             )
         return ids
 
-    def contextualize(self, tokens: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        """The convolution, residual, and mean over present tokens, ``LayerNorm`` and head.
+    def contextualize(self, vectors: torch.Tensor, tokens_per_text: torch.Tensor) -> torch.Tensor:
+        """The convolution, residual and mean over each text's tokens, then ``LayerNorm`` and head.
+
+        The convolution runs on the concatenated tokens of the batch (no padding to the longest text): one
+        matrix product gives every kernel tap of every token, and tap ``j`` of token ``i + j - kernel_size // 2``
+        is added to the output of token ``i`` when both are in the same text, which is the zero-padded
+        ``Conv1d`` of each text.
 
         Args:
-            tokens: ``(B, T, hidden_dim)`` token vectors, zero where no token is present.
-            present: ``(B, T)`` bool, which positions hold a token.
+            vectors: ``(T, hidden_dim)`` token vectors of B texts, text after text.
+            tokens_per_text: ``(B,)`` int64 number of tokens of each text (summing to T).
 
         Returns:
             ``(B, embedding_dim)``.
         """
-        mixed = tokens + nn.functional.gelu(self.conv(tokens.transpose(1, 2))).transpose(1, 2)
-        weights = present.to(mixed.dtype)
-        pooled = (mixed * weights.unsqueeze(2)).sum(dim=1) / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
+        count, batch = vectors.shape[0], tokens_per_text.shape[0]
+        weight = self.conv.weight  # (out, in, kernel)
+        kernel = weight.shape[2]
+        taps = (vectors @ weight.permute(1, 2, 0).reshape(weight.shape[1], -1)).reshape(count, kernel, weight.shape[0])
+        text_of_token = torch.repeat_interleave(torch.arange(batch, device=vectors.device), tokens_per_text)
+        first_token = torch.cumsum(tokens_per_text, dim=0) - tokens_per_text
+        position = torch.arange(count, device=vectors.device) - first_token[text_of_token]
+        length = tokens_per_text[text_of_token]
+        center = kernel // 2
+        conv = self.conv.bias + taps[:, center]
+        for tap in range(kernel):
+            shift = tap - center  # token i reads token i + shift, when it is in the same text
+            if shift != 0:
+                valid = ((position + shift >= 0) & (position + shift < length)).unsqueeze(1)
+                conv = conv + shift_rows(taps[:, tap], shift) * valid.to(taps.dtype)
+        mixed = vectors + nn.functional.gelu(conv)
+        sums = mixed.new_zeros(batch, mixed.shape[1]).index_add(0, text_of_token, mixed)
+        pooled = sums / tokens_per_text.clamp_min(1).unsqueeze(1).to(sums.dtype)
         return self.head(self.norm(pooled))
 
     def embed_hashed(self, hashed: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Embeds the output of :meth:`hash_texts`: token vectors (flat, fast kernel), then :meth:`contextualize`."""
-        ids, offsets, tokens_per_text = hashed["input_ids"], hashed["offsets"], hashed["tokens_per_text"]
         # Every token has at least its unigram, so flat ids hold no padding: the fast kernel, no padding_idx.
-        vectors = nn.functional.embedding_bag(ids, self.bag.weight, offsets, mode="mean", sparse=self.bag.sparse)
-        batch = len(tokens_per_text)
-        slots = max(int(tokens_per_text.max()), 1) if batch else 1
-        text_of_token = torch.repeat_interleave(torch.arange(batch, device=ids.device), tokens_per_text)
-        first_token = torch.cumsum(tokens_per_text, dim=0) - tokens_per_text
-        slot_of_token = torch.arange(len(offsets), device=ids.device) - first_token[text_of_token]
-        tokens = vectors.new_zeros(batch, slots, vectors.shape[1]).index_put((text_of_token, slot_of_token), vectors)
-        present = torch.zeros(batch, slots, dtype=torch.bool, device=ids.device)
-        present[text_of_token, slot_of_token] = True
-        return self.contextualize(tokens, present)
+        vectors = nn.functional.embedding_bag(
+            hashed["input_ids"], self.bag.weight, hashed["offsets"], mode="mean", sparse=self.bag.sparse
+        )
+        return self.contextualize(vectors, hashed["tokens_per_text"])
 
     def embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
-        """Embeds a checked slotted id matrix: per-token means of the present ids, then :meth:`contextualize`."""
+        """Embeds a checked slotted id matrix: per-token means of the present ids, then :meth:`contextualize`.
+
+        A slot without ids (padding, or a token whose ids were all dropped) is no token: its neighbours meet.
+        """
         batch, width = ids.shape[0], self.hasher.features_per_token
         per_token = ids.reshape(-1, width)
         counts = (per_token != 0).sum(dim=1)
-        sums = self.bag(per_token)
-        vectors = sums / counts.clamp_min(1).unsqueeze(1).to(sums.dtype)
-        return self.contextualize(vectors.reshape(batch, -1, sums.shape[1]), counts.reshape(batch, -1) > 0)
+        present = counts > 0
+        kept = per_token[present]
+        vectors = self.bag(kept) / counts[present].unsqueeze(1).to(self.bag.weight.dtype)
+        return self.contextualize(vectors, present.reshape(batch, -1).sum(dim=1))

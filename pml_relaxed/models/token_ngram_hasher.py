@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from .. import _validation as v
-from ._batch_hashing import exclusive_cumsum
-from .ngram_hasher import NgramHasher, check_texts
+from ._batch_hashing import exclusive_cumsum, hash_token_lists
+from .ngram_hasher import _BIGRAM_SEED, _CHAR_SEED, _WORD_SEED, NgramHasher, check_texts
 
 
 class TokenNgramHasher(NgramHasher):
@@ -96,8 +96,20 @@ class TokenNgramHasher(NgramHasher):
         """
         token_lists = self.token_lists(texts)
         tokens_per_text = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
-        # Each token, hashed as a one-token text, gets its unigram and character n-grams (NumPy for ASCII).
-        ids, lengths = self._hash_batch([token for tokens in token_lists for token in tokens])
+        tokens = [token for tokens in token_lists for token in tokens]
+        # Each token, hashed as a one-token text, gets its unigram and character n-grams: all at once with NumPy
+        # when the batch is ASCII (tokens are already lower-cased), else through the per-text path for the rest.
+        if all(map(str.isascii, tokens)):
+            ids, lengths = hash_token_lists(
+                [[token] for token in tokens],
+                self.num_buckets,
+                self.char_ngram_range,
+                self.word_ngram_range,
+                self.max_features,
+                (_WORD_SEED, _BIGRAM_SEED, _CHAR_SEED),
+            )
+        else:
+            ids, lengths = self._hash_batch(tokens)
         return torch.from_numpy(ids), torch.from_numpy(exclusive_cumsum(lengths)), torch.from_numpy(tokens_per_text)
 
     def encode_batch(self, texts: Sequence[str]) -> torch.Tensor:
