@@ -99,8 +99,12 @@ class HashedNgramEmbedder(HashedStudent):
         idf = torch.ones(num_buckets)
         idf[0] = 0.0
         self.register_buffer("idf", idf)
+        self._build_pooling(num_buckets, sparse)
         config.update(word_ngram_range=list(hasher.word_ngram_range), max_features=max_features)
         self._store_config(config)
+
+    def _build_pooling(self, num_buckets: int, sparse: bool) -> None:
+        """Creates the pooling's own parameters: none for the (IDF-weighted) mean; a subclass adds its own."""
 
     @torch.no_grad()
     def fit_idf(self, texts: Iterable[str]) -> "HashedNgramEmbedder":

@@ -1,10 +1,7 @@
 """AttentionPooledNgramEmbedder, ConvNgramEmbedder and TokenNgramHasher: formulas, shapes, gradients, saving, errors."""
 
-import json
-
 import pytest
 import torch
-from pytorch_metric_learning import losses, trainers
 
 from pml_relaxed.models import (
     AttentionPooledNgramEmbedder,
@@ -104,18 +101,19 @@ def test_segment_softmax_matches_a_loop_and_passes_gradcheck():
     assert torch.isfinite(segment_softmax(torch.tensor([1000.0, 999.0]), torch.tensor([0]))).all()
 
 
-def test_attention_pooling_is_the_softmax_weighted_mean_of_a_slow_loop():
+def test_attention_pooling_is_the_idf_and_softmax_weighted_mean_of_a_slow_loop():
     model = trained_like(AttentionPooledNgramEmbedder).double()
+    model.fit_idf(["lost card", "card arrived", "my card", "where is it?"])
     texts = ["lost card", "where is my new card?", ""]
-    table, scores = model.bag.weight, model.scores.weight[:, 0]
+    table, scores, idf = model.bag.weight, model.scores.weight[:, 0], model.idf
     rows = []
     for text in texts:
         ids = model.hasher.text_ids(text).tolist()
         pooled = torch.zeros(table.shape[1], dtype=torch.float64)
         if ids:
-            total = sum(torch.exp(scores[i]) for i in ids)
+            total = sum(idf[i] * torch.exp(scores[i]) for i in ids)
             for i in ids:
-                pooled = pooled + torch.exp(scores[i]) / total * table[i]
+                pooled = pooled + idf[i] * torch.exp(scores[i]) / total * table[i]
         rows.append(pooled)
     expected = model.head(model.norm(torch.stack(rows)))
     out = model(texts)
@@ -127,13 +125,14 @@ def test_attention_pooling_is_the_softmax_weighted_mean_of_a_slow_loop():
         torch.testing.assert_close(grad, grad_expected)
 
 
-def test_untrained_attention_pooling_is_the_plain_mean_of_the_hashed_bag():
+def test_untrained_attention_pooling_is_the_hashed_bags_mean():
     torch.manual_seed(0)
     bag = HashedNgramEmbedder(**SMALL)
     attention = AttentionPooledNgramEmbedder(**SMALL)
-    state = {**bag.state_dict(), "scores.weight": attention.scores.weight}
-    del state["idf"]
-    attention.load_state_dict(state)
+    attention.load_state_dict({**bag.state_dict(), "scores.weight": attention.scores.weight})
+    torch.testing.assert_close(attention(TEXTS), bag(TEXTS), rtol=1e-5, atol=1e-6)
+    corpus = ["lost card", "card arrived", "my card"]
+    bag.fit_idf(corpus), attention.fit_idf(corpus)  # with zero scores, the softmax is the IDF-weighted mean
     torch.testing.assert_close(attention(TEXTS), bag(TEXTS), rtol=1e-5, atol=1e-6)
     with torch.no_grad():
         attention.scores.weight[attention.hasher.text_ids("my")] = 5.0
@@ -220,56 +219,18 @@ def test_token_hasher_truncates_long_tokens_to_features_per_token():
     assert ids.numel() == 4 and offsets.tolist() == [0]
 
 
-def test_collator_and_a_pml_trainer_work_with_every_student():
-    texts = ["lost my card", "card lost", "where is my card", "card not arrived"]
-    texts += ["exchange rate", "rate for euros", "currency exchange", "what rate do you use"]
-    dataset = [(text, i // 4) for i, text in enumerate(texts)]
-    for cls in STUDENTS:
-        model = cls(**SMALL)
-        collate = TextCollator(model)
-        ids, labels = collate(dataset[:2])
-        assert torch.equal(ids, model.encode_batch(texts[:2])) and labels.tolist() == [0, 0]
-        before = [p.detach().clone() for p in model.parameters()]
-        trainer = trainers.MetricLossOnly(
-            models={"trunk": model},
-            optimizers={"trunk_optimizer": torch.optim.Adam(model.parameters(), lr=1e-2)},
-            batch_size=8,
-            loss_funcs={"metric_loss": losses.ContrastiveLoss()},
-            dataset=dataset,
-            collate_fn=collate,
-            dataloader_num_workers=0,
-        )
-        trainer.train(num_epochs=1)
-        assert any(not torch.equal(p.detach(), b) for p, b in zip(model.parameters(), before)), cls.__name__
+@pytest.mark.parametrize("cls", STUDENTS)
+def test_the_collator_builds_the_students_own_id_matrix(cls):
+    model = cls(**SMALL)
+    ids, labels = TextCollator(model)([("lost my card", 3), ("card lost", 3)])
+    assert torch.equal(ids, model.encode_batch(["lost my card", "card lost"])) and labels.tolist() == [3, 3]
+    # (a PML trainer on collated texts, for every student: tests/models/test_hashed_ngram_embedder.py)
 
 
 # ----------------------------------------------------------------------------- saving and loading
 
 
-@pytest.mark.parametrize(
-    "cls, options",
-    [
-        (AttentionPooledNgramEmbedder, {"char_ngram_range": (2, 4)}),
-        (ConvNgramEmbedder, {"kernel_size": 5, "features_per_token": 16}),
-    ],
-)
-def test_save_pretrained_round_trips_config_weights_and_vectors(tmp_path, cls, options):
-    model = trained_like(cls, **options)
-    model.save_pretrained(tmp_path / "student")
-    files = sorted(p.name for p in (tmp_path / "student").iterdir())
-    assert files == [
-        "config_sentence_transformers.json",
-        "model.safetensors",
-        "modules.json",
-        "pml_relaxed_config.json",
-    ]
-    loaded = cls.from_pretrained(tmp_path / "student")
-    assert not loaded.training and loaded.get_config() == model.get_config()
-    for key, value in model.state_dict().items():
-        assert torch.equal(loaded.state_dict()[key], value), key
-    assert torch.equal(loaded.encode(TEXTS), model.encode(TEXTS))
-    saved = json.loads((tmp_path / "student" / "pml_relaxed_config.json").read_text())
-    assert saved["class"] == cls.__name__
+# (the round trip of save_pretrained / from_pretrained: tests/models/test_hashed_ngram_sentence_module.py)
 
 
 def test_a_folder_loads_only_as_the_class_it_names(tmp_path):
