@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import List, Sequence, Tuple
 
 import numpy as np
@@ -94,23 +95,41 @@ class TokenNgramHasher(NgramHasher):
         Raises:
             TypeError: ``texts`` is not a list/tuple of str.
         """
+        texts = check_texts("texts", texts)
         token_lists = self.token_lists(texts)
         tokens_per_text = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
         tokens = [token for tokens in token_lists for token in tokens]
-        # Each token, hashed as a one-token text, gets its unigram and character n-grams: all at once with NumPy
-        # when the batch is ASCII (tokens are already lower-cased), else through the per-text path for the rest.
-        if all(map(str.isascii, tokens)):
-            ids, lengths = hash_token_lists(
-                [[token] for token in tokens],
-                self.num_buckets,
-                self.char_ngram_range,
-                self.word_ngram_range,
-                self.max_features,
-                (_WORD_SEED, _BIGRAM_SEED, _CHAR_SEED),
-            )
-        else:
+        if all(map(str.isascii, texts)):
+            ids, lengths = self._hash_ascii_tokens(token_lists, tokens)
+        else:  # each token hashed as a one-token text (per-text path for the non-ASCII ones)
             ids, lengths = self._hash_batch(tokens)
         return torch.from_numpy(ids), torch.from_numpy(exclusive_cumsum(lengths)), torch.from_numpy(tokens_per_text)
+
+    def _hash_ascii_tokens(self, token_lists: List[List[str]], tokens: List[str]) -> Tuple[np.ndarray, np.ndarray]:
+        """``(ids, lengths)`` of every token of ASCII texts, at once with NumPy.
+
+        Without word bigrams, the ids of a text (:func:`hash_token_lists`, untruncated) are its tokens' blocks
+        one after the other, ``[unigram, character n-grams]``; a token of ``c`` characters (one byte each) has
+        ``1 + sum_n max(c + 3 - n, 0)`` of them, so each block is cut to ``features_per_token`` in place.
+        """
+        ids, _ = hash_token_lists(
+            token_lists,
+            self.num_buckets,
+            self.char_ngram_range,
+            self.word_ngram_range,
+            sys.maxsize,
+            (_WORD_SEED, _BIGRAM_SEED, _CHAR_SEED),
+        )
+        padded = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens)) + 2
+        low, high = self.char_ngram_range
+        blocks = np.ones(len(tokens), dtype=np.int64)
+        for n in range(low, high + 1) if high > 0 else ():
+            blocks += np.maximum(padded - n + 1, 0)
+        if len(blocks) and int(blocks.max()) > self.features_per_token:
+            position = np.arange(len(ids)) - np.repeat(exclusive_cumsum(blocks), blocks)
+            ids = ids[position < self.features_per_token]
+            blocks = np.minimum(blocks, self.features_per_token)
+        return ids, blocks
 
     def encode_batch(self, texts: Sequence[str]) -> torch.Tensor:
         """Hashes a batch into the 2D slotted id matrix (``features_per_token`` columns per token, 0 = padding).

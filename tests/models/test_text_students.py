@@ -213,6 +213,24 @@ def test_token_hasher_slots_hold_each_tokens_ids_in_order():
     assert hasher.encode_batch([]).shape == (0, 12)
 
 
+@pytest.mark.parametrize("char_ngram_range", [(3, 5), (2, 2), (0, 0)])
+@pytest.mark.parametrize("features_per_token", [1, 4, 12, 64])
+@pytest.mark.parametrize("non_ascii", [False, True])
+def test_token_hasher_batches_give_each_tokens_own_ids(char_ngram_range, features_per_token, non_ascii):
+    # ASCII batches are hashed at once with NumPy, others token by token: the same ids as NgramHasher's per token
+    hasher = TokenNgramHasher(
+        num_buckets=2**12, char_ngram_range=char_ngram_range, features_per_token=features_per_token
+    )
+    texts = ["Where is my internationalisation fee?", "", "a b", "top-up failed!!", "I"]
+    texts += ["crème brûlée"] if non_ascii else []
+    words = NgramHasher(2**12, char_ngram_range, word_ngram_range=(1, 1), max_features=features_per_token)
+    ids, offsets, tokens_per_text = hasher.encode_tokens(texts)
+    tokens = [token for text in texts for token in hasher.tokenize(text)]
+    assert tokens_per_text.tolist() == [len(hasher.tokenize(text)) for text in texts]
+    bounds = offsets.tolist() + [len(ids)]
+    assert [ids[a:b].tolist() for a, b in zip(bounds, bounds[1:])] == [words.text_ids(t).tolist() for t in tokens]
+
+
 def test_token_hasher_truncates_long_tokens_to_features_per_token():
     hasher = TokenNgramHasher(num_buckets=2**12, features_per_token=4)
     ids, offsets, _ = hasher.encode_tokens(["internationalisation"])
