@@ -12,16 +12,27 @@ from ._hashed_student import HashedStudent
 from .token_ngram_hasher import TokenNgramHasher
 
 
-def shift_rows(rows: torch.Tensor, shift: int) -> torch.Tensor:
-    """``out[i] = rows[i + shift]`` where ``0 <= i + shift < len(rows)``, else zero (rows of a 2D tensor)."""
-    count = rows.shape[0]
-    if shift == 0:
-        return rows
-    if abs(shift) >= count:
-        return torch.zeros_like(rows)
-    if shift > 0:
-        return nn.functional.pad(rows[shift:], (0, 0, 0, shift))
-    return nn.functional.pad(rows[: count + shift], (0, 0, -shift, 0))
+def _crossing_rows(first_token: torch.Tensor, tokens_per_text: torch.Tensor, shift: int, count: int) -> torch.Tensor:
+    """The rows ``i`` of a batch's concatenated tokens whose row ``i + shift`` exists but belongs to another text.
+
+    Args:
+        first_token: ``(B,)`` row of each text's first token.
+        tokens_per_text: ``(B,)`` number of tokens of each text.
+        shift: a non-zero offset.
+        count: the number of rows.
+
+    Returns:
+        1D int64 row indices (a text's last ``shift`` tokens for ``shift > 0``, its first ``-shift`` for
+        ``shift < 0``, where the row they read is in range).
+    """
+    rows = []
+    for step in range(abs(shift)):
+        # for shift > 0, the token ``step`` places before a text's end; for shift < 0, ``step`` after its start
+        position = tokens_per_text - 1 - step if shift > 0 else torch.full_like(tokens_per_text, step)
+        keep = (position >= 0) & (position < tokens_per_text)
+        rows.append((first_token + position)[keep])
+    rows = torch.cat(rows)
+    return rows[(rows + shift >= 0) & (rows + shift < count)]
 
 
 class ConvNgramEmbedder(HashedStudent):
@@ -137,9 +148,9 @@ class ConvNgramEmbedder(HashedStudent):
         """The convolution, residual and mean over each text's tokens, then ``LayerNorm`` and head.
 
         The convolution runs on the concatenated tokens of the batch (no padding to the longest text): one
-        matrix product gives every kernel tap of every token, and tap ``j`` of token ``i + j - kernel_size // 2``
-        is added to the output of token ``i`` when both are in the same text, which is the zero-padded
-        ``Conv1d`` of each text.
+        matrix product per kernel tap, tap ``j`` adding token ``i + j - kernel_size // 2`` to the output of
+        token ``i`` when both are in the same text (zero otherwise), which is the zero-padded ``Conv1d`` of
+        each text.
 
         Args:
             vectors: ``(T, hidden_dim)`` token vectors of B texts, text after text.
@@ -149,20 +160,21 @@ class ConvNgramEmbedder(HashedStudent):
             ``(B, embedding_dim)``.
         """
         count, batch = vectors.shape[0], tokens_per_text.shape[0]
-        weight = self.conv.weight  # (out, in, kernel)
-        kernel = weight.shape[2]
-        taps = (vectors @ weight.permute(1, 2, 0).reshape(weight.shape[1], -1)).reshape(count, kernel, weight.shape[0])
-        text_of_token = torch.repeat_interleave(torch.arange(batch, device=vectors.device), tokens_per_text)
+        weight = self.conv.weight  # (out, in, kernel): tap j maps token i + j - kernel // 2 to token i
+        center = weight.shape[2] // 2
         first_token = torch.cumsum(tokens_per_text, dim=0) - tokens_per_text
-        position = torch.arange(count, device=vectors.device) - first_token[text_of_token]
-        length = tokens_per_text[text_of_token]
-        center = kernel // 2
-        conv = self.conv.bias + taps[:, center]
-        for tap in range(kernel):
+        conv = torch.addmm(self.conv.bias, vectors, weight[:, :, center].t())
+        for tap in range(weight.shape[2]):
             shift = tap - center  # token i reads token i + shift, when it is in the same text
-            if shift != 0:
-                valid = ((position + shift >= 0) & (position + shift < length)).unsqueeze(1)
-                conv = conv + shift_rows(taps[:, tap], shift) * valid.to(taps.dtype)
+            if shift == 0 or abs(shift) >= count:
+                continue
+            # Each token is read by one token at this tap; a reader in another text reads zero.
+            source = vectors.index_fill(0, _crossing_rows(first_token, tokens_per_text, shift, count) + shift, 0.0)
+            if shift > 0:
+                conv[:-shift].addmm_(source[shift:], weight[:, :, tap].t())
+            else:
+                conv[-shift:].addmm_(source[:shift], weight[:, :, tap].t())
+        text_of_token = torch.repeat_interleave(torch.arange(batch, device=vectors.device), tokens_per_text)
         mixed = vectors + nn.functional.gelu(conv)
         sums = mixed.new_zeros(batch, mixed.shape[1]).index_add(0, text_of_token, mixed)
         pooled = sums / tokens_per_text.clamp_min(1).unsqueeze(1).to(sums.dtype)

@@ -142,10 +142,11 @@ def test_untrained_attention_pooling_is_the_hashed_bags_mean():
 # ----------------------------------------------------------------------------- convolution: the formula
 
 
-def test_conv_embedding_matches_a_slow_loop_over_tokens():
-    model = trained_like(ConvNgramEmbedder, kernel_size=3).double()
-    texts = ["lost my card", "card", ""]
-    half = 1
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+def test_conv_embedding_matches_a_slow_loop_over_tokens(kernel_size):
+    model = trained_like(ConvNgramEmbedder, kernel_size=kernel_size).double()
+    texts = ["lost my card", "card", "", "a b", "where is my new card now?", "x"]
+    half = kernel_size // 2
     rows = []
     for text in texts:
         tokens = model.hasher.tokenize(text)
