@@ -1,11 +1,16 @@
 """Encoders for teachers and students: images (Conv4), vectors (MLP) and texts.
 
+Text students: ``HashedNgramEmbedder`` (a mean of hashed n-gram vectors), ``AttentionPooledNgramEmbedder``
+(learned per-n-gram pooling weights) and ``ConvNgramEmbedder`` (a convolution over token vectors).
+
 ``SentenceTransformerTeacher`` imports sentence-transformers lazily, when it is instantiated, and
 ``HashedNgramSentenceModule`` (a sentence-transformers module) when it is first accessed.
 """
 
+from .attention_pooled_ngram_embedder import AttentionPooledNgramEmbedder
 from .cached_teacher import CachedTeacher
 from .conv4 import Conv4
+from .conv_ngram_embedder import ConvNgramEmbedder
 from .hashed_ngram_embedder import HashedNgramEmbedder
 from .mlp import MLP
 from .ngram_dropout import NgramDropout
@@ -13,6 +18,7 @@ from .ngram_hasher import NgramHasher
 from .sentence_transformer_teacher import SentenceTransformerTeacher
 from .static_embedder import StaticEmbedder
 from .text_collator import TextCollator
+from .token_ngram_hasher import TokenNgramHasher
 
 __all__ = [
     "Conv4",
@@ -24,6 +30,9 @@ __all__ = [
     "SentenceTransformerTeacher",
     "CachedTeacher",
     "StaticEmbedder",
+    "AttentionPooledNgramEmbedder",
+    "ConvNgramEmbedder",
+    "TokenNgramHasher",
 ]
 
 

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import copy
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from .. import _validation as v
-from ._model_folder import (
-    PathLike,
-    check_folder_path,
-    load_weights,
-    read_config,
-    save_weights,
-    write_config,
-    write_sentence_transformers_metadata,
-)
-from .mlp import MLP
+from ._hashed_student import SENTENCE_MODULE_TYPE, HashedStudent, TextBatch
 from .ngram_hasher import NgramHasher, check_texts
 
-TextBatch = Union[Sequence[str], torch.Tensor]
-
-#: the sentence-transformers module class named in a saved folder's ``modules.json``
-SENTENCE_MODULE_TYPE = "pml_relaxed.models.hashed_ngram_sentence_module.HashedNgramSentenceModule"
+__all__ = ["HashedNgramEmbedder", "SENTENCE_MODULE_TYPE", "TextBatch"]
 
 
-class HashedNgramEmbedder(nn.Module):
+class HashedNgramEmbedder(HashedStudent):
     """Embeds texts from hashed word uni/bigrams and character 3-5 grams (a fastText-like student).
 
     Pipeline: text -> :class:`NgramHasher` bucket ids -> ``nn.EmbeddingBag(num_buckets, hidden_dim)``
@@ -102,49 +88,23 @@ class HashedNgramEmbedder(nn.Module):
         init_std: float = 0.1,
     ) -> None:
         super().__init__()
-        self.hasher = NgramHasher(
+        hasher = NgramHasher(
             num_buckets=num_buckets,
             char_ngram_range=char_ngram_range,
             word_ngram_range=word_ngram_range,
             max_features=max_features,
             cache_size=cache_size,
         )
-        v.check_int("hidden_dim", hidden_dim, 1)
-        self.num_buckets = num_buckets
-        if isinstance(init_std, bool) or not isinstance(init_std, (int, float)):
-            raise TypeError(f"init_std must be a float > 0; got {type(init_std).__name__} ({init_std!r})")
-        if not init_std > 0:
-            raise ValueError(f"init_std must be > 0; got {init_std!r}")
-        self.bag = nn.EmbeddingBag(num_buckets, hidden_dim, mode="sum", padding_idx=0, sparse=sparse)
-        with torch.no_grad():
-            self.bag.weight.normal_(0.0, float(init_std))
-            self.bag.weight[0].zero_()
-        self.norm = nn.LayerNorm(hidden_dim)
-        self.head = MLP(hidden_dim, list(mlp_hidden_dims), embedding_dim)
-        self.embedding_dim = self.head.out_dim
+        config = self._build_bag_layers(hasher, hidden_dim, mlp_hidden_dims, embedding_dim, init_std, sparse)
         idf = torch.ones(num_buckets)
         idf[0] = 0.0
         self.register_buffer("idf", idf)
-        self._config = {
-            "embedding_dim": self.embedding_dim,
-            "num_buckets": num_buckets,
-            "hidden_dim": hidden_dim,
-            "mlp_hidden_dims": list(self.head.hidden_dims),
-            "char_ngram_range": list(self.hasher.char_ngram_range),
-            "word_ngram_range": list(self.hasher.word_ngram_range),
-            "max_features": max_features,
-            "sparse": bool(sparse),
-            "cache_size": cache_size,
-            "init_std": float(init_std),
-        }
+        self._build_pooling(num_buckets, sparse)
+        config.update(word_ngram_range=list(hasher.word_ngram_range), max_features=max_features)
+        self._store_config(config)
 
-    def encode_batch(self, texts: Sequence[str]) -> torch.Tensor:
-        """Hashes texts into the padded ``(B, L)`` int64 id matrix that ``forward`` accepts.
-
-        Raises:
-            TypeError: ``texts`` is not a list/tuple of str.
-        """
-        return self.hasher.encode_batch(texts)
+    def _build_pooling(self, num_buckets: int, sparse: bool) -> None:
+        """Creates the pooling's own parameters: none for the (IDF-weighted) mean; a subclass adds its own."""
 
     @torch.no_grad()
     def fit_idf(self, texts: Iterable[str]) -> "HashedNgramEmbedder":
@@ -174,25 +134,6 @@ class HashedNgramEmbedder(nn.Module):
         idf[0] = 0.0
         self.idf.copy_(idf.to(self.idf.dtype))
         return self
-
-    def _check_ids(self, ids: torch.Tensor) -> torch.Tensor:
-        if ids.ndim != 2:
-            raise ValueError(f"inputs as a tensor must be a 2D (batch, length) id matrix; got shape {tuple(ids.shape)}")
-        if ids.is_floating_point():
-            rounded = ids.round()
-            if not bool((rounded == ids).all()):
-                raise ValueError(
-                    f"inputs as a tensor must hold integer bucket ids; got non-integer values in dtype "
-                    f"{ids.dtype} (was the id matrix cast to a low-precision dtype? use dtype=None)"
-                )
-            ids = rounded.long()
-        elif ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
-            raise TypeError(f"inputs as a tensor must be an integer tensor; got dtype {ids.dtype}")
-        if ids.numel() > 0:
-            low, high = int(ids.min()), int(ids.max())
-            if low < 0 or high >= self.num_buckets:
-                raise ValueError(f"inputs ids must be in [0, {self.num_buckets}); got values in [{low}, {high}]")
-        return ids.long()
 
     def pool(self, ids: torch.Tensor, offsets: Optional[torch.Tensor] = None) -> torch.Tensor:
         """IDF-weighted mean of the bucket embeddings of each text.
@@ -236,139 +177,10 @@ class HashedNgramEmbedder(nn.Module):
         """
         return self.head(self.norm(self.pool(ids, offsets)))
 
-    def forward(self, inputs: TextBatch) -> torch.Tensor:
-        """Embeds a batch of texts.
+    def embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Embeds a checked ``(B, L)`` id matrix (0 = padding): :meth:`embed` without offsets."""
+        return self.embed(ids)
 
-        Args:
-            inputs: list of B str, or a ``(B, L)`` id matrix from :meth:`encode_batch`.
-
-        Returns:
-            ``(B, embedding_dim)`` un-normalised embeddings.
-
-        Raises:
-            TypeError: ``inputs`` is neither a list of str nor an integer-valued tensor.
-            ValueError: a malformed id matrix (see :class:`HashedNgramEmbedder`).
-        """
-        device = self.bag.weight.device
-        if isinstance(inputs, torch.Tensor):
-            return self.embed(self._check_ids(inputs).to(device))
-        if isinstance(inputs, (list, tuple)):
-            ids, offsets = self.hasher.encode_flat(inputs)
-            return self.embed(ids.to(device), offsets.to(device))
-        raise TypeError(f"inputs must be a list of str or a (batch, length) id tensor; got {type(inputs).__name__}")
-
-    def get_config(self) -> Dict[str, Any]:
-        """The constructor arguments of this model (JSON-serialisable), as :meth:`save_pretrained` stores them."""
-        return copy.deepcopy(self._config)
-
-    @torch.no_grad()
-    def encode(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        """Embeds a list of raw texts in batches, tokenising and hashing included, in eval mode, without gradients.
-
-        The training mode of the model is restored afterwards. Every text is embedded on its own (no
-        batch statistics), so the result does not depend on ``batch_size``.
-
-        Args:
-            texts: N strings.
-            batch_size: texts per forward pass, >= 1.
-
-        Returns:
-            ``(N, embedding_dim)`` float tensor on the model's device (not normalised).
-
-        Raises:
-            TypeError: ``texts`` is not a list/tuple of str, or ``batch_size`` is not an int.
-            ValueError: ``batch_size < 1``.
-
-        Examples:
-            >>> model = HashedNgramEmbedder(embedding_dim=16, num_buckets=2**12)
-            >>> model.encode(["lost my card", "card not arrived", "exchange rate"], batch_size=2).shape
-            torch.Size([3, 16])
-        """
-        texts = check_texts("texts", texts)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-            raise TypeError(f"batch_size must be an int >= 1; got {type(batch_size).__name__} ({batch_size!r})")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1; got {batch_size!r}")
-        was_training = self.training
-        self.eval()
-        try:
-            parts = [self(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
-        finally:
-            self.train(was_training)
-        if not parts:
-            return torch.zeros(0, self.embedding_dim, device=self.bag.weight.device)
-        return torch.cat(parts)
-
-    def save_pretrained(self, path: PathLike) -> None:
-        """Saves the model to a folder that :meth:`from_pretrained` and ``SentenceTransformer`` both load.
-
-        Writes ``pml_relaxed_config.json`` (:meth:`get_config`), ``model.safetensors`` (weights, IDF
-        pooling weights included) and sentence-transformers' ``modules.json`` and
-        ``config_sentence_transformers.json``, whose single module is
-        :class:`~pml_relaxed.models.HashedNgramSentenceModule`; no code is written. :meth:`from_pretrained`
-        and ``SentenceTransformer(modules=[HashedNgramSentenceModule.load(path)])`` read only the JSON
-        configuration and the safetensors weights: they run no code from the folder, whatever else it
-        holds. ``SentenceTransformer(path, trust_remote_code=True)`` imports the class that
-        ``modules.json`` names, which in a tampered folder can be a ``modeling_*.py`` of the folder: it
-        runs the folder's code, so use it only for folders you trust. Existing files of these names are
-        overwritten.
-
-        Args:
-            path: the folder (created if missing).
-
-        Raises:
-            TypeError: ``path`` is not a str or a path.
-            ImportError: ``safetensors`` is not installed.
-
-        Examples:
-            >>> import tempfile
-            >>> model = HashedNgramEmbedder(embedding_dim=8, num_buckets=2**10)
-            >>> folder = tempfile.mkdtemp()
-            >>> model.save_pretrained(folder)
-            >>> loaded = HashedNgramEmbedder.from_pretrained(folder)
-            >>> torch.equal(loaded.encode(["lost card"]), model.encode(["lost card"]))
-            True
-        """
-        folder = check_folder_path("path", path)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.save_files(folder)
-        write_sentence_transformers_metadata(folder, SENTENCE_MODULE_TYPE)
-
-    def save_files(self, folder: PathLike) -> None:
-        """Writes only ``pml_relaxed_config.json`` and ``model.safetensors`` into an existing folder."""
-        folder = check_folder_path("folder", folder)
-        write_config(folder, self, self.get_config())
-        save_weights(self, folder)
-
-    @classmethod
-    def from_pretrained(cls, path: PathLike, device: Union[str, torch.device] = "cpu") -> "HashedNgramEmbedder":
-        """Loads a model saved by :meth:`save_pretrained`, in eval mode.
-
-        Reads ``pml_relaxed_config.json`` (JSON) and ``model.safetensors`` only: nothing in the folder is
-        imported, run or unpickled (``modules.json``, ``*.py`` and pickled ``*.bin`` / ``*.pkl`` files are
-        ignored).
-
-        Args:
-            path: the saved folder.
-            device: device to put the model on.
-
-        Returns:
-            The model, with the saved configuration and weights.
-
-        Raises:
-            TypeError: ``path`` is not a str or a path.
-            FileNotFoundError: the folder lacks ``pml_relaxed_config.json`` or ``model.safetensors``.
-            ValueError: the configuration is not that of a :class:`HashedNgramEmbedder`.
-            ImportError: ``safetensors`` is not installed.
-        """
-        folder = check_folder_path("path", path)
-        config = read_config(folder, cls)
-        for key in ("mlp_hidden_dims", "char_ngram_range", "word_ngram_range"):
-            if isinstance(config.get(key), list):
-                config[key] = tuple(config[key])
-        model = cls(**config)
-        load_weights(model, folder)
-        return model.to(device).eval()
-
-    def extra_repr(self) -> str:
-        return f"hasher={self.hasher!r}"
+    def embed_hashed(self, hashed: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Embeds the ``{"input_ids", "offsets"}`` of :meth:`hash_texts`: :meth:`embed` of the flat ids."""
+        return self.embed(hashed["input_ids"], hashed["offsets"])

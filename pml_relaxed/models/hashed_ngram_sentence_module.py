@@ -1,4 +1,4 @@
-"""A :class:`HashedNgramEmbedder` as a sentence-transformers input module, so ``SentenceTransformer`` serves it.
+"""A hashed n-gram student (:class:`HashedNgramEmbedder` and its siblings) as a sentence-transformers input module.
 
 This module imports sentence-transformers (``pip install pml-relaxed[text]``); ``pml_relaxed.models``
 imports it only when ``HashedNgramSentenceModule`` is first used.
@@ -21,21 +21,31 @@ except ImportError as err:  # pragma: no cover - exercised only without the text
         "`pip install pml-relaxed[text]`"
     ) from err
 
+from ._hashed_student import HashedStudent
+from ._model_folder import CONFIG_NAME, read_json
+from .attention_pooled_ngram_embedder import AttentionPooledNgramEmbedder
+from .conv_ngram_embedder import ConvNgramEmbedder
 from .hashed_ngram_embedder import HashedNgramEmbedder
 from .ngram_hasher import check_texts
 
+#: the students a saved folder may name (its ``pml_relaxed_config.json`` "class"); no other class is ever built
+STUDENT_CLASSES = {cls.__name__: cls for cls in (HashedNgramEmbedder, AttentionPooledNgramEmbedder, ConvNgramEmbedder)}
+
 
 class HashedNgramSentenceModule(InputModule):
-    """Runs a :class:`HashedNgramEmbedder` inside ``sentence_transformers.SentenceTransformer``.
+    """Runs a hashed n-gram student inside ``sentence_transformers.SentenceTransformer``.
 
-    ``preprocess`` hashes the texts of a batch into ``{"input_ids", "offsets"}`` (the 1D ids and
+    The student is a :class:`HashedNgramEmbedder`, an :class:`AttentionPooledNgramEmbedder` or a
+    :class:`ConvNgramEmbedder`. ``preprocess`` hashes the texts of a batch with the student's
+    ``hash_texts`` (for :class:`HashedNgramEmbedder`, ``{"input_ids", "offsets"}``: the 1D ids and
     per-text offsets of :meth:`NgramHasher.encode_flat`); ``forward`` adds ``"sentence_embedding"``,
-    the embedder's ``(B, embedding_dim)`` output, so ``SentenceTransformer.encode`` returns exactly
-    :meth:`HashedNgramEmbedder.encode`'s vectors (un-normalised unless ``normalize_embeddings=True``).
-    :meth:`save` writes the files of :meth:`HashedNgramEmbedder.save_files`; :meth:`load` reads them
-    from a local folder or, through sentence-transformers, from the Hugging Face hub.
+    the student's ``(B, embedding_dim)`` output, so ``SentenceTransformer.encode`` returns exactly
+    the student's ``encode`` vectors (un-normalised unless ``normalize_embeddings=True``).
+    :meth:`save` writes the files of the student's ``save_files``; :meth:`load` reads them
+    from a local folder or, through sentence-transformers, from the Hugging Face hub, and builds the
+    student class the folder's ``pml_relaxed_config.json`` names (one of :data:`STUDENT_CLASSES`).
 
-    Load a folder written by :meth:`HashedNgramEmbedder.save_pretrained` (or by ``SentenceTransformer.save``
+    Load a folder written by a student's ``save_pretrained`` (or by ``SentenceTransformer.save``
     of a model holding this module) with ``SentenceTransformer(modules=[HashedNgramSentenceModule.load(path)])``:
     :meth:`load` reads the folder's JSON configuration and safetensors weights and nothing else, so no
     code from the folder runs. ``SentenceTransformer(path, trust_remote_code=True)`` also loads it, but
@@ -44,10 +54,10 @@ class HashedNgramSentenceModule(InputModule):
     so keep it for folders you trust (sentence-transformers >= 6 refuses the folder without the flag).
 
     Args:
-        embedder: the trained :class:`HashedNgramEmbedder`; its weights are shared, not copied.
+        embedder: the trained student; its weights are shared, not copied.
 
     Raises:
-        TypeError: ``embedder`` is not a :class:`HashedNgramEmbedder`.
+        TypeError: ``embedder`` is not one of the hashed n-gram students.
 
     Examples:
         >>> embedder = HashedNgramEmbedder(embedding_dim=16, num_buckets=2**12)
@@ -56,10 +66,11 @@ class HashedNgramSentenceModule(InputModule):
         (2, 16)
     """
 
-    def __init__(self, embedder: HashedNgramEmbedder) -> None:
+    def __init__(self, embedder: HashedStudent) -> None:
         super().__init__()
-        if not isinstance(embedder, HashedNgramEmbedder):
-            raise TypeError(f"embedder must be a HashedNgramEmbedder; got {type(embedder).__name__}")
+        if not isinstance(embedder, HashedStudent):
+            names = ", ".join(STUDENT_CLASSES)
+            raise TypeError(f"embedder must be a hashed n-gram student ({names}); got {type(embedder).__name__}")
         self.embedder = embedder
 
     def preprocess(self, inputs: List[str], prompt: Optional[str] = None, **kwargs: Any) -> Dict[str, torch.Tensor]:
@@ -72,7 +83,7 @@ class HashedNgramSentenceModule(InputModule):
                 none, so they are ignored.
 
         Returns:
-            ``{"input_ids": (total,) int64, "offsets": (B,) int64}``.
+            The student's ``hash_texts`` tensors, e.g. ``{"input_ids": (total,) int64, "offsets": (B,) int64}``.
 
         Raises:
             TypeError: an input is not a str.
@@ -80,12 +91,11 @@ class HashedNgramSentenceModule(InputModule):
         texts = check_texts("inputs", inputs)
         if prompt:
             texts = self._prepend_prompt(texts, prompt)
-        ids, offsets = self.embedder.hasher.encode_flat(texts)
-        return {"input_ids": ids, "offsets": offsets}
+        return self.embedder.hash_texts(texts)
 
     def forward(self, features: Dict[str, Any], **kwargs: Any) -> Dict[str, Any]:
         """Adds ``features["sentence_embedding"]``, ``(B, embedding_dim)``; ``kwargs`` (encode options) are unused."""
-        features["sentence_embedding"] = self.embedder.embed(features["input_ids"], features["offsets"])
+        features["sentence_embedding"] = self.embedder.embed_hashed(features)
         return features
 
     def get_embedding_dimension(self) -> int:
@@ -127,12 +137,12 @@ class HashedNgramSentenceModule(InputModule):
     ) -> "HashedNgramSentenceModule":
         """Loads the module from a saved folder or a hub repository (sentence-transformers' loading options).
 
-        Only ``pml_relaxed_config.json`` (JSON) and ``model.safetensors`` are read
-        (:meth:`HashedNgramEmbedder.from_pretrained`): no code or pickle in the folder is imported, run
-        or unpickled, and ``modules.json`` is not consulted.
+        Only ``pml_relaxed_config.json`` (JSON) and ``model.safetensors`` are read (the named student's
+        ``from_pretrained``, the class looked up by name in :data:`STUDENT_CLASSES`): no code or pickle in
+        the folder is imported, run or unpickled, and ``modules.json`` is not consulted.
 
         Args:
-            model_name_or_path: a folder written by :meth:`HashedNgramEmbedder.save_pretrained` or by
+            model_name_or_path: a folder written by a student's ``save_pretrained`` or by
                 ``SentenceTransformer.save``, or a hub repository id.
             subfolder: the module's folder inside it ("" for the root).
             token, cache_folder, revision, local_files_only: hub options, as in sentence-transformers.
@@ -145,7 +155,8 @@ class HashedNgramSentenceModule(InputModule):
         Raises:
             FileNotFoundError: the folder (or hub repository) does not exist, or lacks
                 ``pml_relaxed_config.json`` or ``model.safetensors``.
-            ValueError: the configuration is not that of a :class:`HashedNgramEmbedder`.
+            ValueError: the configuration names no student of :data:`STUDENT_CLASSES`, or is not that of the
+                student it names.
 
         Examples:
             >>> import tempfile
@@ -170,9 +181,14 @@ class HashedNgramSentenceModule(InputModule):
                 f"model_name_or_path {model_name_or_path!r} (subfolder {subfolder!r}) is neither a folder nor a "
                 "hub repository"
             )
-        return cls(HashedNgramEmbedder.from_pretrained(folder))
+        config_path = Path(folder) / CONFIG_NAME
+        saved_class = read_json(config_path).get("class")
+        if saved_class not in STUDENT_CLASSES:
+            names = ", ".join(STUDENT_CLASSES)
+            raise ValueError(f"{str(config_path)!r} must name a hashed n-gram student ({names}); got {saved_class!r}")
+        return cls(STUDENT_CLASSES[saved_class].from_pretrained(folder))
 
     def to_sentence_transformer(self) -> SentenceTransformer:
         """A ``SentenceTransformer`` whose only module is this one (on the embedder's device)."""
-        device = str(self.embedder.bag.weight.device)
+        device = str(next(self.embedder.parameters()).device)
         return SentenceTransformer(modules=[self], device=device)

@@ -4,7 +4,13 @@ import pytest
 import torch
 from pytorch_metric_learning import losses, trainers
 
-from pml_relaxed.models import HashedNgramEmbedder, NgramHasher, TextCollator
+from pml_relaxed.models import (
+    AttentionPooledNgramEmbedder,
+    ConvNgramEmbedder,
+    HashedNgramEmbedder,
+    NgramHasher,
+    TextCollator,
+)
 from pml_relaxed.models.ngram_hasher import stable_hash
 
 SMALL = dict(num_buckets=2**12, hidden_dim=16, mlp_hidden_dims=(32,), embedding_dim=8)
@@ -224,8 +230,9 @@ def test_collator_errors():
         collate([("a", 1), ("b", 1, 2)])
 
 
+@pytest.mark.parametrize("cls", [HashedNgramEmbedder, AttentionPooledNgramEmbedder, ConvNgramEmbedder])
 @pytest.mark.parametrize("dtype", [None, torch.float32])
-def test_pml_trainer_runs_on_collated_texts(dtype):
+def test_pml_trainer_runs_on_collated_texts(dtype, cls):
     texts = [
         "lost my card",
         "card lost",
@@ -237,7 +244,7 @@ def test_pml_trainer_runs_on_collated_texts(dtype):
         "what rate do you use",
     ]
     dataset = [(t, i // 4) for i, t in enumerate(texts)]
-    model = HashedNgramEmbedder(**SMALL)
+    model = cls(**SMALL)
     before = model.bag.weight.detach().clone()
     trainer = trainers.MetricLossOnly(
         models={"trunk": model},

@@ -1,11 +1,12 @@
-"""HashedNgramEmbedder.encode / save_pretrained / from_pretrained, and the saved folder in sentence-transformers."""
+"""HashedNgramEmbedder.encode / save_pretrained / from_pretrained, and the saved folders of every hashed student
+in sentence-transformers."""
 
 import json
 
 import pytest
 import torch
 
-from pml_relaxed.models import HashedNgramEmbedder
+from pml_relaxed.models import AttentionPooledNgramEmbedder, ConvNgramEmbedder, HashedNgramEmbedder
 
 sentence_transformers = pytest.importorskip("sentence_transformers")
 from sentence_transformers import SentenceTransformer  # noqa: E402
@@ -13,13 +14,15 @@ from sentence_transformers import SentenceTransformer  # noqa: E402
 from pml_relaxed.models import HashedNgramSentenceModule  # noqa: E402
 
 TEXTS = ["I lost my card", "Where is my new card?", "", "café crème, s'il vous plaît", "exchange rate " * 60, "top up"]
+STUDENTS = [HashedNgramEmbedder, AttentionPooledNgramEmbedder, ConvNgramEmbedder]
 
 
-def trained_like_model(**options) -> HashedNgramEmbedder:
-    """A small model whose every parameter and buffer differs from a fresh one (as after training)."""
+def trained_like_model(cls=HashedNgramEmbedder, **options):
+    """A small student whose every parameter and buffer differs from a fresh one (as after training)."""
     torch.manual_seed(0)
-    model = HashedNgramEmbedder(embedding_dim=8, num_buckets=2**10, hidden_dim=16, mlp_hidden_dims=(32,), **options)
-    model.fit_idf(["lost card", "card arrived", "exchange rate please", "my card"])
+    model = cls(embedding_dim=8, num_buckets=2**10, hidden_dim=16, mlp_hidden_dims=(32,), **options)
+    if isinstance(model, HashedNgramEmbedder):
+        model.fit_idf(["lost card", "card arrived", "exchange rate please", "my card"])
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))
@@ -55,8 +58,16 @@ def test_encode_rejects_bad_input():
         model.encode(TEXTS, batch_size=2.0)
 
 
-def test_save_pretrained_round_trips_weights_config_and_vectors(tmp_path):
-    model = trained_like_model(char_ngram_range=(2, 4), max_features=64)
+@pytest.mark.parametrize(
+    "cls, options",
+    [
+        (HashedNgramEmbedder, {"max_features": 64}),
+        (AttentionPooledNgramEmbedder, {"max_features": 64}),
+        (ConvNgramEmbedder, {"kernel_size": 5, "features_per_token": 16}),
+    ],
+)
+def test_save_pretrained_round_trips_weights_config_and_vectors(tmp_path, cls, options):
+    model = trained_like_model(cls, char_ngram_range=(2, 4), **options)
     model.save_pretrained(tmp_path / "student")
     files = sorted(p.name for p in (tmp_path / "student").iterdir())
     assert files == [
@@ -65,16 +76,18 @@ def test_save_pretrained_round_trips_weights_config_and_vectors(tmp_path):
         "modules.json",
         "pml_relaxed_config.json",
     ]
-    loaded = HashedNgramEmbedder.from_pretrained(tmp_path / "student")
+    assert json.loads((tmp_path / "student" / "pml_relaxed_config.json").read_text())["class"] == cls.__name__
+    loaded = cls.from_pretrained(tmp_path / "student")
     assert not loaded.training and loaded.get_config() == model.get_config()
-    assert loaded.hasher.char_ngram_range == (2, 4) and loaded.hasher.max_features == 64
+    assert loaded.hasher.char_ngram_range == (2, 4) and loaded.hasher.max_features in (64, 16)
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     assert torch.equal(loaded.encode(TEXTS), model.encode(TEXTS))
 
 
-def test_sentence_transformer_loads_the_folder_and_returns_the_same_vectors(tmp_path):
-    model = trained_like_model()
+@pytest.mark.parametrize("cls", STUDENTS)
+def test_sentence_transformer_loads_the_folder_and_returns_the_same_vectors(tmp_path, cls):
+    model = trained_like_model(cls)
     expected = model.encode(TEXTS)
     model.save_pretrained(tmp_path)
     modules = json.loads((tmp_path / "modules.json").read_text())
@@ -88,6 +101,7 @@ def test_sentence_transformer_loads_the_folder_and_returns_the_same_vectors(tmp_
     ]
     served = SentenceTransformer(str(tmp_path), trust_remote_code=True, device="cpu")
     assert isinstance(served[0], HashedNgramSentenceModule) and served.get_embedding_dimension() == 8
+    assert type(served[0].embedder) is cls
     vectors = served.encode(TEXTS, batch_size=4, convert_to_tensor=True)
     torch.testing.assert_close(vectors, expected, rtol=1e-5, atol=1e-6)
     normalized = served.encode(TEXTS[:2], normalize_embeddings=True, convert_to_tensor=True)
@@ -103,7 +117,7 @@ def test_sentence_transformer_loads_the_folder_and_returns_the_same_vectors(tmp_
     direct.save(str(tmp_path / "resaved"))
     again = SentenceTransformer(str(tmp_path / "resaved"), trust_remote_code=True, device="cpu")
     torch.testing.assert_close(again.encode(TEXTS, convert_to_tensor=True), expected, rtol=1e-5, atol=1e-6)
-    assert torch.equal(HashedNgramEmbedder.from_pretrained(tmp_path / "resaved").encode(TEXTS), expected)
+    assert torch.equal(cls.from_pretrained(tmp_path / "resaved").encode(TEXTS), expected)
 
 
 def test_sentence_transformers_6_asks_for_trust_remote_code(tmp_path):
@@ -115,8 +129,9 @@ def test_sentence_transformers_6_asks_for_trust_remote_code(tmp_path):
         SentenceTransformer(str(tmp_path), device="cpu")
 
 
-def test_to_sentence_transformer_shares_the_weights():
-    model = trained_like_model()
+@pytest.mark.parametrize("cls", STUDENTS)
+def test_to_sentence_transformer_shares_the_weights(cls):
+    model = trained_like_model(cls)
     served = HashedNgramSentenceModule(model).to_sentence_transformer()
     torch.testing.assert_close(served.encode(TEXTS, convert_to_tensor=True), model.encode(TEXTS), rtol=1e-5, atol=1e-6)
     assert served[0].embedder is model
@@ -141,7 +156,19 @@ def test_loading_errors_name_the_problem(tmp_path):
     (tmp_path / "pml_relaxed_config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"unknown HashedNgramEmbedder arguments \['colour'\]"):
         HashedNgramEmbedder.from_pretrained(tmp_path)
-    with pytest.raises(TypeError, match="embedder must be a HashedNgramEmbedder; got Linear"):
+    with pytest.raises(
+        TypeError, match=r"embedder must be a hashed n-gram student \(HashedNgramEmbedder, .*\); got Linear"
+    ):
         HashedNgramSentenceModule(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="safe_serialization must be True"):
         HashedNgramSentenceModule(model).save(str(tmp_path), safe_serialization=False)
+
+
+def test_the_module_builds_only_the_students_it_knows(tmp_path):
+    trained_like_model(AttentionPooledNgramEmbedder).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "pml_relaxed_config.json").read_text())
+    (tmp_path / "pml_relaxed_config.json").write_text(json.dumps({**config, "class": "Module"}))
+    with pytest.raises(
+        ValueError, match=r"must name a hashed n-gram student \(HashedNgramEmbedder, .*\); got 'Module'"
+    ):
+        HashedNgramSentenceModule.load(str(tmp_path))
