@@ -21,7 +21,7 @@ from pml_relaxed.models.sentence_transformer_teacher import SentenceTransformerT
 
 from .config import BenchConfig
 from .data import BenchData, TensorDataset
-from .indexed_text_student import IndexedTextStudent, pack_text_rows
+from pml_relaxed.models import IndexedTextStudent, pack_text_rows
 from .throughput import sentences_per_second
 
 #: the bench's text student; ``--text-hidden-dim``, ``--text-mlp`` and ``--text-init-std`` override it

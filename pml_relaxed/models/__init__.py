@@ -7,6 +7,7 @@
 from .cached_teacher import CachedTeacher
 from .conv4 import Conv4
 from .hashed_ngram_embedder import HashedNgramEmbedder
+from .indexed_text_student import IndexedTextStudent, pack_text_rows
 from .mlp import MLP
 from .ngram_dropout import NgramDropout
 from .ngram_hasher import NgramHasher
@@ -24,6 +25,8 @@ __all__ = [
     "SentenceTransformerTeacher",
     "CachedTeacher",
     "StaticEmbedder",
+    "IndexedTextStudent",
+    "pack_text_rows",
 ]
 
 
