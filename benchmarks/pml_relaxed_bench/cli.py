@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import os
-import platform
 import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
 
-import faiss
-import pytorch_metric_learning
-import torch
-
-from pml_relaxed import __version__
-
 from .config import PRETRAINED_TEACHER_DATASETS, BenchConfig, check_teacher_checkpoint, get_args_parser, held_out_args
 from .methods import DEFAULT_METHODS, METHODS, QUICK_METHODS
 from .registry import DATASETS
-from .report import write_results
+from .report import machine, provenance, versions, write_results
 from .runner import append_records, load_done, run_all
 from .text_peers import check_peer_options, run_peers
 
@@ -76,29 +67,6 @@ def _check_dataset_options(config: BenchConfig) -> None:
     check_peer_options(config)
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {gpu}, {platform.platform()}"
-
-
-def versions() -> dict:
-    return {
-        "pml_relaxed": __version__,
-        "torch": torch.__version__,
-        "pytorch_metric_learning": pytorch_metric_learning.__version__,
-        "faiss": faiss.__version__,
-        "python": platform.python_version(),
-    }
-
-
 def resolve(config: BenchConfig, data_defaults: dict, settings: List[str]) -> BenchConfig:
     """``config`` with what it leaves to the dataset filled in: methods, settings, output folder, ``--quick``."""
     changes: dict = {}
@@ -145,10 +113,7 @@ def main(config: BenchConfig, argv: Optional[List[str]] = None) -> List[Path]:
         return []
     command = "pml-relaxed bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:]))
     metadata = {
-        "command": command,
-        "machine": machine(),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "versions": versions(),
+        **provenance(command),
         "eval_split": data.eval_split,
         "train_items": len(data.train),
         "eval_items": len(data.evaluation),
