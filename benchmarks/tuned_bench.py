@@ -43,11 +43,15 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from pml_relaxed_bench.cli import main as bench_main
-from pml_relaxed_bench.config import BenchConfig, held_out_args
-from pml_relaxed_bench.methods import DEFAULT_METHODS
-from pml_relaxed_bench.runner import load_done
-from pml_relaxed_bench.text_data import TEXT_STUDENT_DEFAULTS, text_student_options
+from pml_relaxed_bench import (
+    DEFAULT_METHODS,
+    TEXT_STUDENT_DEFAULTS,
+    BenchConfig,
+    held_out_args,
+    load_done,
+    text_student_options,
+)
+from pml_relaxed_bench import main as bench_main
 
 #: a validation point: (name, bench arguments, methods it applies to)
 Point = Tuple[str, List[str], List[str]]

@@ -20,9 +20,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from pml_relaxed_bench.config import BenchConfig, held_out_args
-from pml_relaxed_bench.registry import DATASETS
-from pml_relaxed_bench.runner import run_all
+from pml_relaxed_bench import DATASETS, BenchConfig, held_out_args, run_all
 
 BOOLEAN_OPTIONS = {"eval-normalize", "normalize-student"}
 
