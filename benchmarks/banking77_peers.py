@@ -74,7 +74,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--static-methods",
         nargs="*",
         default=["relaxed_contrastive+proxy_anchor"],
-        help="methods that refine a StaticEmbedder initialised from Model2Vec (issue 20, item 3)",
+        help="methods that refine a StaticEmbedder initialised from Model2Vec",
     )
     parser.add_argument("--static-dims", type=int, nargs="*", default=[32, 64])
     parser.add_argument(

@@ -47,6 +47,7 @@ from pml_relaxed_bench import (
     DEFAULT_METHODS,
     TEXT_STUDENT_DEFAULTS,
     BenchConfig,
+    add_held_out_options,
     held_out_args,
     load_done,
     text_student_options,
@@ -71,13 +72,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="omniglot")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
-    parser.add_argument("--val-classes", type=int, default=30)
-    parser.add_argument(
-        "--val-alphabets",
-        type=int,
-        default=0,
-        help="omniglot: hold out this many whole alphabets instead of --val-classes characters",
-    )
+    add_held_out_options(parser)
     parser.add_argument(
         "--val-settings",
         nargs="+",

@@ -17,7 +17,7 @@ never from a submodule. What it holds, in the order data flows through it:
 """
 
 from .cli import main, resolve
-from .config import BenchConfig, CommonConfig, get_args_parser, held_out_args
+from .config import BenchConfig, CommonConfig, add_held_out_options, get_args_parser, held_out_args
 from .data import BenchData
 from .methods import DEFAULT_METHODS, METHODS, Method, MethodContext
 from .registry import DATASETS, DatasetEntry
@@ -39,6 +39,7 @@ __all__ = [
     "get_args_parser",
     "get_task_parser",
     "held_out_args",
+    "add_held_out_options",
     # datasets and methods
     "DATASETS",
     "DatasetEntry",

@@ -280,6 +280,21 @@ def get_args_parser(add_help: bool = True, config_class: Type[CommonConfig] = No
     return parser
 
 
+def add_held_out_options(parser: argparse.ArgumentParser, val_classes: int = 30) -> argparse.ArgumentParser:
+    """Adds the bench's ``--val-classes`` (default ``val_classes``) and ``--val-alphabets`` options, with their
+    :class:`BenchConfig` help, to a script's parser; :func:`held_out_args` passes them on to the bench.
+
+    Examples:
+        >>> args = add_held_out_options(argparse.ArgumentParser()).parse_args(["--val-alphabets", "2"])
+        >>> args.val_classes, args.val_alphabets
+        (30, 2)
+    """
+    helps = {spec.name: spec.metadata["help"] for spec in dataclasses.fields(BenchConfig)}
+    parser.add_argument("--val-classes", type=int, default=val_classes, help=helps["val_classes"])
+    parser.add_argument("--val-alphabets", type=int, default=0, help=helps["val_alphabets"])
+    return parser
+
+
 def held_out_args(val_classes: int, val_alphabets: int) -> List[str]:
     """The bench options that pick the validation classes, for scripts that call the bench: whole alphabets
     if ``val_alphabets`` is set, else ``val_classes`` classes.

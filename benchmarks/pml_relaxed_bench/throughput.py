@@ -47,7 +47,11 @@ def measure_throughput(
     """
     if not callable(encode):
         raise TypeError(f"encode must be callable; got {type(encode).__name__}")
-    for name, value, minimum in (("batch_size", batch_size, 1), ("warmup_batches", warmup_batches, 0), ("repeats", repeats, 1)):
+    for name, value, minimum in (
+        ("batch_size", batch_size, 1),
+        ("warmup_batches", warmup_batches, 0),
+        ("repeats", repeats, 1),
+    ):
         _check_count(name, value, minimum)
     if len(items) == 0:
         raise ValueError("items must hold at least one item; got 0")

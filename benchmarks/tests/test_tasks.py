@@ -1,4 +1,4 @@
-"""Tiny end-to-end runs of the tasks beyond labelled metric learning (issue 19), and their helpers."""
+"""Tiny end-to-end runs of the tasks beyond labelled metric learning, and their helpers."""
 
 import json
 
