@@ -16,7 +16,7 @@ never from a submodule. What it holds, in the order data flows through it:
   :func:`machine`, :func:`versions` (the exact command and machine beside every number).
 """
 
-from .cli import main, resolve
+from .cli import main, parse_command, resolve, run_command
 from .config import BenchConfig, CommonConfig, add_held_out_options, get_args_parser, held_out_args
 from .data import BenchData
 from .methods import DEFAULT_METHODS, METHODS, Method, MethodContext
@@ -55,6 +55,8 @@ __all__ = [
     "static_student_data",
     # running
     "main",
+    "parse_command",
+    "run_command",
     "resolve",
     "fit",
     "run_all",

@@ -1,4 +1,10 @@
-"""``pml-relaxed bench``: settings x methods x seeds -> runs.jsonl, results.{json,csv,md} and plots."""
+"""``pml-relaxed bench``: settings x methods x seeds -> runs.jsonl, results.{json,csv,md} and plots.
+
+:func:`run_command` is what ``pml-relaxed bench ARGS`` runs: :func:`parse_command` turns the arguments into
+their mode's config (a :class:`~pml_relaxed_bench.tasks.TaskConfig` with ``--task ssl|classification|self-taught``,
+else a :class:`~pml_relaxed_bench.config.BenchConfig`: the metric benchmark, also ``--task metric``), then
+:func:`main` or :func:`~pml_relaxed_bench.tasks.run_task` runs it.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,35 @@ import dataclasses
 import shlex
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
-from .config import PRETRAINED_TEACHER_DATASETS, BenchConfig, check_teacher_checkpoint, get_args_parser, held_out_args
+from . import tasks
+from .config import (
+    PRETRAINED_TEACHER_DATASETS,
+    BenchConfig,
+    CommonConfig,
+    check_teacher_checkpoint,
+    get_args_parser,
+    held_out_args,
+)
 from .methods import DEFAULT_METHODS, METHODS, QUICK_METHODS
 from .registry import DATASETS
 from .report import machine, provenance, versions, write_results
 from .runner import append_records, load_done, run_all
 from .text_peers import check_peer_options, run_peers
 
-__all__ = ["BenchConfig", "get_args_parser", "held_out_args", "main", "resolve", "machine", "versions", "DATASETS"]
+__all__ = [
+    "BenchConfig",
+    "get_args_parser",
+    "held_out_args",
+    "main",
+    "parse_command",
+    "resolve",
+    "run_command",
+    "machine",
+    "versions",
+    "DATASETS",
+]
 
 QUICK = {"epochs_scale": 0.5, "seeds": 2}
 
@@ -123,3 +148,51 @@ def main(config: BenchConfig, argv: Optional[List[str]] = None) -> List[Path]:
     paths = write_results(records, Path(config.output_dir), metadata)
     print(Path(config.output_dir, "results.md").read_text())
     return paths
+
+
+def _task(argv: Sequence[str]) -> Optional[str]:
+    """The value of ``--task`` (``--task X`` or ``--task=X``), or None."""
+    for i, arg in enumerate(argv):
+        if arg == "--task" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--task="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _without_task_metric(argv: Sequence[str]) -> List[str]:
+    argv = list(argv)
+    if "--task=metric" in argv:
+        argv.remove("--task=metric")
+    elif "--task" in argv:
+        i = argv.index("--task")
+        del argv[i : i + 2]
+    return argv
+
+
+def parse_command(argv: Sequence[str]) -> CommonConfig:
+    """The config of a ``pml-relaxed bench`` command line (the arguments after ``bench``): a
+    :class:`~pml_relaxed_bench.tasks.TaskConfig` with ``--task ssl|classification|self-taught``, else a
+    :class:`BenchConfig` (the metric benchmark, the default mode, also named ``--task metric``).
+
+    Examples:
+        >>> type(parse_command(["--dataset", "digits", "--quick"])).__name__
+        'BenchConfig'
+        >>> parse_command(["--task", "metric", "--seeds", "1"]) == BenchConfig(seeds=1)
+        True
+        >>> parse_command(["--task", "ssl", "--quick"]).task
+        'ssl'
+    """
+    task = _task(argv)
+    if task not in (None, "metric"):
+        return tasks.TaskConfig.from_args(argv)
+    return BenchConfig.from_args(_without_task_metric(argv) if task == "metric" else argv)
+
+
+def run_command(argv: Sequence[str]) -> List[Path]:
+    """Runs a ``pml-relaxed bench`` command line (the arguments after ``bench``) in its mode, recording it in the
+    results; returns the written paths."""
+    config = parse_command(argv)
+    if isinstance(config, tasks.TaskConfig):
+        return tasks.main(list(argv))
+    return main(config, _without_task_metric(argv) if _task(argv) == "metric" else list(argv))

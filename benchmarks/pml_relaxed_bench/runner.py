@@ -436,6 +436,8 @@ def run_student(data: BenchData, config: BenchConfig, setting: str, method_name:
 
 
 def load_done(path: Path) -> List[dict]:
+    """The records of a ``runs.jsonl`` (one JSON object a line, blank lines skipped), [] if there is none yet:
+    the runs a resumed call skips, in every mode."""
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -6,7 +6,6 @@ evaluation (retrieval, k-NN and top-1 accuracy) and the run log (runs.jsonl); th
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -25,7 +24,7 @@ from ..config import CommonConfig, _option
 from ..data import _split_alphabets
 from ..registry import DATASETS as REGISTRY
 from ..report import option_string
-from ..runner import fit, seed_everything
+from ..runner import append_records, fit, load_done, seed_everything
 
 RETRIEVAL_METRICS = ("recall_at_1", "mean_average_precision_at_r")
 KNN_K = 5
@@ -306,16 +305,13 @@ def verdict(a_mean: float, a_std: float, b_mean: float, b_std: float) -> str:
 
 
 class RunLog:
-    """runs.jsonl in the output folder: appended run by run, and the runs already there are skipped."""
+    """runs.jsonl in the output folder, read and appended with the runner's :func:`load_done` /
+    :func:`append_records`: run by run, and the runs already there are skipped."""
 
     def __init__(self, out: Path) -> None:
         self.path = out / "runs.jsonl"
         out.mkdir(parents=True, exist_ok=True)
-        self.records = (
-            [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-            if self.path.exists()
-            else []
-        )
+        self.records = load_done(self.path)
 
     @staticmethod
     def key(split: str, setting: str, method: str, seed: int, options: dict) -> tuple:
@@ -329,8 +325,7 @@ class RunLog:
 
     def add(self, rec: dict) -> None:
         self.records.append(rec)
-        with self.path.open("a") as f:
-            f.write(json.dumps(rec) + "\n")
+        append_records(self.path, [rec])
 
 
 __all__ = ["TASK_NAMES", "TaskConfig", "fit", "seed_everything"]
