@@ -87,6 +87,9 @@ class CommonConfig:
     #: ``prog`` of the mode's parser (:func:`get_args_parser`)
     PROG: ClassVar[str] = "pml-relaxed bench"
     DESCRIPTION: ClassVar[str] = "pml-relaxed bench"
+    #: the mode trains with fused AdamW (one kernel for all parameters: 7x faster steps for the text students'
+    #: tables); fused AdamW rounds differently from the unfused one, so a mode keeps the one its results used
+    FUSED_ADAMW: ClassVar[bool] = True
 
     dataset: str = _option("digits", f"one of {list(DATASET_NAMES)}")
     quick: bool = _option(
