@@ -382,7 +382,9 @@ def test_teacher_depends_on_its_seed_only(tmp_path):
             "1",
             "--no-report",
         )
-    first, second = (torch.load(next((tmp_path / n).glob("teacher_*.pt"))) for n in ("first", "second"))
+    first, second = (
+        torch.load(next((tmp_path / n).glob("teacher_*.pt")), weights_only=True) for n in ("first", "second")
+    )
     for key in first:
         torch.testing.assert_close(first[key], second[key], rtol=0, atol=0, msg=key)
     metrics = [[r["metrics"] for r in read_runs(tmp_path / n)] for n in ("first", "second")]
@@ -398,7 +400,7 @@ def test_teacher_budget_is_its_own_and_names_its_checkpoint(tmp_path):
     run(tmp_path / "b", *common, "--lr", "1e-2")
     checkpoints = [list((tmp_path / n).glob("teacher_*.pt")) for n in ("a", "b")]
     assert [p.name for p in checkpoints[0]] == ["teacher_digits_test_ProxyAnchorLoss_e1_lr0.001_0.pt"]
-    first, second = (torch.load(c[0]) for c in checkpoints)
+    first, second = (torch.load(c[0], weights_only=True) for c in checkpoints)
     for key in first:  # the students' --lr does not reach the teacher
         torch.testing.assert_close(first[key], second[key], rtol=0, atol=0, msg=key)
     runs = read_runs(tmp_path / "a")

@@ -41,12 +41,12 @@ def test_ssl_task_runs_end_to_end_and_resumes(tmp_path):
     assert json.loads(paths[0].read_text())["runs"] == runs
     teacher_file = tmp_path / "teacher_ssl_val_t0.1_e1_s0.pt"
     assert teacher_file.exists()
-    saved = torch.load(teacher_file)
+    saved = torch.load(teacher_file, weights_only=True)
     run_task(
         TaskConfig(task="ssl", output_dir=str(tmp_path), sigmas=[0.5, 1.0], settings=["compression"], **TINY)
     )  # resumes: nothing new, the cached teacher is loaded, not retrained
     assert len(read_runs(tmp_path)) == 4
-    assert all(torch.equal(saved[k], v) for k, v in torch.load(teacher_file).items())
+    assert all(torch.equal(saved[k], v) for k, v in torch.load(teacher_file, weights_only=True).items())
 
 
 def test_self_taught_task_from_the_cli(tmp_path):
