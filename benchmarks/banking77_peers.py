@@ -34,20 +34,25 @@ import torch
 from pml_relaxed.datasets import Banking77
 from pml_relaxed.models import SentenceTransformerTeacher
 from pml_relaxed.models.sentence_transformer_teacher import default_model_path
-from pml_relaxed_bench.cli import machine, versions
-from pml_relaxed_bench.config import BenchConfig
-from pml_relaxed_bench.methods import METHODS
-from pml_relaxed_bench.report import aggregate, metric_mean, write_results
-from pml_relaxed_bench.runner import get_teacher, load_done, run_student
-from pml_relaxed_bench.static_text_data import static_student_data
-from pml_relaxed_bench.text_data import banking77_data
-from pml_relaxed_bench.text_peers import (
+from pml_relaxed_bench import (
+    METHODS,
+    BenchConfig,
+    aggregate,
+    banking77_data,
     distilled_model2vec,
+    get_teacher,
+    load_done,
+    machine,
+    metric_mean,
     model2vec_peers,
     pca_peers,
     peer_records,
     peer_setting,
     peer_speed,
+    run_student,
+    static_student_data,
+    versions,
+    write_results,
 )
 
 #: bench options of each method's point chosen on validation intents (docs/text_distillation.md, third round)
@@ -69,7 +74,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--static-methods",
         nargs="*",
         default=["relaxed_contrastive+proxy_anchor"],
-        help="methods that refine a StaticEmbedder initialised from Model2Vec (issue 20, item 3)",
+        help="methods that refine a StaticEmbedder initialised from Model2Vec",
     )
     parser.add_argument("--static-dims", type=int, nargs="*", default=[32, 64])
     parser.add_argument(

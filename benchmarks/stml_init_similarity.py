@@ -28,9 +28,9 @@ import torch
 
 from pml_relaxed.datasets import Digits
 from pml_relaxed.similarities import GaussianKernel
-from pml_relaxed_bench.cli import machine, versions
-from pml_relaxed_bench.tasks.common import DATASETS, network, omniglot, seed_everything
-from pml_relaxed_bench.tasks.self_taught import SETTING
+from pml_relaxed_bench import SELF_TAUGHT_SETTING as SETTING
+from pml_relaxed_bench import TASK_DATASETS as DATASETS
+from pml_relaxed_bench import machine, network, omniglot, seed_everything, versions
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ for ssl and self-taught, top-1 accuracy for classification; the first in grid or
 the test split once with the chosen options (``--test-seeds`` seeds, 3 by default). Every step is a
 ``pml-relaxed bench --task ...`` command, recorded in ``commands.txt`` of its folder:
 
-    <output-root>/<task>_<dataset>/val/    runs.jsonl, results.csv, results.md, commands.txt
+    <output-root>/<task>_<dataset>/val/    runs.jsonl, results.{json,csv,md}, commands.txt
     <output-root>/<task>_<dataset>/test/   the same, for the test split
     <output-root>/<task>_<dataset>/choices.json   the chosen options, their validation values, the test commands
 
@@ -25,8 +25,8 @@ import shlex
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from pml_relaxed_bench.tasks import TaskConfig, get_task_parser, run_task
-from pml_relaxed_bench.tasks.common import DATASETS, RunLog, choose_on_validation, option_string
+from pml_relaxed_bench import TASK_DATASETS as DATASETS
+from pml_relaxed_bench import RunLog, TaskConfig, choose_on_validation, get_task_parser, option_string, run_task
 
 SELECTION_METRIC = {
     "ssl": "mean_average_precision_at_r",

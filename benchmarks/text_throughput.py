@@ -30,7 +30,7 @@ import torch
 
 from pml_relaxed.datasets import Banking77
 from pml_relaxed.models import HashedNgramEmbedder, SentenceTransformerTeacher
-from pml_relaxed_bench.cli import machine, versions
+from pml_relaxed_bench import machine, versions
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -93,7 +93,7 @@ def student_encoder(dim: int, batch_size: int) -> Callable:
 
 def model2vec_encoder(dim: int, dtype: str, cache: Path, batch_size: int) -> Callable:
     from pml_relaxed.models.sentence_transformer_teacher import default_model_path
-    from pml_relaxed_bench.text_peers import distilled_model2vec
+    from pml_relaxed_bench import distilled_model2vec
 
     model = distilled_model2vec(default_model_path(), dim, cache, dtype)
     return lambda batch: model.encode(batch, batch_size=batch_size, use_multiprocessing=False)

@@ -43,11 +43,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from pml_relaxed_bench.cli import main as bench_main
-from pml_relaxed_bench.config import BenchConfig, held_out_args
-from pml_relaxed_bench.methods import DEFAULT_METHODS
-from pml_relaxed_bench.runner import load_done
-from pml_relaxed_bench.text_data import TEXT_STUDENT_DEFAULTS, text_student_options
+from pml_relaxed_bench import (
+    DEFAULT_METHODS,
+    TEXT_STUDENT_DEFAULTS,
+    BenchConfig,
+    add_held_out_options,
+    held_out_args,
+    load_done,
+    text_student_options,
+)
+from pml_relaxed_bench import main as bench_main
 
 #: a validation point: (name, bench arguments, methods it applies to)
 Point = Tuple[str, List[str], List[str]]
@@ -67,13 +72,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="omniglot")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
-    parser.add_argument("--val-classes", type=int, default=30)
-    parser.add_argument(
-        "--val-alphabets",
-        type=int,
-        default=0,
-        help="omniglot: hold out this many whole alphabets instead of --val-classes characters",
-    )
+    add_held_out_options(parser)
     parser.add_argument(
         "--val-settings",
         nargs="+",

@@ -20,9 +20,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from pml_relaxed_bench.config import BenchConfig, held_out_args
-from pml_relaxed_bench.registry import DATASETS
-from pml_relaxed_bench.runner import run_all
+from pml_relaxed_bench import DATASETS, BenchConfig, add_held_out_options, held_out_args, run_all
 
 BOOLEAN_OPTIONS = {"eval-normalize", "normalize-student"}
 
@@ -30,13 +28,7 @@ BOOLEAN_OPTIONS = {"eval-normalize", "normalize-student"}
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="omniglot")
-    parser.add_argument("--val-classes", type=int, default=30)
-    parser.add_argument(
-        "--val-alphabets",
-        type=int,
-        default=0,
-        help="omniglot: hold out this many whole alphabets instead of --val-classes characters",
-    )
+    add_held_out_options(parser)
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--settings", nargs="+", default=["dim_reduction"])
     parser.add_argument("--methods", nargs="+", default=["relaxed_contrastive"])

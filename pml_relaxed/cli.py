@@ -40,16 +40,6 @@ def _import_bench(module: str):
         return None
 
 
-def _task(args: List[str]) -> Optional[str]:
-    """The value of ``--task`` (``--task X`` or ``--task=X``), or None."""
-    for i, arg in enumerate(args):
-        if arg == "--task" and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith("--task="):
-            return arg.split("=", 1)[1]
-    return None
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -61,21 +51,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv[0] != "bench":
         print(f"pml-relaxed: unknown command {argv[0]!r}; expected 'bench'", file=sys.stderr)
         return 2
-    task = _task(argv[1:])
-    if task not in (None, "metric"):  # the tasks beyond metric learning have their own options
-        tasks = _import_bench("tasks")
-        if tasks is None:
-            return 2
-        tasks.main(argv[1:])
-        return 0
-    if task == "metric":  # the default task: the metric-learning benchmark
-        i = argv.index("--task") if "--task" in argv else argv.index("--task=metric")
-        del argv[i : i + (2 if argv[i] == "--task" else 1)]
-    bench_cli = _import_bench("cli")
+    bench_cli = _import_bench("cli")  # the wing parses its modes (the metric benchmark, --task ...) itself
     if bench_cli is None:
         return 2
-    BenchConfig, bench_main = bench_cli.BenchConfig, bench_cli.main
-    bench_main(BenchConfig.from_args(argv[1:]), argv[1:])
+    bench_cli.run_command(argv[1:])
     return 0
 
 

@@ -20,9 +20,8 @@ from pathlib import Path
 import pytest
 
 from pml_relaxed import cli
-from pml_relaxed_bench.config import DATASET_NAMES, BenchConfig
-from pml_relaxed_bench.methods import METHODS
-from pml_relaxed_bench.tasks import get_task_parser
+from pml_relaxed_bench import METHODS, TaskConfig, parse_command
+from pml_relaxed_bench.config import DATASET_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
@@ -81,10 +80,9 @@ def test_documented_command_parses(page, args):
     options = ["1" if PLACEHOLDER.match(a) else a for a in args[2:]]
     where = f"docs/{page}: {shlex.join(args)}"
     if args[0] == "pml-relaxed":
-        if cli._task(options) not in (None, "metric"):
-            get_task_parser().parse_args(options)
+        config = parse_command(options)
+        if isinstance(config, TaskConfig):
             return
-        config = BenchConfig.from_args([a for a in options if a not in ("--task", "metric")])
         assert config.dataset in DATASET_NAMES, where
         assert all(m in METHODS for m in config.methods or []), where
         return

@@ -1,30 +1,46 @@
-"""``pml-relaxed bench``: settings x methods x seeds -> runs.jsonl, results.{json,csv,md} and plots."""
+"""``pml-relaxed bench``: settings x methods x seeds -> runs.jsonl, results.{json,csv,md} and plots.
+
+:func:`run_command` is what ``pml-relaxed bench ARGS`` runs: :func:`parse_command` turns the arguments into
+their mode's config (a :class:`~pml_relaxed_bench.tasks.TaskConfig` with ``--task ssl|classification|self-taught``,
+else a :class:`~pml_relaxed_bench.config.BenchConfig`: the metric benchmark, also ``--task metric``), then
+:func:`main` or :func:`~pml_relaxed_bench.tasks.run_task` runs it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import os
-import platform
 import shlex
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
-import faiss
-import pytorch_metric_learning
-import torch
-
-from pml_relaxed import __version__
-
-from .config import PRETRAINED_TEACHER_DATASETS, BenchConfig, check_teacher_checkpoint, get_args_parser, held_out_args
+from . import tasks
+from .config import (
+    PRETRAINED_TEACHER_DATASETS,
+    BenchConfig,
+    CommonConfig,
+    check_teacher_checkpoint,
+    get_args_parser,
+    held_out_args,
+)
 from .methods import DEFAULT_METHODS, METHODS, QUICK_METHODS
 from .registry import DATASETS
-from .report import write_results
+from .report import machine, provenance, versions, write_results
 from .runner import append_records, load_done, run_all
 from .text_peers import check_peer_options, run_peers
 
-__all__ = ["BenchConfig", "get_args_parser", "held_out_args", "main", "resolve", "machine", "versions", "DATASETS"]
+__all__ = [
+    "BenchConfig",
+    "get_args_parser",
+    "held_out_args",
+    "main",
+    "parse_command",
+    "resolve",
+    "run_command",
+    "machine",
+    "versions",
+    "DATASETS",
+]
 
 QUICK = {"epochs_scale": 0.5, "seeds": 2}
 
@@ -76,29 +92,6 @@ def _check_dataset_options(config: BenchConfig) -> None:
     check_peer_options(config)
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {gpu}, {platform.platform()}"
-
-
-def versions() -> dict:
-    return {
-        "pml_relaxed": __version__,
-        "torch": torch.__version__,
-        "pytorch_metric_learning": pytorch_metric_learning.__version__,
-        "faiss": faiss.__version__,
-        "python": platform.python_version(),
-    }
-
-
 def resolve(config: BenchConfig, data_defaults: dict, settings: List[str]) -> BenchConfig:
     """``config`` with what it leaves to the dataset filled in: methods, settings, output folder, ``--quick``."""
     changes: dict = {}
@@ -145,10 +138,7 @@ def main(config: BenchConfig, argv: Optional[List[str]] = None) -> List[Path]:
         return []
     command = "pml-relaxed bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:]))
     metadata = {
-        "command": command,
-        "machine": machine(),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "versions": versions(),
+        **provenance(command),
         "eval_split": data.eval_split,
         "train_items": len(data.train),
         "eval_items": len(data.evaluation),
@@ -158,3 +148,51 @@ def main(config: BenchConfig, argv: Optional[List[str]] = None) -> List[Path]:
     paths = write_results(records, Path(config.output_dir), metadata)
     print(Path(config.output_dir, "results.md").read_text())
     return paths
+
+
+def _task(argv: Sequence[str]) -> Optional[str]:
+    """The value of ``--task`` (``--task X`` or ``--task=X``), or None."""
+    for i, arg in enumerate(argv):
+        if arg == "--task" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--task="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _without_task_metric(argv: Sequence[str]) -> List[str]:
+    argv = list(argv)
+    if "--task=metric" in argv:
+        argv.remove("--task=metric")
+    elif "--task" in argv:
+        i = argv.index("--task")
+        del argv[i : i + 2]
+    return argv
+
+
+def parse_command(argv: Sequence[str]) -> CommonConfig:
+    """The config of a ``pml-relaxed bench`` command line (the arguments after ``bench``): a
+    :class:`~pml_relaxed_bench.tasks.TaskConfig` with ``--task ssl|classification|self-taught``, else a
+    :class:`BenchConfig` (the metric benchmark, the default mode, also named ``--task metric``).
+
+    Examples:
+        >>> type(parse_command(["--dataset", "digits", "--quick"])).__name__
+        'BenchConfig'
+        >>> parse_command(["--task", "metric", "--seeds", "1"]) == BenchConfig(seeds=1)
+        True
+        >>> parse_command(["--task", "ssl", "--quick"]).task
+        'ssl'
+    """
+    task = _task(argv)
+    if task not in (None, "metric"):
+        return tasks.TaskConfig.from_args(argv)
+    return BenchConfig.from_args(_without_task_metric(argv) if task == "metric" else argv)
+
+
+def run_command(argv: Sequence[str]) -> List[Path]:
+    """Runs a ``pml-relaxed bench`` command line (the arguments after ``bench``) in its mode, recording it in the
+    results; returns the written paths."""
+    config = parse_command(argv)
+    if isinstance(config, tasks.TaskConfig):
+        return tasks.main(list(argv))
+    return main(config, _without_task_metric(argv) if _task(argv) == "metric" else list(argv))

@@ -1,8 +1,10 @@
-"""The benchmark's settings as one typed object: :class:`BenchConfig`, its command line and back.
+"""The benchmark's settings as typed objects, their command line and back.
 
-The dataclass is the single description of every option: :func:`get_args_parser` is built from its
-fields (type, default, help), :meth:`BenchConfig.from_args` parses a command line into it, and
-:meth:`BenchConfig.to_argv` writes the command line that gives it back (``--workers`` runs each job as
+One family of dataclasses describes every option: :class:`CommonConfig` holds what every mode shares
+(dataset, quick, seeds, budget, output folder, device), :class:`BenchConfig` adds the metric benchmark's
+options and :class:`~pml_relaxed_bench.tasks.TaskConfig` the tasks'. :func:`get_args_parser` is built from a
+config's fields (type, default, help), :meth:`CommonConfig.from_args` parses a command line into it, and
+:meth:`CommonConfig.to_argv` writes the command line that gives it back (``--workers`` runs each job as
 ``pml-relaxed bench`` with such a command line).
 """
 
@@ -12,7 +14,7 @@ import argparse
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
 
 from .methods import DEFAULT_METHODS
 
@@ -26,8 +28,19 @@ PEER_NAMES = ("model2vec", "pca")
 
 
 def _option(default: Any, help: str, **argparse_options: Any) -> Any:
-    """A field with its command-line help (and any other ``add_argument`` option, e.g. ``choices``)."""
-    return field(default=default, metadata={"help": help, **argparse_options})
+    """A field with its command-line help (and any other ``add_argument`` option, e.g. ``choices``); a list
+    default is copied for every instance."""
+    metadata = {"help": help, **argparse_options}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _default(spec: dataclasses.Field) -> Any:
+    """The default value of a config field (``default`` or ``default_factory()``)."""
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return spec.default
 
 
 def check_teacher_checkpoint(config: "BenchConfig", pretrained_teacher: bool) -> None:
@@ -59,41 +72,116 @@ def check_teacher_checkpoint(config: "BenchConfig", pretrained_teacher: bool) ->
         )
 
 
+ConfigT = TypeVar("ConfigT", bound="CommonConfig")
+
+
 @dataclass
-class BenchConfig:
-    """Everything one ``pml-relaxed bench`` call is given; the command-line option of a field is
-    ``--`` + its name with ``-`` for ``_`` (booleans also take ``--no-...``)."""
+class CommonConfig:
+    """The options every mode of ``pml-relaxed bench`` shares (the metric benchmark, :class:`BenchConfig`, and the
+    tasks, :class:`TaskConfig`): what to train on, how many seeds, the budget, where to write, on which device.
+
+    A field's command-line option is ``--`` + its name with ``-`` for ``_`` (booleans also take ``--no-...``);
+    a mode's config subclasses this one and may give a field its own default.
+    """
+
+    #: ``prog`` of the mode's parser (:func:`get_args_parser`)
+    PROG: ClassVar[str] = "pml-relaxed bench"
+    DESCRIPTION: ClassVar[str] = "pml-relaxed bench"
+    #: the mode trains with fused AdamW (one kernel for all parameters: 7x faster steps for the text students'
+    #: tables); fused AdamW rounds differently from the unfused one, so a mode keeps the one its results used
+    FUSED_ADAMW: ClassVar[bool] = True
 
     dataset: str = _option("digits", f"one of {list(DATASET_NAMES)}")
+    quick: bool = _option(
+        False,
+        "a short smoke run: the metric benchmark runs fewer methods, 2 seeds and half the epochs; a --task runs "
+        "1 seed, 2 epochs and the first value of every grid, into its default folder with _quick added",
+    )
+    seeds: int = _option(3, "number of student seeds")
+    seed: int = _option(0, "first student seed")
+    teacher_seed: int = _option(0, "seed of the teacher's initialisation and batches")
+    epochs: Optional[int] = _option(None, "student epochs (default: per dataset)")
+    teacher_epochs: Optional[int] = _option(None, "teacher epochs (default: per dataset)")
+    batch_size: Optional[int] = _option(None, "items per batch before views")
+    lr: Optional[float] = _option(None, "students' learning rate (default: per dataset)")
+    delta: float = _option(1.0, "relaxed-contrastive margin")
+    methods: Optional[List[str]] = _option(
+        None, f"default: all of the metric benchmark's {list(DEFAULT_METHODS)}, or all of the --task's methods"
+    )
+    settings: Optional[List[str]] = _option(
+        None, "self_transfer, dim_reduction, compression (--task ssl: self_transfer, compression; default: all)"
+    )
+    output_dir: Optional[str] = _option(
+        None, "default: results/<dataset>[_val]; a --task: results/task_<task>[_<dataset> unless digits]"
+    )
+    device: str = _option("cpu", "torch device of the training, e.g. cuda")
+
+    @classmethod
+    def from_args(cls: Type[ConfigT], argv: Optional[Sequence[str]] = None) -> ConfigT:
+        """Parses a ``pml-relaxed bench`` command line (without the ``bench``); None: ``sys.argv[1:]``.
+
+        Examples:
+            >>> BenchConfig.from_args(["--dataset", "omniglot", "--methods", "pkt", "rkd", "--no-progress"]).methods
+            ['pkt', 'rkd']
+            >>> from pml_relaxed_bench.tasks import TaskConfig
+            >>> TaskConfig.from_args(["--task", "ssl", "--sigmas", "0.5", "1"]).sigmas
+            [0.5, 1.0]
+        """
+        return cls(**vars(get_args_parser(config_class=cls).parse_args(argv)))
+
+    def to_argv(self) -> List[str]:
+        """The command line that :meth:`from_args` turns back into this config (its non-default options, and
+        the required ones).
+
+        Examples:
+            >>> BenchConfig(dataset="omniglot", seeds=2, eval_normalize=False, text_mlp=[]).to_argv()
+            ['--dataset', 'omniglot', '--seeds', '2', '--no-eval-normalize', '--text-mlp']
+            >>> from pml_relaxed_bench.tasks import TaskConfig
+            >>> TaskConfig(task="ssl", seeds=1).to_argv()
+            ['--seeds', '1', '--task', 'ssl']
+        """
+        argv: List[str] = []
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if value == _default(spec) and not spec.metadata.get("required"):
+                continue
+            flag = _flag(spec.name)
+            if isinstance(value, bool):
+                argv.append(flag if value else f"--no-{flag[2:]}")
+            elif isinstance(value, (list, tuple)):
+                argv += [flag, *map(str, value)]
+            else:
+                argv += [flag, str(value)]
+        return argv
+
+
+@dataclass
+class BenchConfig(CommonConfig):
+    """Everything one ``pml-relaxed bench`` call (the metric benchmark) is given: the :class:`CommonConfig` options
+    and the metric benchmark's own."""
+
+    DESCRIPTION: ClassVar[str] = (
+        "Embedding transfer against PML's label losses and other transfer methods, on unseen classes."
+    )
+
     data_root: Optional[str] = _option(
         None,
         "folder holding the dataset (default: the dataset's own variable, e.g. $PML_RELAXED_OMNIGLOT, else "
         "$PML_RELAXED_DATA/<dataset>, else ~/.cache/pml_relaxed/<dataset>)",
     )
-    quick: bool = _option(False, "a few-minute run: fewer methods, 2 seeds, half the epochs")
-    settings: Optional[List[str]] = _option(None, "self_transfer, dim_reduction, compression (default: all)")
-    methods: Optional[List[str]] = _option(None, f"default: all of {list(DEFAULT_METHODS)}")
-    seeds: int = _option(3, "number of student seeds")
-    seed: int = _option(0, "first student seed")
     teacher_loss: str = _option("ProxyAnchorLoss", "PML loss class that trains the teacher")
-    teacher_epochs: Optional[int] = _option(None, "teacher epochs (default: per dataset)")
     teacher_lr: Optional[float] = _option(
         None, "teacher learning rate (default: per dataset; --lr sets the students' only)"
     )
-    teacher_seed: int = _option(0, "seed of the teacher's initialisation and batches")
     teacher_dir: Optional[str] = _option(None, "where trained teachers are cached (default: --output-dir)")
     teacher_checkpoint: Optional[str] = _option(
         None,
         "load the teacher's state_dict from this file instead of training one (the datasets whose teacher the "
         f"benchmark trains; not {', '.join(PRETRAINED_TEACHER_DATASETS)}, whose teacher is a given pretrained model)",
     )
-    epochs: Optional[int] = _option(None, "student epochs (default: per dataset)")
-    batch_size: Optional[int] = _option(None, "items per batch before views")
     m: Optional[int] = _option(None, "items per class in a batch (MPerClassSampler)")
-    lr: Optional[float] = _option(None, "students' learning rate (default: per dataset)")
     views: int = _option(2, "augmented views of each item in a batch")
     sigma: float = _option(1.0, "relaxed-label bandwidth")
-    delta: float = _option(1.0, "relaxed-contrastive margin")
     normalize_student: bool = _option(
         False, "relaxed losses measure the student's distances on L2-normalised embeddings"
     )
@@ -138,8 +226,6 @@ class BenchConfig:
     )
     image_size: int = _option(224, "cub/cars/sop input size")
     download: bool = _option(False, "cub/cars/sop: let PML download the data")
-    device: str = _option("cpu", "torch device of the training, e.g. cuda")
-    output_dir: Optional[str] = _option(None, "default: results/<dataset>[_val]")
     progress: bool = _option(True, "tqdm progress bars")
     workers: int = _option(1, "train the (setting, method) jobs in this many parallel processes (a GPU or many cores)")
     throughput: bool = _option(
@@ -152,37 +238,6 @@ class BenchConfig:
     report: bool = _option(
         True, "write the report; --no-report only trains and appends to runs.jsonl (a later call reports)"
     )
-
-    @classmethod
-    def from_args(cls, argv: Optional[Sequence[str]] = None) -> "BenchConfig":
-        """Parses a ``pml-relaxed bench`` command line (without the ``bench``); None: ``sys.argv[1:]``.
-
-        Examples:
-            >>> BenchConfig.from_args(["--dataset", "omniglot", "--methods", "pkt", "rkd", "--no-progress"]).methods
-            ['pkt', 'rkd']
-        """
-        return cls(**vars(get_args_parser().parse_args(argv)))
-
-    def to_argv(self) -> List[str]:
-        """The command line that :meth:`from_args` turns back into this config (its non-default options).
-
-        Examples:
-            >>> BenchConfig(dataset="omniglot", seeds=2, eval_normalize=False, text_mlp=[]).to_argv()
-            ['--dataset', 'omniglot', '--seeds', '2', '--no-eval-normalize', '--text-mlp']
-        """
-        argv: List[str] = []
-        for spec in dataclasses.fields(self):
-            value = getattr(self, spec.name)
-            if value == spec.default:
-                continue
-            flag = _flag(spec.name)
-            if isinstance(value, bool):
-                argv.append(flag if value else f"--no-{flag[2:]}")
-            elif isinstance(value, (list, tuple)):
-                argv += [flag, *map(str, value)]
-            else:
-                argv += [flag, str(value)]
-        return argv
 
 
 def _flag(name: str) -> str:
@@ -199,15 +254,23 @@ def _value_type(annotation: Any) -> Tuple[type, bool]:
     return annotation, False
 
 
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    """The ``pml-relaxed bench`` parser, one option per :class:`BenchConfig` field."""
-    parser = argparse.ArgumentParser(
-        prog="pml-relaxed bench",
-        description="Embedding transfer against PML's label losses and other transfer methods, on unseen classes.",
-        add_help=add_help,
-    )
-    hints = typing.get_type_hints(BenchConfig)
-    for spec in dataclasses.fields(BenchConfig):
+def get_args_parser(add_help: bool = True, config_class: Type[CommonConfig] = None) -> argparse.ArgumentParser:
+    """The parser of a mode of ``pml-relaxed bench``, one option per field of its config.
+
+    Args:
+        add_help: add ``-h/--help``.
+        config_class: the mode's config, a :class:`CommonConfig` subclass (default :class:`BenchConfig`: the
+            metric benchmark; :class:`~pml_relaxed_bench.tasks.TaskConfig`: ``--task``).
+
+    Raises:
+        TypeError: ``config_class`` is not a :class:`CommonConfig` subclass.
+    """
+    config_class = BenchConfig if config_class is None else config_class
+    if not (isinstance(config_class, type) and issubclass(config_class, CommonConfig)):
+        raise TypeError(f"config_class must be a CommonConfig subclass (BenchConfig, TaskConfig); got {config_class!r}")
+    parser = argparse.ArgumentParser(prog=config_class.PROG, description=config_class.DESCRIPTION, add_help=add_help)
+    hints = typing.get_type_hints(config_class)
+    for spec in dataclasses.fields(config_class):
         options: Dict[str, Any] = dict(spec.metadata)
         value_type, is_list = _value_type(hints[spec.name])
         if value_type is bool:
@@ -216,7 +279,22 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
             options["type"] = value_type
             if is_list:
                 options.setdefault("nargs", "+")
-        parser.add_argument(_flag(spec.name), default=spec.default, **options)
+        parser.add_argument(_flag(spec.name), default=_default(spec), **options)
+    return parser
+
+
+def add_held_out_options(parser: argparse.ArgumentParser, val_classes: int = 30) -> argparse.ArgumentParser:
+    """Adds the bench's ``--val-classes`` (default ``val_classes``) and ``--val-alphabets`` options, with their
+    :class:`BenchConfig` help, to a script's parser; :func:`held_out_args` passes them on to the bench.
+
+    Examples:
+        >>> args = add_held_out_options(argparse.ArgumentParser()).parse_args(["--val-alphabets", "2"])
+        >>> args.val_classes, args.val_alphabets
+        (30, 2)
+    """
+    helps = {spec.name: spec.metadata["help"] for spec in dataclasses.fields(BenchConfig)}
+    parser.add_argument("--val-classes", type=int, default=val_classes, help=helps["val_classes"])
+    parser.add_argument("--val-alphabets", type=int, default=0, help=helps["val_alphabets"])
     return parser
 
 

@@ -1,19 +1,30 @@
-"""Turns benchmark run records into results files: JSON, CSV, Markdown and PNG plots.
+"""Turns run records, of the metric benchmark or of a task, into results files: JSON, CSV, Markdown and plots.
 
-``write_results`` writes, in ``out_dir``: ``results.json`` (metadata, runs, summary),
-``results.csv`` (one row per aggregated group), ``results.md`` (one table per dataset, eval_split
-and setting) and ``r1_mapr_<dataset>_<eval_split>.png`` / ``recall_at_k_<dataset>_<eval_split>.png``
-(one file per dataset and eval_split, always suffixed; see ``pml_relaxed_bench.plots``).
+``write_results`` writes, in ``out_dir``: ``results.json`` (metadata, runs, summary), ``results.csv`` (one
+row per aggregated group) and ``results.md`` (a header from the metadata, then the tables). The metric
+benchmark's records (the default) group by dataset, eval_split, setting, method, kind and student_dim, with
+one table per dataset, eval_split and setting, and the plots ``r1_mapr_<dataset>_<eval_split>.png`` /
+``recall_at_k_<dataset>_<eval_split>.png`` (see ``pml_relaxed_bench.plots``); a task's records
+(``task_metrics`` given) group by split, setting, method and options, in one table of those metrics.
+:func:`machine`, :func:`versions` and :func:`provenance` describe where and with what the numbers were made.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime
 import json
+import os
+import platform
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
+import faiss
 import numpy as np
+import pytorch_metric_learning
+import torch
+
+from pml_relaxed import __version__
 
 from .plots import plot_r1_mapr, plot_recall_at_k
 from .tables import METRIC_LABELS, Table, first_per, metric_mean, tables
@@ -22,16 +33,60 @@ BOLD_METRICS = ("recall_at_1", "mean_average_precision_at_r")  # best non-teache
 MISSING = "–"  # shown in place of a metric (or value) that a group does not have
 GROUP_KEYS = ("dataset", "eval_split", "setting", "method", "kind", "student_dim")
 REQUIRED_KEYS = ("dataset", "eval_split", "setting", "method", "kind", "metrics")
+#: a task's records: grouped by (split, setting, method, options) over seeds
+TASK_GROUP_KEYS = ("split", "setting", "method", "options")
+TASK_REQUIRED_KEYS = ("task", "split", "setting", "method", "seed", "options", "metrics")
 PathLike = Union[str, Path]
 
 
-def _check_record(record: object, where: str) -> dict:
+def machine() -> str:
+    """The CPU (model name, cores, torch threads), the GPU and the platform, for the results' metadata."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {gpu}, {platform.platform()}"
+
+
+def versions() -> dict:
+    """The versions of pml-relaxed, torch, PML, FAISS and Python, for the results' metadata."""
+    return {
+        "pml_relaxed": __version__,
+        "torch": torch.__version__,
+        "pytorch_metric_learning": pytorch_metric_learning.__version__,
+        "faiss": faiss.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def provenance(command: Union[str, Sequence[str]], key: str = "command") -> Dict[str, Any]:
+    """The metadata every results file starts with: ``{key: command, "machine", "date", "versions"}``.
+
+    Args:
+        command: the exact command line (``key="command"``), or every call that wrote to the folder, in order
+            (``key="commands"``).
+        key: ``"command"`` or ``"commands"``.
+    """
+    return {
+        key: command,
+        "machine": machine(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "versions": versions(),
+    }
+
+
+def _check_record(record: object, where: str, required: Sequence[str] = REQUIRED_KEYS) -> dict:
     if not isinstance(record, dict):
         raise TypeError(f"{where} must be a dict (one run record); got {type(record).__name__}")
-    missing = [key for key in REQUIRED_KEYS if key not in record]
+    missing = [key for key in required if key not in record]
     if missing:
         raise ValueError(
-            f"{where} is missing key(s) {missing}: expected at least {list(REQUIRED_KEYS)}, got {sorted(record)}"
+            f"{where} is missing key(s) {missing}: expected at least {list(required)}, got {sorted(record)}"
         )
     if not isinstance(record["metrics"], dict):
         raise TypeError(
@@ -45,10 +100,10 @@ def _check_record(record: object, where: str) -> dict:
     return record
 
 
-def _check_runs(runs: object) -> List[dict]:
+def _check_runs(runs: object, required: Sequence[str] = REQUIRED_KEYS) -> List[dict]:
     if isinstance(runs, (str, bytes, Mapping)) or not isinstance(runs, Iterable):
         raise TypeError(f"runs must be a list of run-record dicts; got {type(runs).__name__}")
-    return [_check_record(record, f"runs[{i}]") for i, record in enumerate(runs)]
+    return [_check_record(record, f"runs[{i}]", required) for i, record in enumerate(runs)]
 
 
 def load_runs(path: PathLike) -> List[dict]:
@@ -203,9 +258,12 @@ def _markdown_table(table: Table) -> List[str]:
     return lines
 
 
-def render_markdown(summary: Sequence[dict], metadata: Mapping[str, Any]) -> str:
-    """The ``results.md`` document: a metadata header, then one table per (dataset, eval_split, setting)."""
-    lines = ["# Benchmark results", ""]
+def _header(metadata: Mapping[str, Any], title: str) -> List[str]:
+    """The Markdown header of every ``results.md``: the title, then command(s), machine, date and versions."""
+    lines = [f"# {title}", ""]
+    commands = metadata.get("commands")
+    if commands:  # every call that wrote to the folder, in order
+        lines += ["- **Commands** (commands.txt):", ""] + [f"      {c}" for c in commands] + [""]
     for key, label in (("command", "Command"), ("machine", "Machine"), ("date", "Date"), ("versions", "Versions")):
         value = metadata.get(key)
         if isinstance(value, Mapping):  # e.g. versions: {"torch": "2.13"}
@@ -214,6 +272,12 @@ def render_markdown(summary: Sequence[dict], metadata: Mapping[str, Any]) -> str
             value = " ".join(map(str, value))
         if value is not None:
             lines.append(f"- **{label}:** " + (f"`{value}`" if key == "command" else str(value)))
+    return lines
+
+
+def render_markdown(summary: Sequence[dict], metadata: Mapping[str, Any]) -> str:
+    """The metric benchmark's ``results.md``: a metadata header, then one table per (dataset, eval_split, setting)."""
+    lines = _header(metadata, str(metadata.get("title", "Benchmark results")))
     lines += [
         "",
         "Metrics in %: mean ± sample std over seeds (no ± for a single seed). Teacher rows first, "
@@ -227,14 +291,59 @@ def render_markdown(summary: Sequence[dict], metadata: Mapping[str, Any]) -> str
     return "\n".join(lines)
 
 
-def write_results(runs: Sequence[dict], out_dir: PathLike, metadata: Optional[Mapping[str, Any]] = None) -> List[Path]:
-    """Writes results.json, results.csv, results.md and the plots into ``out_dir`` (created if needed).
+def option_string(options: Mapping[str, Any]) -> str:
+    """A task run's options as one sorted ``key=value`` string (``-`` for none), e.g. ``sigma=0.5 temperature=0.1``."""
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(options.items())) or "-"
+
+
+def summarise_tasks(runs: Sequence[dict]) -> List[dict]:
+    """A task's runs grouped by (split, setting, method, options): per metric the mean and the sample std
+    (ddof=1; 0.0 for one seed) over seeds, as ``row[metric]`` and ``row[metric + "_std"]``; ``seeds``: the count."""
+    groups: Dict[tuple, List[dict]] = {}
+    for r in _check_runs(runs, TASK_REQUIRED_KEYS):
+        groups.setdefault((r["split"], r["setting"], r["method"], option_string(r["options"])), []).append(r)
+    rows = []
+    for key, records in groups.items():
+        row: Dict[str, Any] = dict(zip(TASK_GROUP_KEYS, key))
+        row["seeds"] = len(records)
+        for metric, stats in _metric_stats(records).items():
+            row[metric], row[f"{metric}_std"] = stats["mean"], stats["std"]
+        rows.append(row)
+    return rows
+
+
+def _write_task_tables(rows: Sequence[dict], metrics: Sequence[str], metadata: Mapping[str, Any], out: Path):
+    columns = [*TASK_GROUP_KEYS, "seeds"] + [c for m in metrics for c in (m, f"{m}_std")]
+    cell = lambda value: f"{value:.6f}" if isinstance(value, float) else str(value)  # noqa: E731
+    csv_lines = [",".join(columns)] + [",".join(cell(row.get(c, "")) for c in columns) for row in rows]
+    (out / "results.csv").write_text("\n".join(csv_lines) + "\n", encoding="utf-8")
+    md = _header(metadata, str(metadata.get("title", "Task results")))
+    md += ["", "| split | setting | method | options | seeds | " + " | ".join(metrics) + " |"]
+    md += ["|" + "---|" * (5 + len(metrics))]
+    for row in sorted(rows, key=lambda r: tuple(r[k] for k in TASK_GROUP_KEYS)):
+        cells = [f"{100 * row[m]:.2f} ± {100 * row[m + '_std']:.2f}" if m in row else "" for m in metrics]
+        md.append(
+            "| " + " | ".join(str(row[k]) for k in (*TASK_GROUP_KEYS, "seeds")) + " | " + " | ".join(cells) + " |"
+        )
+    (out / "results.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+
+
+def write_results(
+    runs: Sequence[dict],
+    out_dir: PathLike,
+    metadata: Optional[Mapping[str, Any]] = None,
+    task_metrics: Optional[Sequence[str]] = None,
+) -> List[Path]:
+    """Writes results.json, results.csv, results.md (and, for the metric benchmark, the plots) into ``out_dir``
+    (created if needed): the one results writer of every mode.
 
     Args:
-        runs: run records (see ``load_runs``).
+        runs: run records (see ``load_runs``): the metric benchmark's, or with ``task_metrics`` a task's.
         out_dir: output directory.
-        metadata: free-form run description; ``command``, ``machine``, ``date`` and ``versions``
-            are shown in the Markdown header.
+        metadata: free-form run description (see :func:`provenance`); ``title``, ``command`` (or ``commands``),
+            ``machine``, ``date`` and ``versions`` are shown in the Markdown header.
+        task_metrics: the metric columns of a task's records (e.g. ``("top1_accuracy",)``); None: the metric
+            benchmark's records, summarised by :func:`aggregate`.
 
     Returns:
         The paths written, in order: JSON, CSV, Markdown, then the PNG files.
@@ -246,12 +355,20 @@ def write_results(runs: Sequence[dict], out_dir: PathLike, metadata: Optional[Ma
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, Mapping):
         raise TypeError(f"metadata must be a dict (or None); got {type(metadata).__name__}")
-    runs = _check_runs(runs)
-    summary, out = aggregate(runs), Path(out_dir)
+    out = Path(out_dir)
+    if task_metrics is None:
+        runs = _check_runs(runs)
+        summary = aggregate(runs)
+    else:
+        runs = _check_runs(runs, TASK_REQUIRED_KEYS)
+        summary = summarise_tasks(runs)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "results.json", out / "results.csv", out / "results.md"]
     with open(paths[0], "w", encoding="utf-8") as f:
         json.dump({"metadata": dict(metadata), "runs": runs, "summary": summary}, f, indent=2, default=str)
+    if task_metrics is not None:
+        _write_task_tables(summary, list(task_metrics), metadata, out)
+        return paths
     _write_csv(summary, paths[1])
     paths[2].write_text(render_markdown(summary, metadata), encoding="utf-8")
     paths += plot_r1_mapr(summary, out / "r1_mapr.png")

@@ -1,4 +1,5 @@
-"""Trains teachers and students with PML's trainers and scores them on unseen classes."""
+"""The one runner: :func:`fit` trains with PML's trainers (every mode), :func:`run_all` runs the metric
+benchmark's teachers and students and scores them on unseen classes."""
 
 from __future__ import annotations
 
@@ -17,23 +18,16 @@ import tqdm
 from pytorch_metric_learning import samplers, trainers
 from pytorch_metric_learning.trainers import base_trainer
 
-from pml_relaxed.evaluation import compute_embeddings, evaluate_embeddings, faiss_backend
+from pml_relaxed.evaluation import DEFAULT_METRICS, compute_embeddings, evaluate_embeddings, faiss_backend
 from pml_relaxed.trainers import EmbeddingTransfer
 
-from .config import BenchConfig, check_teacher_checkpoint
+from .config import BenchConfig, CommonConfig, check_teacher_checkpoint
 from .data import BenchData
 from .methods import METHODS, MethodContext, teacher_loss
 from .parallel import run_parallel
 
-METRICS = (
-    "recall_at_1",
-    "recall_at_2",
-    "recall_at_4",
-    "recall_at_8",
-    "mean_average_precision_at_r",
-    "r_precision",
-    "NMI",
-)
+#: the metric benchmark's metrics: the library's defaults
+METRICS = DEFAULT_METRICS
 
 
 @contextlib.contextmanager
@@ -56,21 +50,104 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)  # PML's samplers draw from numpy's global generator
 
 
-def _optimizers_and_schedulers(models: dict, loss_funcs: dict, lr: float, total_iterations: int):
+def _optimizers_and_schedulers(models: dict, loss_funcs: dict, lr: float, total_iterations: int, fused: bool = True):
+    """One AdamW (``fused`` or not) per trained model (``lr``) and per loss function with parameters of its own
+    (proxies, regressors: ``10 * lr``; a parameter a model already holds, e.g. Hinton KD's student head, is the
+    model's), each with a per-iteration cosine schedule; the teacher trains never."""
     optimizers, schedulers = {}, {}
+    owned = {id(p) for name, module in models.items() if name != "teacher" for p in module.parameters()}
     for name, module in list(models.items()) + list(loss_funcs.items()):
         if name == "teacher":
             continue
         params = [p for p in module.parameters() if p.requires_grad]
+        if name not in models:
+            params = [p for p in params if id(p) not in owned]
         if not params:
             continue
         group_lr = lr if name in models else lr * 10  # proxies / regressors learn faster
-        # fused AdamW: one kernel for all parameters (7x faster steps for the text students' tables)
-        optimizers[f"{name}_optimizer"] = torch.optim.AdamW(params, lr=group_lr, weight_decay=1e-4, fused=True)
+        optimizers[f"{name}_optimizer"] = torch.optim.AdamW(params, lr=group_lr, weight_decay=1e-4, fused=fused)
         schedulers[f"{name}_scheduler_by_iteration"] = torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizers[f"{name}_optimizer"], T_max=max(total_iterations, 1)
         )
     return optimizers, schedulers
+
+
+def fit(
+    trainer_cls: type,
+    models: dict,
+    loss_funcs: dict,
+    dataset: torch.utils.data.Dataset,
+    config: CommonConfig,
+    epochs: int,
+    *,
+    lr: Optional[float] = None,
+    batch_size: Optional[int] = None,
+    iterations: Optional[int] = None,
+    mining_funcs: Optional[dict] = None,
+    loss_weights: Optional[dict] = None,
+    collate_fn=None,
+    desc: str = "",
+    **trainer_kwargs,
+) -> float:
+    """Trains with a PML trainer, the one training loop of every mode (the metric benchmark and the tasks).
+
+    AdamW per trained model (fused with the config's ``FUSED_ADAMW``) and cosine schedules (see
+    ``_optimizers_and_schedulers``); the loss and mining
+    functions move to ``config.device``; a tqdm bar counts the epochs when the config has ``progress`` set.
+
+    Args:
+        trainer_cls: a PML trainer class, e.g. ``MetricLossOnly``, ``TrainWithClassifier``, ``EmbeddingTransfer``.
+        models: the trainer's models (``"teacher"``, if any, is never trained).
+        loss_funcs: the trainer's loss functions.
+        dataset: the training set.
+        config: the run's config: ``device`` and, unless given here, ``lr`` and ``batch_size``.
+        epochs: epochs to train.
+        lr: the models' learning rate (default ``config.lr``).
+        batch_size: items per batch (default ``config.batch_size``).
+        iterations: iterations per epoch (default ``len(dataset) // batch_size``, at least 1).
+        mining_funcs, loss_weights, collate_fn: the trainer's.
+        desc: the progress bar's label.
+        **trainer_kwargs: any other trainer argument (``sampler``, ``ema_momentum``, ``data_and_label_getter``...).
+
+    Returns:
+        Training time in seconds.
+    """
+    lr = config.lr if lr is None else lr
+    batch_size = int(config.batch_size if batch_size is None else batch_size)
+    iterations = iterations or max(len(dataset) // batch_size, 1)
+    mining_funcs = {} if mining_funcs is None else mining_funcs
+    for module in list(loss_funcs.values()) + list(mining_funcs.values()):
+        module.to(config.device)  # proxies and FitNet's projection live where the embeddings do
+    optimizers, schedulers = _optimizers_and_schedulers(
+        models, loss_funcs, lr, iterations * epochs, fused=config.FUSED_ADAMW
+    )
+    bar = tqdm.tqdm(total=epochs, desc=desc, leave=False, disable=not getattr(config, "progress", False))
+
+    def end_of_epoch(trainer) -> bool:
+        bar.update(1)
+        return True
+
+    trainer = trainer_cls(
+        models=models,
+        optimizers=optimizers,
+        batch_size=batch_size,
+        loss_funcs=loss_funcs,
+        mining_funcs=mining_funcs,
+        loss_weights=loss_weights,
+        dataset=dataset,
+        collate_fn=collate_fn,
+        lr_schedulers=schedulers,
+        iterations_per_epoch=iterations,
+        dataloader_num_workers=0,
+        data_device=torch.device(config.device),
+        end_of_epoch_hook=end_of_epoch,
+        **trainer_kwargs,
+    )
+    start = time.perf_counter()
+    with quiet_pml():
+        trainer.train(num_epochs=epochs)
+    bar.close()
+    return time.perf_counter() - start
 
 
 def train_model(
@@ -85,7 +162,8 @@ def train_model(
     teacher: Optional[torch.nn.Module] = None,
     desc: str = "",
 ) -> float:
-    """Trains ``model`` with PML's MetricLossOnly, or pml_relaxed's EmbeddingTransfer when a teacher is given.
+    """Trains ``model`` on ``data`` with :func:`fit`: PML's MetricLossOnly, or pml_relaxed's EmbeddingTransfer
+    when a teacher is given, on ``MPerClassSampler`` batches of augmented views.
 
     Returns:
         Training time in seconds.
@@ -100,39 +178,26 @@ def train_model(
     models = {"trunk": model, "embedder": torch.nn.Identity()}
     if teacher is not None:
         models["teacher"] = teacher
-    for module in list(loss_funcs.values()) + list(mining_funcs.values()):
-        module.to(config.device)  # proxies and FitNet's projection live where the embeddings do
-    optimizers, schedulers = _optimizers_and_schedulers(models, loss_funcs, lr, iterations * epochs)
-    bar = tqdm.tqdm(total=epochs, desc=desc, leave=False, disable=not config.progress)
-
-    def end_of_epoch(trainer) -> bool:
-        bar.update(1)
-        return True
-
-    kwargs = dict(
-        models=models,
-        optimizers=optimizers,
-        batch_size=batch_size,
-        loss_funcs=loss_funcs,
-        mining_funcs=mining_funcs,
-        loss_weights=loss_weights,
-        dataset=dataset,
-        sampler=samplers.MPerClassSampler(
-            data.train.labels, m=m, batch_size=batch_size, length_before_new_iter=iterations * batch_size
-        ),
-        collate_fn=collate,
-        lr_schedulers=schedulers,
-        iterations_per_epoch=iterations,
-        dataloader_num_workers=0,
-        data_device=torch.device(config.device),
-        end_of_epoch_hook=end_of_epoch,
+    sampler = samplers.MPerClassSampler(
+        data.train.labels, m=m, batch_size=batch_size, length_before_new_iter=iterations * batch_size
     )
     trainer_cls = EmbeddingTransfer if teacher is not None else trainers.MetricLossOnly
-    start = time.perf_counter()
-    with quiet_pml():
-        trainer_cls(**kwargs).train(num_epochs=epochs)
-    bar.close()
-    return time.perf_counter() - start
+    return fit(
+        trainer_cls,
+        models,
+        loss_funcs,
+        dataset,
+        config,
+        epochs,
+        lr=lr,
+        batch_size=batch_size,
+        iterations=iterations,
+        mining_funcs=mining_funcs,
+        loss_weights=loss_weights,
+        collate_fn=collate,
+        desc=desc,
+        sampler=sampler,
+    )
 
 
 def evaluate(model: torch.nn.Module, data: BenchData, config: BenchConfig) -> Dict[str, float]:
@@ -373,6 +438,8 @@ def run_student(data: BenchData, config: BenchConfig, setting: str, method_name:
 
 
 def load_done(path: Path) -> List[dict]:
+    """The records of a ``runs.jsonl`` (one JSON object a line, blank lines skipped), [] if there is none yet:
+    the runs a resumed call skips, in every mode."""
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -14,10 +14,10 @@ from typing import Dict, List
 
 import torch
 
+from pml_relaxed.models import IndexedTextStudent, pack_text_rows
 from pml_relaxed.models.static_embedder import StaticEmbedder
 
 from .data import BenchData, TensorDataset
-from .indexed_text_student import IndexedTextStudent, pack_text_rows
 from .text_data import sentences_per_second
 
 

@@ -14,6 +14,7 @@ from typing import List
 import torch
 
 from pml_relaxed.datasets import Banking77
+from pml_relaxed.models import IndexedTextStudent, pack_text_rows
 from pml_relaxed.models.cached_teacher import CachedTeacher
 from pml_relaxed.models.hashed_ngram_embedder import HashedNgramEmbedder
 from pml_relaxed.models.ngram_dropout import NgramDropout
@@ -21,7 +22,6 @@ from pml_relaxed.models.sentence_transformer_teacher import SentenceTransformerT
 
 from .config import BenchConfig
 from .data import BenchData, TensorDataset
-from .indexed_text_student import IndexedTextStudent, pack_text_rows
 from .throughput import sentences_per_second
 
 #: the bench's text student; ``--text-hidden-dim``, ``--text-mlp`` and ``--text-init-std`` override it

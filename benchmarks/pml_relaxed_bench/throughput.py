@@ -7,7 +7,13 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from pml_relaxed import _validation as v
+
+def _check_count(name: str, value: object, minimum: int) -> None:
+    """Refuses a count that is not an int (bool included) or below ``minimum``, naming it and what it got."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= {minimum}; got {type(value).__name__} ({value!r})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
 
 
 def measure_throughput(
@@ -41,9 +47,12 @@ def measure_throughput(
     """
     if not callable(encode):
         raise TypeError(f"encode must be callable; got {type(encode).__name__}")
-    v.check_int("batch_size", batch_size, 1)
-    v.check_int("warmup_batches", warmup_batches, 0)
-    v.check_int("repeats", repeats, 1)
+    for name, value, minimum in (
+        ("batch_size", batch_size, 1),
+        ("warmup_batches", warmup_batches, 0),
+        ("repeats", repeats, 1),
+    ):
+        _check_count(name, value, minimum)
     if len(items) == 0:
         raise ValueError("items must hold at least one item; got 0")
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]

@@ -65,9 +65,14 @@ from pytorch_metric_learning import losses, samplers, trainers
 from pml_relaxed.datasets import Banking77
 from pml_relaxed.evaluation import compute_embeddings, evaluate_embeddings
 from pml_relaxed.losses import RelaxedContrastiveLoss
-from pml_relaxed.models import CachedTeacher, HashedNgramEmbedder, SentenceTransformerTeacher
+from pml_relaxed.models import (
+    CachedTeacher,
+    HashedNgramEmbedder,
+    IndexedTextStudent,
+    SentenceTransformerTeacher,
+    pack_text_rows,
+)
 from pml_relaxed.trainers import EmbeddingTransfer
-from pml_relaxed_bench.indexed_text_student import IndexedTextStudent, pack_text_rows
 
 logging.getLogger("PML").setLevel(logging.ERROR)  # PML warns of the models without a separate "embedder"
 torch.manual_seed(SEED)

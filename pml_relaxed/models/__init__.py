@@ -12,6 +12,7 @@ from .cached_teacher import CachedTeacher
 from .conv4 import Conv4
 from .conv_ngram_embedder import ConvNgramEmbedder
 from .hashed_ngram_embedder import HashedNgramEmbedder
+from .indexed_text_student import IndexedTextStudent, pack_text_rows
 from .mlp import MLP
 from .ngram_dropout import NgramDropout
 from .ngram_hasher import NgramHasher
@@ -33,6 +34,8 @@ __all__ = [
     "AttentionPooledNgramEmbedder",
     "ConvNgramEmbedder",
     "TokenNgramHasher",
+    "IndexedTextStudent",
+    "pack_text_rows",
 ]
 
 

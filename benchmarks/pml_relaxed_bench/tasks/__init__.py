@@ -1,8 +1,9 @@
 """Tasks beyond labelled metric learning: ``pml-relaxed bench --task ssl|classification|self-taught``.
 
 API: ``run_task(TaskConfig(task="ssl", split="val", ...))`` trains, appends to ``<output_dir>/runs.jsonl``
-and writes ``results.csv`` / ``results.md``; the CLI parses the same options (``pml-relaxed bench --task ssl
---help``). The default ``--task metric`` is the metric-learning benchmark (``pml-relaxed bench``).
+and writes ``results.json`` / ``results.csv`` / ``results.md``; the CLI parses the same options
+(``pml-relaxed bench --task ssl --help``). The default ``--task metric`` is the metric-learning benchmark
+(``pml-relaxed bench``).
 """
 
 from __future__ import annotations
@@ -13,117 +14,39 @@ import shlex
 from pathlib import Path
 from typing import List, Optional
 
+from ..config import get_args_parser
+from ..report import provenance, write_results
 from . import classification, self_taught, ssl
-from .common import DATASETS, RunLog, TaskConfig, check_dataset, dataset_tag, quick_config, write_results
+from .common import TASK_NAMES, RunLog, TaskConfig, check_dataset, dataset_tag, quick_config
 
 RUNNERS = {"ssl": ssl.run, "classification": classification.run, "self-taught": self_taught.run}
+assert tuple(RUNNERS) == TASK_NAMES
+#: each task's metric columns in results.csv / results.md (retrieval: the library's names)
 METRICS = {
     "ssl": ("recall_at_1", "mean_average_precision_at_r", "knn5_accuracy"),
     "self-taught": ("recall_at_1", "mean_average_precision_at_r", "knn5_accuracy"),
     "classification": ("top1_accuracy",),
 }
-TASKS = ("metric",) + tuple(RUNNERS)
+TASKS = ("metric",) + TASK_NAMES
 
 
 def get_task_parser() -> argparse.ArgumentParser:
-    defaults = TaskConfig(task="ssl")
-    p = argparse.ArgumentParser(prog="pml-relaxed bench --task", description=__doc__.splitlines()[0])
-    p.add_argument("--task", required=True, choices=list(RUNNERS))
-    p.add_argument(
-        "--dataset",
-        default=defaults.dataset,
-        choices=list(DATASETS),
-        help="digits (scikit-learn, no download) or omniglot (the zips under $PML_RELAXED_DATA/omniglot)",
-    )
-    p.add_argument(
-        "--split",
-        default=defaults.split,
-        choices=["val", "test"],
-        help="val: held-out training classes (ssl, self-taught) or items (classification), for model "
-        "selection; test: the unseen test classes / items",
-    )
-    p.add_argument("--seeds", type=int, default=defaults.seeds)
-    p.add_argument("--seed", type=int, default=defaults.seed, help="first student seed")
-    p.add_argument("--teacher-seed", type=int, default=defaults.teacher_seed)
-    p.add_argument("--epochs", type=int, default=defaults.epochs, help="student epochs")
-    p.add_argument("--teacher-epochs", type=int, default=defaults.teacher_epochs)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per batch (before views)")
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument(
-        "--temperatures",
-        type=float,
-        nargs="+",
-        default=defaults.temperatures,
-        help="NTXent temperatures of the baselines (and of the ssl teacher by default): a grid",
-    )
-    p.add_argument(
-        "--teacher-temperatures",
-        type=float,
-        nargs="+",
-        default=None,
-        help="ssl: NTXent temperatures of the teachers (default: --temperatures)",
-    )
-    p.add_argument("--sigmas", type=float, nargs="+", default=defaults.sigmas, help="relaxed-label bandwidths")
-    p.add_argument("--delta", type=float, default=defaults.delta)
-    p.add_argument("--ks", type=int, nargs="+", default=defaults.ks, help="self-taught: ContextualSimilarity k")
-    p.add_argument(
-        "--ema-momenta", type=float, nargs="+", default=defaults.ema_momenta, help="self-taught: EMA teacher momenta"
-    )
-    p.add_argument(
-        "--stml-kl-weights",
-        type=float,
-        nargs="+",
-        default=defaults.stml_kl_weights,
-        help="self-taught: weights of STML's self-distillation term (a second head g; 0, the default: off)",
-    )
-    p.add_argument(
-        "--stml-neighbours",
-        type=int,
-        nargs="+",
-        default=defaults.stml_neighbours,
-        help="self-taught: STML's batches, batch-size / N random queries each with its N - 1 nearest neighbours "
-        "in the student's embedding, refreshed every epoch (N divides --batch-size; 0, the default: random batches)",
-    )
-    p.add_argument(
-        "--stml-centers",
-        type=int,
-        nargs="+",
-        choices=[0, 1],
-        default=defaults.stml_centers,
-        help="self-taught: 1 centres the teacher embeddings on the batch mean before the relaxed labels "
-        "(ContextualSimilarity(center=True), not in STML); 0, the default: STML's uncentred labels",
-    )
-    p.add_argument(
-        "--weights",
-        type=float,
-        nargs="+",
-        default=defaults.weights,
-        help="classification: weights of the transfer loss next to cross-entropy",
-    )
-    p.add_argument(
-        "--kd-temperatures",
-        type=float,
-        nargs="+",
-        default=defaults.kd_temperatures,
-        help="classification: Hinton KD temperatures",
-    )
-    p.add_argument("--methods", nargs="+", default=None, help="default: all of the task's methods")
-    p.add_argument("--settings", nargs="+", default=None, help="ssl: student settings (default: all)")
-    p.add_argument("--output-dir", default=None, help="default: results/task_<task> (digits), else _<dataset> added")
-    p.add_argument("--device", default=defaults.device)
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="a smoke run of a minute or two: 1 seed, 2 epochs, the first value of every grid; default output "
-        "folder with _quick added",
-    )
-    return p
+    """The ``pml-relaxed bench --task`` parser: :func:`~pml_relaxed_bench.config.get_args_parser` of
+    :class:`TaskConfig` (the common options, then the tasks' own)."""
+    return get_args_parser(config_class=TaskConfig)
 
 
 def run_task(cfg: TaskConfig, command: Optional[str] = None) -> List[Path]:
-    """Runs ``cfg`` (skipping the runs already in runs.jsonl) and writes the results; returns the files."""
-    from ..cli import machine, versions
+    """Runs ``cfg`` (skipping the runs already in runs.jsonl) and writes the results with the benchmark's
+    :func:`~pml_relaxed_bench.report.write_results`; returns the files (results.json, results.csv, results.md).
 
+    Raises:
+        TypeError: ``cfg`` is not a :class:`TaskConfig`.
+        ValueError: an unknown task, method, setting or dataset; a bad grid value; an output folder holding
+            another task's or dataset's runs.
+    """
+    if not isinstance(cfg, TaskConfig):
+        raise TypeError(f"cfg must be a TaskConfig (TaskConfig.from_args(argv)); got {type(cfg).__name__}")
     if cfg.task not in RUNNERS:
         raise ValueError(f"task must be one of {list(RUNNERS)}; got {cfg.task!r}")
     known = {"ssl": ssl.METHODS, "classification": classification.METHODS, "self-taught": self_taught.METHODS}
@@ -161,24 +84,19 @@ def run_task(cfg: TaskConfig, command: Optional[str] = None) -> List[Path]:
         )
     now = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}"
     with (out / "commands.txt").open("a") as f:  # every call that wrote to runs.jsonl, in order
-        f.write(f"{now}  {command or repr(cfg)}\n")
+        f.write(f"{now}  {command or 'pml-relaxed bench ' + shlex.join(cfg.to_argv())}\n")
     records = RUNNERS[cfg.task](cfg, log)
-    calls = (out / "commands.txt").read_text().strip().splitlines()
-    header = (
-        f"# {cfg.task}{dataset_tag(cfg.dataset, ' ({})')}\n\nCommands (commands.txt):\n\n"
-        + "\n".join(f"    {c}" for c in calls)
-        + f"\n\nMachine: {machine()}  \nVersions: {versions()}  \nWritten: {now}"
-    )
-    return write_results(records, out, header, METRICS[cfg.task])
+    metadata = provenance((out / "commands.txt").read_text().strip().splitlines(), key="commands")
+    metadata["title"] = f"{cfg.task}{dataset_tag(cfg.dataset, ' ({})')}"
+    return write_results(records, out, metadata, task_metrics=METRICS[cfg.task])
 
 
 def main(argv: List[str]) -> List[Path]:
     """``pml-relaxed bench --task ...`` (argv: the arguments after ``bench``)."""
-    args = get_task_parser().parse_args(argv)
-    cfg = TaskConfig(**{k: v for k, v in vars(args).items()})
+    cfg = TaskConfig.from_args(argv)
     paths = run_task(cfg, "pml-relaxed bench " + " ".join(shlex.quote(a) for a in argv))
-    print(Path(paths[-1]).read_text())
+    print(Path(paths[2]).read_text())
     return paths
 
 
-__all__ = ["TASKS", "TaskConfig", "get_task_parser", "main", "run_task"]
+__all__ = ["TASKS", "TASK_NAMES", "METRICS", "TaskConfig", "get_task_parser", "main", "run_task"]

@@ -1,17 +1,16 @@
-"""What the three tasks beyond labelled metric learning share: the digits and Omniglot splits and networks,
-two-view batches, PML training, evaluation (retrieval, k-NN and top-1 accuracy) and the results files
-(runs.jsonl, results.csv, results.md)."""
+"""What the three tasks beyond labelled metric learning share: their config (:class:`TaskConfig`, a
+:class:`~pml_relaxed_bench.config.CommonConfig`), the digits and Omniglot splits and networks, two-view batches,
+evaluation (retrieval, k-NN and top-1 accuracy) and the run log (runs.jsonl); they train with the benchmark's
+:func:`~pml_relaxed_bench.runner.fit` and write with its :func:`~pml_relaxed_bench.report.write_results`."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, ClassVar, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -21,46 +20,77 @@ from pml_relaxed.evaluation import compute_embeddings, evaluate_embeddings
 from pml_relaxed.models.conv4 import Conv4
 from pml_relaxed.models.mlp import MLP
 
+from ..config import CommonConfig, _option
 from ..data import _split_alphabets
-from ..runner import quiet_pml, seed_everything
+from ..registry import DATASETS as REGISTRY
+from ..report import option_string
+from ..runner import append_records, fit, load_done, seed_everything
 
 RETRIEVAL_METRICS = ("recall_at_1", "mean_average_precision_at_r")
 KNN_K = 5
-DATASETS = ("digits", "omniglot")
+#: the datasets the tasks run on: the registry's entries with a label-free / within-class protocol
+DATASETS = tuple(name for name, entry in REGISTRY.items() if entry.tasks)
 #: Omniglot validation split of the label-free tasks: whole alphabets held out of the training zip
 OMNIGLOT_VAL_ALPHABETS, SPLIT_SEED = 2, 0
 
 
-@dataclass
-class TaskConfig:
-    """One call of ``pml-relaxed bench --task ...``; list-valued fields are grids (every combination runs)."""
+#: the tasks ``--task`` accepts (the metric benchmark is the default mode, without ``--task``)
+TASK_NAMES = ("ssl", "classification", "self-taught")
 
-    task: str
-    dataset: str = "digits"  # "digits" (scikit-learn, in the repository) or "omniglot" ($PML_RELAXED_DATA)
-    split: str = "val"  # "val": held-out training classes (or items), model selection; "test": the report
-    seeds: int = 3
-    seed: int = 0
-    teacher_seed: int = 0
-    epochs: int = 30
-    teacher_epochs: int = 30
-    batch_size: int = 64  # items per batch (two views each in ssl / self-taught)
-    lr: float = 3e-3
-    temperatures: List[float] = field(default_factory=lambda: [0.1])  # NTXent (baseline; ssl teacher by default)
-    teacher_temperatures: Optional[List[float]] = None  # ssl: NTXent teachers (None: temperatures)
-    sigmas: List[float] = field(default_factory=lambda: [1.0])  # relaxed-label bandwidth
-    delta: float = 1.0
-    ks: List[int] = field(default_factory=lambda: [4])  # self-taught: ContextualSimilarity k
-    ema_momenta: List[float] = field(default_factory=lambda: [0.99])  # self-taught: EMA momentum
-    stml_kl_weights: List[float] = field(default_factory=lambda: [0.0])  # self-taught: STML's KL term (0: off)
-    stml_neighbours: List[int] = field(default_factory=lambda: [0])  # self-taught: STML's batches (0: random)
-    stml_centers: List[int] = field(default_factory=lambda: [0])  # self-taught: centred teacher labels (1) or not
-    weights: List[float] = field(default_factory=lambda: [1.0])  # classification: weight of the extra loss
-    kd_temperatures: List[float] = field(default_factory=lambda: [4.0])  # classification: Hinton KD
-    methods: Optional[List[str]] = None  # default: every method of the task
-    settings: Optional[List[str]] = None  # ssl: student settings (default: all)
-    output_dir: Optional[str] = None
-    device: str = "cpu"
-    quick: bool = False  # a smoke run: 1 seed, 2 epochs, the first value of every grid (see quick_config)
+
+@dataclass
+class TaskConfig(CommonConfig):
+    """One call of ``pml-relaxed bench --task ...``: the :class:`~pml_relaxed_bench.config.CommonConfig` options
+    (with the tasks' own defaults) and the tasks' own; list-valued fields are grids (every combination runs)."""
+
+    PROG: ClassVar[str] = "pml-relaxed bench --task"
+    DESCRIPTION: ClassVar[str] = (
+        "Tasks beyond labelled metric learning: pml-relaxed bench --task ssl|classification|self-taught."
+    )
+    #: the tasks' recorded results (docs/results) were trained with the unfused AdamW: a rerun gives them again
+    FUSED_ADAMW: ClassVar[bool] = False
+
+    dataset: str = _option(
+        "digits",
+        "digits (scikit-learn, no download) or omniglot (the zips under $PML_RELAXED_DATA/omniglot)",
+        choices=DATASETS,
+    )
+    epochs: int = _option(30, "student epochs")
+    teacher_epochs: int = _option(30, "teacher epochs")
+    batch_size: int = _option(64, "images per batch (before views)")
+    lr: float = _option(3e-3, "learning rate")
+    task: str = _option("ssl", "the task", choices=TASK_NAMES, required=True)
+    split: str = _option(
+        "val",
+        "val: held-out training classes (ssl, self-taught) or items (classification), for model selection; test: "
+        "the unseen test classes / items",
+        choices=("val", "test"),
+    )
+    temperatures: List[float] = _option(
+        [0.1], "NTXent temperatures of the baselines (and of the ssl teacher by default): a grid"
+    )
+    teacher_temperatures: Optional[List[float]] = _option(
+        None, "ssl: NTXent temperatures of the teachers (default: --temperatures)"
+    )
+    sigmas: List[float] = _option([1.0], "relaxed-label bandwidths")
+    ks: List[int] = _option([4], "self-taught: ContextualSimilarity k")
+    ema_momenta: List[float] = _option([0.99], "self-taught: EMA teacher momenta")
+    stml_kl_weights: List[float] = _option(
+        [0.0], "self-taught: weights of STML's self-distillation term (a second head g; 0, the default: off)"
+    )
+    stml_neighbours: List[int] = _option(
+        [0],
+        "self-taught: STML's batches, batch-size / N random queries each with its N - 1 nearest neighbours in the "
+        "student's embedding, refreshed every epoch (N divides --batch-size; 0, the default: random batches)",
+    )
+    stml_centers: List[int] = _option(
+        [0],
+        "self-taught: 1 centres the teacher embeddings on the batch mean before the relaxed labels "
+        "(ContextualSimilarity(center=True), not in STML); 0, the default: STML's uncentred labels",
+        choices=(0, 1),
+    )
+    weights: List[float] = _option([1.0], "classification: weights of the transfer loss next to cross-entropy")
+    kd_temperatures: List[float] = _option([4.0], "classification: Hinton KD temperatures")
 
 
 #: the grids of a TaskConfig: ``--quick`` keeps the first value of each
@@ -199,47 +229,6 @@ def network(arch: str, dim: int) -> torch.nn.Module:
     raise ValueError(f"arch must be 'mlp<H>' or 'conv4-w<W>'; got {arch!r}")
 
 
-# -------------------------------------------------------------------------------------------- training
-
-
-def fit(
-    trainer_cls,
-    models: dict,
-    loss_funcs: dict,
-    dataset,
-    cfg: TaskConfig,
-    epochs: int,
-    *,
-    collate_fn=None,
-    loss_weights: Optional[dict] = None,
-    **trainer_kwargs,
-) -> float:
-    """Trains with a PML trainer (AdamW over every trained model, cosine schedule); returns the seconds."""
-    trained = [m for name, m in models.items() if name != "teacher"]
-    params = [p for m in trained for p in m.parameters() if p.requires_grad]
-    iterations = max(len(dataset) // cfg.batch_size, 1)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=iterations * epochs)
-    trainer = trainer_cls(
-        models=models,
-        optimizers={"trunk_optimizer": optimizer},
-        batch_size=cfg.batch_size,
-        loss_funcs=loss_funcs,
-        loss_weights=loss_weights,
-        dataset=dataset,
-        collate_fn=collate_fn,
-        iterations_per_epoch=iterations,
-        lr_schedulers={"trunk_scheduler_by_iteration": scheduler},
-        dataloader_num_workers=0,
-        data_device=torch.device(cfg.device),
-        **trainer_kwargs,
-    )
-    start = time.perf_counter()
-    with quiet_pml():
-        trainer.train(num_epochs=epochs)
-    return time.perf_counter() - start
-
-
 # ------------------------------------------------------------------------------------------ evaluation
 
 
@@ -293,26 +282,6 @@ def record(
     }
 
 
-def option_string(options: dict) -> str:
-    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(options.items())) or "-"
-
-
-def summarise(records: Iterable[dict]) -> List[dict]:
-    """Mean and sample std (ddof=1) over seeds of every (split, setting, method, options) and metric."""
-    groups: Dict[tuple, List[dict]] = {}
-    for r in records:
-        groups.setdefault((r["split"], r["setting"], r["method"], option_string(r["options"])), []).append(r)
-    rows = []
-    for (split, setting, method, options), runs in groups.items():
-        row = {"split": split, "setting": setting, "method": method, "options": options, "seeds": len(runs)}
-        for metric in runs[0]["metrics"]:
-            values = torch.tensor([run["metrics"][metric] for run in runs], dtype=torch.float64)
-            row[metric] = float(values.mean())
-            row[f"{metric}_std"] = float(values.std()) if len(runs) > 1 else 0.0
-        rows.append(row)
-    return rows
-
-
 def choose_on_validation(records: Iterable[dict], metric: str, seeds: int = 3) -> Dict[Tuple[str, str], dict]:
     """The protocol's choice: per (setting, method), the validation options with the best mean ``metric`` over
     ``seeds`` seeds (groups with fewer seeds are ignored; on equal means the first in run order wins)."""
@@ -337,44 +306,14 @@ def verdict(a_mean: float, a_std: float, b_mean: float, b_std: float) -> str:
     return "win" if a_mean > b_mean else "loss"
 
 
-def write_results(records: List[dict], out: Path, header: str, metrics: Sequence[str]) -> List[Path]:
-    """results.csv (one row per group) and results.md (mean ± std tables) from every record in runs.jsonl."""
-    rows = summarise(records)
-    columns = ["split", "setting", "method", "options", "seeds"] + [c for m in metrics for c in (m, f"{m}_std")]
-    csv_lines = [",".join(columns)] + [",".join(_csv(row.get(c, "")) for c in columns) for row in rows]
-    (out / "results.csv").write_text("\n".join(csv_lines) + "\n")
-    md = [
-        header,
-        "",
-        "| split | setting | method | options | seeds | " + " | ".join(metrics) + " |",
-        "|" + "---|" * (5 + len(metrics)),
-    ]
-    for row in sorted(rows, key=lambda r: (r["split"], r["setting"], r["method"], r["options"])):
-        cells = [f"{100 * row[m]:.2f} ± {100 * row[m + '_std']:.2f}" if m in row else "" for m in metrics]
-        md.append(
-            f"| {row['split']} | {row['setting']} | {row['method']} | {row['options']} | {row['seeds']} | "
-            + " | ".join(cells)
-            + " |"
-        )
-    (out / "results.md").write_text("\n".join(md) + "\n")
-    return [out / "results.csv", out / "results.md"]
-
-
-def _csv(value) -> str:
-    return f"{value:.6f}" if isinstance(value, float) else str(value)
-
-
 class RunLog:
-    """runs.jsonl in the output folder: appended run by run, and the runs already there are skipped."""
+    """runs.jsonl in the output folder, read and appended with the runner's :func:`load_done` /
+    :func:`append_records`: run by run, and the runs already there are skipped."""
 
     def __init__(self, out: Path) -> None:
         self.path = out / "runs.jsonl"
         out.mkdir(parents=True, exist_ok=True)
-        self.records = (
-            [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-            if self.path.exists()
-            else []
-        )
+        self.records = load_done(self.path)
 
     @staticmethod
     def key(split: str, setting: str, method: str, seed: int, options: dict) -> tuple:
@@ -388,8 +327,7 @@ class RunLog:
 
     def add(self, rec: dict) -> None:
         self.records.append(rec)
-        with self.path.open("a") as f:
-            f.write(json.dumps(rec) + "\n")
+        append_records(self.path, [rec])
 
 
-__all__ = ["TaskConfig", "seed_everything"]
+__all__ = ["TASK_NAMES", "TaskConfig", "fit", "seed_everything"]

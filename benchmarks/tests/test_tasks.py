@@ -1,4 +1,4 @@
-"""Tiny end-to-end runs of the tasks beyond labelled metric learning (issue 19), and their helpers."""
+"""Tiny end-to-end runs of the tasks beyond labelled metric learning, and their helpers."""
 
 import json
 
@@ -35,15 +35,18 @@ def test_ssl_task_runs_end_to_end_and_resumes(tmp_path):
         ("teacher", "ntxent"),
     ]
     assert all(set(r["metrics"]) == {"recall_at_1", "mean_average_precision_at_r", "knn5_accuracy"} for r in runs)
-    assert "| val | compression | relaxed_contrastive | sigma=0.5 teacher_temperature=0.1 | 1 |" in paths[1].read_text()
+    assert [p.name for p in paths] == ["results.json", "results.csv", "results.md"]  # the metric benchmark's files
+    assert "| val | compression | relaxed_contrastive | sigma=0.5 teacher_temperature=0.1 | 1 |" in paths[2].read_text()
+    assert "compression,relaxed_contrastive,sigma=0.5 teacher_temperature=0.1,1," in paths[1].read_text()
+    assert json.loads(paths[0].read_text())["runs"] == runs
     teacher_file = tmp_path / "teacher_ssl_val_t0.1_e1_s0.pt"
     assert teacher_file.exists()
-    saved = torch.load(teacher_file)
+    saved = torch.load(teacher_file, weights_only=True)
     run_task(
         TaskConfig(task="ssl", output_dir=str(tmp_path), sigmas=[0.5, 1.0], settings=["compression"], **TINY)
     )  # resumes: nothing new, the cached teacher is loaded, not retrained
     assert len(read_runs(tmp_path)) == 4
-    assert all(torch.equal(saved[k], v) for k, v in torch.load(teacher_file).items())
+    assert all(torch.equal(saved[k], v) for k, v in torch.load(teacher_file, weights_only=True).items())
 
 
 def test_self_taught_task_from_the_cli(tmp_path):

@@ -1,9 +1,8 @@
-"""The benchmark's packed text rows [index, ids...] and the student that reads them."""
+"""Packed text rows [index, ids...] and the student that reads them."""
 
 import torch
 
-from pml_relaxed.models import CachedTeacher, HashedNgramEmbedder
-from pml_relaxed_bench.indexed_text_student import IndexedTextStudent, pack_text_rows
+from pml_relaxed.models import CachedTeacher, HashedNgramEmbedder, IndexedTextStudent, pack_text_rows
 
 TEXTS = ["where is my card?", "top up", "my card has not arrived yet"]
 
@@ -24,3 +23,17 @@ def test_student_reads_the_ids_and_the_teacher_the_index():
     assert torch.equal(IndexedTextStudent(student)(rows), student(student.encode_batch(TEXTS)))
     table = torch.randn(4, 6)
     assert torch.equal(CachedTeacher(table)(rows), table[1:4])
+
+
+def test_misuse_names_the_argument():
+    import pytest
+
+    student = HashedNgramEmbedder(embedding_dim=4, num_buckets=2**10)
+    with pytest.raises(TypeError, match="texts must be a sequence of strings"):
+        pack_text_rows(student, "top up")
+    with pytest.raises(ValueError, match="width"):
+        pack_text_rows(student, TEXTS, width=-1)
+    with pytest.raises(TypeError, match="encode_batch"):
+        pack_text_rows(torch.nn.Identity(), TEXTS)
+    with pytest.raises(ValueError, match="rows must be a"):
+        IndexedTextStudent(student)(torch.zeros(3, dtype=torch.long))
