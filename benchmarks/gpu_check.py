@@ -151,7 +151,7 @@ def device_name(device: str) -> str:
     """The card for a CUDA device, else the CPU model and core count (what each number was measured on)."""
     if torch.device(device).type == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
-    from pml_relaxed_bench.cli import machine
+    from pml_relaxed_bench import machine
 
     return f"CPU {machine().split(', ')[0]} ({os.cpu_count()} cores)"
 
@@ -376,7 +376,7 @@ def summary_table(results: List[CheckResult]) -> str:
 
 def main(args: argparse.Namespace) -> List[CheckResult]:
     config = GpuCheckConfig.from_args(args)
-    from pml_relaxed_bench.cli import machine, versions
+    from pml_relaxed_bench import machine, versions
 
     cuda = torch.cuda.is_available()
     out = Path(config.output_dir)

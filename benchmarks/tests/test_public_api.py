@@ -12,8 +12,6 @@ import pml_relaxed_bench
 BENCHMARKS = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(BENCHMARKS.glob("*.py"))
 WING_MODULES = sorted((BENCHMARKS / "pml_relaxed_bench").rglob("*.py"))
-#: scripts owned elsewhere that still import a wing submodule: strict, so the mark goes once they are fixed
-NOT_YET = {"gpu_check.py": "imports pml_relaxed_bench.cli.machine (use: from pml_relaxed_bench import machine)"}
 
 
 def _private(module: str) -> bool:
@@ -47,12 +45,7 @@ def test_the_check_catches_submodules_and_private_modules():
 
 @pytest.mark.parametrize(
     "script",
-    [
-        pytest.param(path, marks=pytest.mark.xfail(strict=True, reason=NOT_YET[path.name]))
-        if path.name in NOT_YET
-        else path
-        for path in SCRIPTS
-    ],
+    SCRIPTS,
     ids=[path.name for path in SCRIPTS],
 )
 def test_scripts_import_only_the_public_api_of_the_wing_and_the_library(script):
