@@ -12,6 +12,7 @@ from .ngram_dropout import NgramDropout
 from .ngram_hasher import NgramHasher
 from .sentence_transformer_teacher import SentenceTransformerTeacher
 from .static_embedder import StaticEmbedder
+from .teacher_cache import TeacherCache
 from .text_collator import TextCollator
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "SentenceTransformerTeacher",
     "CachedTeacher",
     "StaticEmbedder",
+    "TeacherCache",
 ]
 
 
