@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import types
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -34,16 +35,19 @@ def _transform_parts(transform: Any) -> List[Any]:
 
 
 def transform_fingerprint(transform: Optional[Callable]) -> str:
-    """SHA-256 of the transform's class and ``repr`` (its parameters), or ``"none"``.
+    """SHA-256 of the transform's class and ``repr`` (its parameters), of a function's module and name, or ``"none"``.
 
     A ``repr`` that holds an address (the default ``<... object at 0x...>``) says nothing of the parameters and
-    changes between runs; only the class name is used then, so two such transforms of the same class compare equal.
+    changes between runs; only the class name is used then, so two such transforms of the same class compare equal
+    (as do two lambdas of one module): give a transform class a ``repr`` that states its parameters.
     """
     if transform is None:
         return "none"
     kind = f"{type(transform).__module__}.{type(transform).__qualname__}"
     text = repr(transform)
-    if " at 0x" in text:
+    if isinstance(transform, (types.FunctionType, types.BuiltinFunctionType)):
+        kind, text = f"{transform.__module__}.{transform.__qualname__}", ""
+    elif " at 0x" in text:
         text = ""
     return hashlib.sha256(f"{kind}:{text}".encode("utf-8")).hexdigest()
 
