@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from pml_relaxed.datasets import SeededViewDataset
-from pml_relaxed.models import TeacherCache
+from pml_relaxed.models import CachedTeacher, TeacherCache
 from tests.distributed.dist_harness import run_world
 from tests.models import teacher_cache_build as fixture
 
@@ -177,3 +177,12 @@ def test_a_two_rank_gloo_build_splits_the_shards_and_reads_the_whole_cache(tmp_p
         assert result["samples"].tolist() == mine
         torch.testing.assert_close(result["lookup"], results[0]["lookup"], rtol=0, atol=0)
     assert folder_bytes(folder) == folder_bytes(reference)
+
+
+def test_a_one_view_cache_becomes_a_cached_teacher(tmp_path):
+    teacher = fixture.SlowTeacher()
+    points = fixture.dataset().dataset
+    cache = TeacherCache.build(teacher, points, tmp_path, shard_size=8, progress=False)  # a plain dataset: 1 view
+    table = CachedTeacher(cache.lookup(torch.arange(len(cache))))
+    rows = torch.tensor([[3], [17], [29]])
+    torch.testing.assert_close(table(rows), teacher(points.tensors[0][[3, 17, 29]]).detach())
