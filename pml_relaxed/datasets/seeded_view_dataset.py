@@ -62,7 +62,7 @@ def split_item(item: Any) -> Tuple[Any, Any]:
 class SeededViewDataset(Dataset):
     """Wraps a dataset of ``(x, label)`` into items ``(views (k, ...), label, view_ids (k, 2))``, each view seeded.
 
-    View ``v`` of sample ``i`` is ``transform(x_i)`` run with torch's, numpy's and Python's global generators
+    View ``v`` of sample ``i`` is ``transform(x_i)`` run with torch's (CPU), numpy's and Python's global generators
     seeded with :func:`view_seed` ``(seed, i, v)`` (their states are restored afterwards), so it is the same
     image in every epoch, every worker and every process: the image whose teacher embedding
     :class:`~pml_relaxed.models.TeacherCache` stored. ``view_ids`` holds the rows ``[i, v]``; with
@@ -145,7 +145,7 @@ class SeededViewDataset(Dataset):
         python_state, numpy_state = random.getstate(), np.random.get_state()
         try:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+                torch.default_generator.manual_seed(seed)
                 random.seed(seed)
                 np.random.seed(seed & 0xFFFFFFFF)
                 return torch.as_tensor(self.transform(x))
