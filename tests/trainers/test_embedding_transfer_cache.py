@@ -4,46 +4,45 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 
 import pytest
 import torch
 
 from pml_relaxed.datasets import SeededViewDataset, seeded_view_collate
+from pml_relaxed.distributed import DistributedTransferLossWrapper
 from pml_relaxed.losses import RelaxedContrastiveLoss, TransferCrossBatchMemory
 from pml_relaxed.miners import TeacherSimilarityMiner
 from pml_relaxed.models import TeacherCache
 from pml_relaxed.trainers import EmbeddingTransfer
+from tests.distributed.dist_harness import run_world
 
 CPU = torch.device("cpu")
 NUM_SAMPLES, IN_DIM, TEACHER_DIM, STUDENT_DIM = 48, 6, 5, 4
+FOLDER_VARIABLE = "PML_RELAXED_TEST_TRAINER_CACHE_FOLDER"
 
 
 def augment(x: torch.Tensor) -> torch.Tensor:
     return x * (1 + 0.2 * torch.rand(1)) + 0.1 * torch.randn_like(x)
 
 
-@pytest.fixture(scope="module")
-def setting(tmp_path_factory):
+def make_setting(folder):
     torch.manual_seed(0)
     points = torch.randn(NUM_SAMPLES, IN_DIM)
     labels = torch.arange(NUM_SAMPLES) % 4
     data = SeededViewDataset(torch.utils.data.TensorDataset(points, labels), augment, num_views=2, seed=3)
     teacher = torch.nn.Sequential(torch.nn.Linear(IN_DIM, 16), torch.nn.Tanh(), torch.nn.Linear(16, TEACHER_DIM))
     teacher.double()
-    cache = TeacherCache.build(
-        teacher,
-        data,
-        tmp_path_factory.mktemp("cache"),
-        views=2,
-        batch_size=7,
-        shard_size=10,
-        dtype=torch.float64,
-        progress=False,
-    )
-    return data, teacher, cache
+    build = {"views": 2, "batch_size": 7, "shard_size": 10, "dtype": torch.float64, "progress": False}
+    return data, teacher, TeacherCache.build(teacher, data, folder, **build)
 
 
-def train(data, teacher=None, cache=None, transfer_loss=None, miner=None, steps=4):
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    return make_setting(tmp_path_factory.mktemp("cache"))
+
+
+def train(data, teacher=None, cache=None, transfer_loss=None, miner=None, steps=4, sampler=None):
     torch.manual_seed(1)
     student = torch.nn.Sequential(torch.nn.Linear(IN_DIM, 8), torch.nn.ReLU(), torch.nn.Linear(8, STUDENT_DIM)).double()
     models = {"trunk": student} if teacher is None else {"trunk": student, "teacher": teacher}
@@ -55,6 +54,7 @@ def train(data, teacher=None, cache=None, transfer_loss=None, miner=None, steps=
         loss_funcs={"transfer_loss": transfer_loss or RelaxedContrastiveLoss(sigma=1.0, delta=0.5)},
         mining_funcs={} if miner is None else {"tuple_miner": miner},
         dataset=data,
+        sampler=sampler,
         collate_fn=seeded_view_collate,
         iterations_per_epoch=steps,
         dataloader_num_workers=0,
@@ -114,3 +114,24 @@ def test_the_trainer_refuses_a_cache_beside_a_teacher(setting):
         train(data, teacher=teacher, cache=cache)
     with pytest.raises(TypeError, match="teacher_cache must be a pml_relaxed.models.TeacherCache"):
         train(data, cache=object())
+
+
+def train_on_rank(rank: int, world_size: int) -> dict:
+    """On each gloo rank: build the cache together, then train with the live teacher and with the cache, the
+    transfer loss in DistributedTransferLossWrapper (which gathers teacher_emb across the ranks)."""
+    data, teacher, cache = make_setting(os.environ[FOLDER_VARIABLE])
+
+    def run(**route):
+        sampler = torch.utils.data.DistributedSampler(data, world_size, rank, shuffle=True, seed=2)
+        loss = DistributedTransferLossWrapper(RelaxedContrastiveLoss(sigma=1.0, delta=0.5))
+        return train(data, transfer_loss=loss, sampler=sampler, steps=3, **route)
+
+    return {"live": run(teacher=copy.deepcopy(teacher)), "cached": run(cache=cache)}
+
+
+def test_under_gloo_the_cache_trains_the_same_students_as_the_live_teacher(tmp_path, monkeypatch):
+    monkeypatch.setenv(FOLDER_VARIABLE, str(tmp_path))
+    results = run_world(__name__, "train_on_rank", world_size=2)
+    for result in results:
+        assert_same_student(result["live"], result["cached"])
+    assert not torch.allclose(results[0]["cached"]["0.weight"], results[1]["cached"]["0.weight"])  # own batches
