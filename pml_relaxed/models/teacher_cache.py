@@ -304,8 +304,8 @@ class TeacherCache:
         Raises:
             ValueError: an index or a view out of range, ``views`` of another length than ``indices``.
         """
-        index = torch.as_tensor(indices).long().reshape(-1)
-        view = torch.zeros_like(index) if views is None else torch.as_tensor(views).long().reshape(-1)
+        index = torch.as_tensor(indices).long().reshape(-1).cpu()
+        view = torch.zeros_like(index) if views is None else torch.as_tensor(views).long().reshape(-1).cpu()
         if view.shape != index.shape:
             raise ValueError(f"views must hold one view per index: expected {index.numel()} values, got {view.numel()}")
         for name, values, end in (("indices", index, len(self)), ("views", view, self.num_views)):

@@ -116,6 +116,35 @@ def test_the_trainer_refuses_a_cache_beside_a_teacher(setting):
         train(data, cache=object())
 
 
+def trainer_with_cache(data, cache, **kwargs):
+    student = torch.nn.Linear(IN_DIM, STUDENT_DIM)
+    return EmbeddingTransfer(
+        models={"trunk": student},
+        optimizers={"trunk_optimizer": torch.optim.SGD(student.parameters(), lr=0.1)},
+        batch_size=4,
+        loss_funcs={"transfer_loss": RelaxedContrastiveLoss()},
+        dataset=data,
+        collate_fn=seeded_view_collate,
+        dataloader_num_workers=0,
+        data_device=CPU,
+        teacher_cache=cache,
+        **kwargs,
+    )
+
+
+def test_what_a_cache_cannot_serve_is_refused(setting):
+    from pytorch_metric_learning.miners import MultiSimilarityMiner
+
+    data, _, cache = setting
+    with pytest.raises(ValueError, match="cannot be given with ema_momentum"):
+        trainer_with_cache(data, cache, ema_momentum=0.9)
+    with pytest.raises(ValueError, match=r"cannot be given with mining_funcs\['subset_batch_miner'\]"):
+        trainer_with_cache(data, cache, mining_funcs={"subset_batch_miner": MultiSimilarityMiner()})
+    trainer = trainer_with_cache(data, cache, view_ids_getter=lambda batch: batch[2][:, :1], iterations_per_epoch=1)
+    with pytest.raises(ValueError, match=r"expected a \(8, 2\) tensor, got shape \(8, 1\)"):
+        trainer.train(num_epochs=1)
+
+
 def train_on_rank(rank: int, world_size: int) -> dict:
     """On each gloo rank: build the cache together, then train with the live teacher and with the cache, the
     transfer loss in DistributedTransferLossWrapper (which gathers teacher_emb across the ranks)."""
