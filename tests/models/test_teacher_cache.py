@@ -105,7 +105,8 @@ def test_a_flipped_byte_is_caught_by_verify_and_redone(tmp_path, reference):
     with pytest.raises(ValueError, match="shard_00004.npy: its SHA-256 differs"):
         TeacherCache(folder, verify=True)
     (folder / "shard_00005.json").unlink()  # as if killed between a shard's two renames
-    (folder / "shard_00006.npy.tmp-123").write_bytes(b"partial")  # a write cut short
+    (folder / "shard_00006.npy.tmp-123").write_bytes(b"partial")  # writes cut short
+    (folder / "manifest.json.tmp-123").write_bytes(b"{")
     build(folder)
     assert folder_bytes(folder) == folder_bytes(reference)
 
