@@ -16,6 +16,7 @@ from .data_root import DATA_ENV_VAR, default_root
 from .digits import Digits
 from .multi_view import MultiViewDataset, multi_view_collate
 from .omniglot import Omniglot
+from .seeded_view_dataset import SeededViewDataset, seeded_view_collate
 from .transforms import Compose, GaussianNoise, RandomAffine, ResizeToTensor, paper_transforms
 from .two_view_collate import TwoViewCollate
 
@@ -35,6 +36,8 @@ __all__ = [
     "Digits",
     "MultiViewDataset",
     "multi_view_collate",
+    "SeededViewDataset",
+    "seeded_view_collate",
     "TwoViewCollate",
     "Omniglot",
     "DEFAULT_OMNIGLOT_ROOT",

@@ -18,6 +18,7 @@ from .ngram_dropout import NgramDropout
 from .ngram_hasher import NgramHasher
 from .sentence_transformer_teacher import SentenceTransformerTeacher
 from .static_embedder import StaticEmbedder
+from .teacher_cache import TeacherCache
 from .text_collator import TextCollator
 from .token_ngram_hasher import TokenNgramHasher
 
@@ -36,6 +37,7 @@ __all__ = [
     "TokenNgramHasher",
     "IndexedTextStudent",
     "pack_text_rows",
+    "TeacherCache",
 ]
 
 

@@ -16,6 +16,12 @@ class CachedTeacher(torch.nn.Module):
     sample's index into ``embeddings`` (column 0), followed by whatever the student reads (e.g. a text's
     hashed n-gram ids, which the student then takes as ``rows[:, 1:]``).
 
+    It is the in-memory, one-view case of :class:`~pml_relaxed.models.TeacherCache`, which keeps the embeddings
+    on disk (memory-mapped), holds several seeded augmented views per sample, checks the teacher and the dataset
+    it was built from, and survives a killed build; :class:`~pml_relaxed.trainers.EmbeddingTransfer` takes it as
+    ``teacher_cache=`` and reads the (index, view) ids from the batch instead of column 0. A one-view
+    ``TeacherCache`` becomes a ``CachedTeacher`` with ``CachedTeacher(cache.lookup(torch.arange(len(cache))))``.
+
     Args:
         embeddings: (N, D) teacher embeddings of every sample that can appear in a batch.
 

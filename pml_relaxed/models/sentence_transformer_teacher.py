@@ -139,12 +139,15 @@ class SentenceTransformerTeacher(nn.Module):
         # encode() runs in inference mode; clone so the result can be used next to autograd tensors.
         return embeddings.clone().float().to(self.device)
 
-    def encode(self, texts: Sequence[str], show_progress_bar: bool = False) -> torch.Tensor:
+    def encode(self, texts: Sequence[str], show_progress_bar: bool = True) -> torch.Tensor:
         """Embeds a list of texts, reading and writing the on-disk cache when ``cache_dir`` is set.
+
+        A corpus takes minutes on a CPU: by default a tqdm bar (sentence-transformers', one step per batch)
+        shows the encoding's progress; a read from the cache shows none.
 
         Args:
             texts: N strings.
-            show_progress_bar: show sentence-transformers' progress bar while encoding.
+            show_progress_bar: show the progress bar while encoding (default True).
 
         Returns:
             ``(N, embedding_dim)`` float32 tensor on ``device`` (L2-normalised if ``normalize``).
@@ -153,6 +156,7 @@ class SentenceTransformerTeacher(nn.Module):
             TypeError: ``texts`` is not a list/tuple of str.
         """
         texts = check_texts("texts", texts)
+        show_progress_bar = v.check_bool("show_progress_bar", show_progress_bar)
         path = self.cache_path(texts)
         if path is not None and path.is_file():
             cached = torch.load(path, map_location=self.device, weights_only=True)

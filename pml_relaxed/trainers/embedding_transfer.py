@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import torch
 from pytorch_metric_learning.losses import CrossBatchMemory, SelfSupervisedLoss
@@ -130,6 +130,18 @@ def _first_tensor(module: torch.nn.Module, floating: bool) -> Optional[torch.Ten
     return None
 
 
+def _third_item(batch: Any) -> Any:
+    """The view ids of a ``(inputs, labels, view_ids)`` batch."""
+    return batch[2] if isinstance(batch, (tuple, list)) and len(batch) == 3 else None
+
+
+def _data_and_labels(batch: Any) -> Any:
+    """PML's default getter (the batch itself is ``(data, labels)``), reading ``batch[:2]`` of a three-item batch."""
+    if isinstance(batch, (tuple, list)) and len(batch) == 3:
+        return batch[0], batch[1]
+    return c_f.return_input(batch)
+
+
 class EmbeddingTransfer(MetricLossOnly):
     """PML's MetricLossOnly plus a frozen teacher whose embeddings feed the transfer loss and miner.
 
@@ -190,6 +202,18 @@ class EmbeddingTransfer(MetricLossOnly):
     For multi-view batches use :class:`pml_relaxed.datasets.MultiViewDataset` with
     ``collate_fn=pml_relaxed.datasets.multi_view_collate``.
 
+    Cached teacher (``teacher_cache=``, no ``models["teacher"]``): a :class:`~pml_relaxed.models.TeacherCache`
+    built once from the teacher over seeded views (:class:`~pml_relaxed.datasets.SeededViewDataset` with
+    ``collate_fn=pml_relaxed.datasets.seeded_view_collate``, whose batches are ``(inputs, labels, view_ids)``)
+    takes the teacher's place: on every step ``teacher_emb = teacher_cache.lookup(view_ids[:, 0], view_ids[:, 1])``,
+    cast to the student embeddings' dtype and device, where ``view_ids`` (B, 2) comes from ``view_ids_getter(batch)``
+    (default ``batch[2]``). The student then trains as with the live teacher on the same views (equal to float64
+    rounding in float64), and the transfer loss, the miner, a cross-batch memory and the distributed wrappers get
+    the same ``teacher_emb``. At construction the cache is checked against ``dataset`` (size, transform, seed,
+    views): a mismatch raises naming what differs. A ``subset_batch_miner`` (which would drop rows from the batch
+    without their ids) and ``ema_momentum`` (a moving teacher cannot be cached) are refused with a cache. A
+    batch of three items (a seeded-view batch) reaches ``data_and_label_getter``'s default as ``batch[:2]``.
+
     Args:
         *args: PML ``BaseTrainer`` arguments (``models``, ``optimizers``, ``batch_size``, ...).
         save_teacher: keep a frozen teacher in ``trainer.models``, so that PML's model saving writes (and
@@ -199,6 +223,10 @@ class EmbeddingTransfer(MetricLossOnly):
         teacher_device: device to run the teacher on, or None (its own).
         ema_momentum: momentum m in [0, 1] of an EMA teacher built from the student (then no
             ``models["teacher"]``), or None for the given frozen teacher. STML uses values near 0.999.
+        teacher_cache: a :class:`~pml_relaxed.models.TeacherCache` (or any object with
+            ``lookup(indices, views)``) in place of ``models["teacher"]``, or None.
+        view_ids_getter: maps a batch to its (B, 2) ``[sample index, view]`` rows for ``teacher_cache``;
+            default ``batch[2]`` (the third item of a :func:`~pml_relaxed.datasets.seeded_view_collate` batch).
         **kwargs: PML ``BaseTrainer`` keyword arguments.
 
     Raises:
@@ -208,8 +236,10 @@ class EmbeddingTransfer(MetricLossOnly):
             as the transfer_loss (each message names the pml_relaxed class to use); a metric_loss that reads
             the teacher; a tuple_miner beside a cross-batch memory transfer_loss (give the miner to the
             memory's ``miner=``); ``ema_momentum`` outside [0, 1] or given with a ``models["teacher"]``; a
-            classifier without a classifier_loss or the reverse; at training time, a batch without labels
-            reaching a ``metric_loss``, a ``classifier_loss`` or a ``subset_batch_miner`` that needs them.
+            classifier without a classifier_loss or the reverse; a ``teacher_cache`` beside a ``models["teacher"]``,
+            ``ema_momentum`` or a ``subset_batch_miner``, or built from another dataset, transform or fewer views; at
+            training time, a batch without labels reaching a ``metric_loss``, a ``classifier_loss`` or a
+            ``subset_batch_miner`` that needs them, a batch whose ``view_ids`` are not one (index, view) row per input.
         TypeError: a non-bool ``save_teacher``, a ``teacher_dtype`` that is not a floating-point
             torch.dtype, a ``teacher_device`` that is not a device, a non-number ``ema_momentum``.
 
@@ -236,8 +266,20 @@ class EmbeddingTransfer(MetricLossOnly):
         teacher_dtype: Optional[torch.dtype] = None,
         teacher_device: Optional[Union[str, torch.device]] = None,
         ema_momentum: Optional[float] = None,
+        teacher_cache: Optional[Any] = None,
+        view_ids_getter: Optional[Callable[[Any], torch.Tensor]] = None,
         **kwargs: Any,
     ) -> None:
+        if teacher_cache is not None and not callable(getattr(teacher_cache, "lookup", None)):
+            raise TypeError(
+                "teacher_cache must be a pml_relaxed.models.TeacherCache (an object with lookup(indices, views)) or "
+                f"None; got {type(teacher_cache).__name__}"
+            )
+        if view_ids_getter is not None and not callable(view_ids_getter):
+            raise TypeError(f"view_ids_getter must be callable or None; got {type(view_ids_getter).__name__}")
+        self.teacher_cache = teacher_cache
+        self.view_ids_getter = view_ids_getter or _third_item
+        self.view_ids: Optional[torch.Tensor] = None
         self.save_teacher = v.check_bool("save_teacher", save_teacher)
         self.ema_momentum = _check_ema_momentum(ema_momentum)
         self.teacher_dtype = _check_teacher_dtype(teacher_dtype)
@@ -245,7 +287,9 @@ class EmbeddingTransfer(MetricLossOnly):
         super().__init__(*args, **kwargs)
 
     def custom_setup(self) -> None:
-        if self.ema_momentum is not None:
+        if self.teacher_cache is not None:
+            self._check_teacher_cache()
+        elif self.ema_momentum is not None:
             self.models = dict(self.models)  # the caller's dict stays as it was
             if "teacher" in self.models:
                 raise ValueError(
@@ -264,13 +308,36 @@ class EmbeddingTransfer(MetricLossOnly):
                 f"a classifier head needs both models['classifier'] and loss_funcs['classifier_loss']; "
                 f"got {given} without {missing}"
             )
-        if "teacher" not in self.freeze_these:
+        if "teacher" not in self.freeze_these and self.teacher_cache is None:
             self.freeze_these = tuple(self.freeze_these) + ("teacher",)
         _check_transfer_funcs(self.loss_funcs, self.mining_funcs)
 
+    def _check_teacher_cache(self) -> None:
+        """The refusals of a ``teacher_cache`` beside what it replaces or cannot serve, and its check on the dataset."""
+        clashes = [
+            (self.models is not None and "teacher" in self.models, "models['teacher'] (the cache replaces it)"),
+            (self.ema_momentum is not None, "ema_momentum (an EMA teacher moves: it cannot be cached)"),
+            (
+                "subset_batch_miner" in self.mining_funcs,
+                "mining_funcs['subset_batch_miner'] (it subsets the batch without its view_ids)",
+            ),
+        ]
+        for clash, what in clashes:
+            if clash:
+                raise ValueError(f"teacher_cache takes the teacher's place, so it cannot be given with {what}")
+        check = getattr(self.teacher_cache, "check", None)
+        if callable(check) and self.dataset is not None:
+            check(dataset=self.dataset)
+
+    def initialize_data_and_label_getter(self) -> None:
+        if self.data_and_label_getter is None:
+            self.data_and_label_getter = _data_and_labels
+        super().initialize_data_and_label_getter()
+
     def modify_schema(self) -> None:
         self.schema["models"].keys += ["teacher"]
-        self.schema["models"].essential += ["teacher"]
+        if self.teacher_cache is None:
+            self.schema["models"].essential += ["teacher"]
         self.schema["models"].keys += ["classifier"]
         self.schema["models"].important = ["embedder"]  # the classifier head is optional: no warning without it
         self.schema["loss_funcs"].keys += ["transfer_loss", "classifier_loss"]
@@ -284,6 +351,9 @@ class EmbeddingTransfer(MetricLossOnly):
 
     def initialize_models(self) -> None:
         super().initialize_models()
+        if self.teacher_cache is not None:
+            self.teacher = None
+            return
         self.teacher = self.models["teacher"]
         if self.teacher_device is not None or self.teacher_dtype is not None:
             self.teacher.to(device=self.teacher_device, dtype=self.teacher_dtype)
@@ -297,10 +367,12 @@ class EmbeddingTransfer(MetricLossOnly):
     def keeps_teacher_in_models(self) -> bool:
         """Whether ``trainer.models`` holds the teacher, so that PML's hooks save and load ``teacher_*.pth``: an
         EMA teacher always (it is training state), a frozen one with ``save_teacher=True``."""
-        return self.save_teacher or self.ema_momentum is not None
+        return (self.save_teacher or self.ema_momentum is not None) and self.teacher_cache is None
 
     def get_batch(self) -> Tuple[Any, Optional[torch.Tensor]]:
         self.dataloader_iter, curr_batch = c_f.try_next_on_generator(self.dataloader_iter, self.dataloader)
+        if self.teacher_cache is not None:
+            self.view_ids = self.view_ids_getter(curr_batch)
         data, labels = self.data_and_label_getter(curr_batch)
         if labels is None:  # PML's process_label and subset batch mining need labels
             if "subset_batch_miner" in self.mining_funcs:
@@ -324,7 +396,14 @@ class EmbeddingTransfer(MetricLossOnly):
         return device, dtype
 
     def compute_teacher_embeddings(self, data: Any, student_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The teacher's embeddings of ``data`` under no_grad, cast to ``student_emb``'s dtype and device."""
+        """The teacher's embeddings of ``data`` under no_grad, cast to ``student_emb``'s dtype and device.
+
+        With a ``teacher_cache``, the cache's rows of the batch's ``view_ids`` instead."""
+        if self.teacher_cache is not None:
+            teacher_emb = self.cached_teacher_embeddings(data)
+            if student_emb is not None:
+                teacher_emb = teacher_emb.to(device=student_emb.device, dtype=student_emb.dtype)
+            return teacher_emb
         self.teacher.eval()
         if isinstance(data, torch.Tensor):
             device, dtype = self.teacher_input_spec()
@@ -334,6 +413,23 @@ class EmbeddingTransfer(MetricLossOnly):
         if student_emb is not None:
             teacher_emb = teacher_emb.to(device=student_emb.device, dtype=student_emb.dtype)
         return teacher_emb
+
+    def cached_teacher_embeddings(self, data: Any) -> torch.Tensor:
+        """``teacher_cache.lookup(view_ids[:, 0], view_ids[:, 1])`` of the current batch's ``view_ids``."""
+        ids = self.view_ids
+        rows = len(data) if hasattr(data, "__len__") else None
+        if (
+            not isinstance(ids, torch.Tensor)
+            or ids.ndim != 2
+            or ids.shape[1] != 2
+            or (rows is not None and ids.shape[0] != rows)
+        ):
+            got = f"shape {tuple(ids.shape)}" if isinstance(ids, torch.Tensor) else type(ids).__name__
+            raise ValueError(
+                f"view_ids_getter must give one [sample index, view] row per input: expected a ({rows}, 2) tensor, "
+                f"got {got} (use pml_relaxed.datasets.SeededViewDataset with collate_fn=seeded_view_collate)"
+            )
+        return self.teacher_cache.lookup(ids[:, 0].cpu(), ids[:, 1].cpu())
 
     def teacher_is_needed(self) -> bool:
         """False on a step where the transfer loss has weight 0 and no tuple_miner takes the teacher."""

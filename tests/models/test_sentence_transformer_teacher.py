@@ -125,3 +125,13 @@ def test_importing_models_does_not_import_sentence_transformers():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root, env=env)
     assert result.stdout.strip() == "False"
+
+
+def test_encode_shows_its_progress(teacher, capfd):
+    teacher.encode(TEXTS[:5])
+    shown = capfd.readouterr().err
+    assert "Batches" in shown and "100%" in shown  # the tqdm bar of the encoding
+    teacher.encode(TEXTS[:5], show_progress_bar=False)
+    assert "Batches" not in capfd.readouterr().err
+    with pytest.raises(TypeError, match="show_progress_bar must be a bool; got str"):
+        teacher.encode(TEXTS[:5], show_progress_bar="yes")
