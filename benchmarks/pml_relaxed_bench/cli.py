@@ -80,11 +80,15 @@ def _check_dataset_options(config: BenchConfig) -> None:
             ("--text-hidden-dim", config.text_hidden_dim),
             ("--text-mlp", config.text_mlp),
             ("--text-init-std", config.text_init_std),
+            ("--text-kernel-size", config.text_kernel_size),
+            ("--unlabelled-texts", config.unlabelled_texts),
         )
         if value is not None
     ]
     if config.text_ngram_dropout != 0:
         text_options.append("--text-ngram-dropout")
+    if config.text_student != "hashed":
+        text_options.append("--text-student")
     if text_options and config.dataset != "banking77":
         raise ValueError(
             f"{', '.join(text_options)} shape the text student (--dataset banking77); got --dataset {config.dataset}"
