@@ -71,13 +71,13 @@ class MixUnlabelledCollate:
 
     def draw(self) -> torch.Tensor:
         """The indices of the next k unlabelled rows: a random order over all U, renewed when used up."""
-        picks = []
-        while len(picks) < self.per_batch:
+        picks, count = [], 0
+        while count < self.per_batch:
             if self._order is None or self._position == len(self._order):
                 self._order, self._position = torch.randperm(len(self.rows)), 0
-            take = min(self.per_batch - len(picks), len(self._order) - self._position)
+            take = min(self.per_batch - count, len(self._order) - self._position)
             picks.append(self._order[self._position : self._position + take])
-            self._position += take
+            self._position, count = self._position + take, count + take
         return torch.cat(picks)
 
     def __call__(self, batch):
