@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from pytorch_metric_learning import losses as pml_losses
 
 from pml_relaxed.losses import RelaxedContrastiveLoss
 from pml_relaxed.models import AttentionPooledNgramEmbedder, ConvNgramEmbedder, HashedNgramEmbedder
@@ -22,7 +23,6 @@ from pml_relaxed_bench.unlabelled import (
     check_label_free_transfer,
     read_unlabelled_texts,
 )
-from pytorch_metric_learning import losses as pml_losses
 from tests.helpers.banking77_fixture import make_banking77
 
 UNLABELLED_TEXTS = ["my card is lost", "", "where is the nearest atm", "refund my top up please", "pin blocked"]
@@ -161,9 +161,7 @@ class _SpyProxyAnchor(pml_losses.ProxyAnchorLoss):
 
 
 def test_unlabelled_rows_reach_the_transfer_loss_and_not_the_label_loss(tmp_path):
-    config = _config(
-        tmp_path, "--unlabelled-texts", str(_unlabelled_file(tmp_path)), "--unlabelled-per-batch", "3"
-    )
+    config = _config(tmp_path, "--unlabelled-texts", str(_unlabelled_file(tmp_path)), "--unlabelled-per-batch", "3")
     data = banking77_data(config)
     num_labelled = len(data.train) + len(data.evaluation)
     assert data.teacher.embeddings.shape[0] == num_labelled + 4 and data.unlabelled.shape[0] == 4
