@@ -24,6 +24,7 @@ from pml_relaxed_bench.unlabelled import (
     read_unlabelled_texts,
 )
 from tests.helpers.banking77_fixture import make_banking77
+from tests.helpers.benchmark_scripts import load_script
 
 UNLABELLED_TEXTS = ["my card is lost", "", "where is the nearest atm", "refund my top up please", "pin blocked"]
 
@@ -201,8 +202,7 @@ def test_quick_run_conv_student_with_unlabelled_texts(tmp_path):
 
 
 def test_unlabelled_study_split_never_uses_validation_or_test_texts(tmp_path):
-    import banking77_unlabelled
-
+    banking77_unlabelled = load_script("banking77_unlabelled")
     root = make_banking77(tmp_path, train_intents=39)
     sizes = banking77_unlabelled.split_texts(str(root), 0.5, 0, tmp_path / "study")
     from pml_relaxed.datasets import Banking77
@@ -218,3 +218,27 @@ def test_unlabelled_study_split_never_uses_validation_or_test_texts(tmp_path):
     assert sorted(labelled + unlabelled) == sorted(train.texts) and not set(labelled) & set(unlabelled)
     assert sizes == {"labelled_train_texts": len(labelled), "unlabelled_texts": len(unlabelled)}
     assert (tmp_path / "study" / "banking77" / "test.csv").read_text() == "text,category\n"
+
+
+def test_peers_script_takes_one_point_per_family():
+    peers = load_script("banking77_peers")
+    point = "conv=--text-kernel-size 5 --text-hidden-dim 128 --epochs 20 --lr 3e-3"
+    args = peers.get_args_parser().parse_args(["--family", "hashed=--text-mlp", "--family", point])
+    assert peers.family_points(args) == {
+        "hashed": ["--text-student", "hashed", "--text-mlp"],
+        "conv": ["--text-student", "conv", "--text-kernel-size", "5", "--text-hidden-dim", "128", "--epochs", "20"]
+        + ["--lr", "3e-3"],
+    }
+    config = peers.bench_args(args, "relaxed_contrastive+proxy_anchor", peers.family_points(args)["conv"])
+    assert (config.text_student, config.text_kernel_size, config.epochs, config.lr, config.delta) == (
+        "conv",
+        5,
+        20,
+        3e-3,
+        3.0,
+    )  # the family's point after the method's tuned options
+    for bad in (["--family", "lstm=--epochs 3"], ["--family", "conv"], ["--family", "hashed=", "--family", "hashed="]):
+        with pytest.raises(ValueError, match="--family must be NAME=OPTIONS"):
+            peers.family_points(peers.get_args_parser().parse_args(bad))
+    with pytest.raises(ValueError, match="the bench refuses"):
+        peers.family_points(peers.get_args_parser().parse_args(["--family", "conv=--no-such-option 1"]))
