@@ -110,7 +110,10 @@ def resolve(config: BenchConfig, data_defaults: dict, settings: List[str]) -> Be
     changes["methods"] = methods or list(DEFAULT_METHODS)
     changes["settings"] = config.settings or list(settings)
     held_out = config.val_classes or config.val_alphabets
-    changes["output_dir"] = config.output_dir or str(Path("results") / f"{config.dataset}{'_val' if held_out else ''}")
+    family = f"_{config.text_student}" if config.text_student != "hashed" else ""  # --text-student: its own folder
+    changes["output_dir"] = config.output_dir or str(
+        Path("results") / f"{config.dataset}{family}{'_val' if held_out else ''}"
+    )
     return dataclasses.replace(config, **changes)
 
 

@@ -114,7 +114,9 @@ class CommonConfig:
         None, "self_transfer, dim_reduction, compression (--task ssl: self_transfer, compression; default: all)"
     )
     output_dir: Optional[str] = _option(
-        None, "default: results/<dataset>[_val]; a --task: results/task_<task>[_<dataset> unless digits]"
+        None,
+        "default: results/<dataset>[_<--text-student> unless hashed][_val]; a --task: "
+        "results/task_<task>[_<dataset> unless digits]",
     )
     device: str = _option("cpu", "torch device of the training, e.g. cuda")
 

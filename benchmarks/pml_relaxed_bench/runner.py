@@ -474,23 +474,31 @@ def append_records(runs_path: Path, records: List[dict]) -> None:
         f.writelines(json.dumps(r) + "\n" for r in records)
 
 
-def check_same_students(records: List[dict], data: BenchData, runs_path: Path) -> None:
-    """Refuses to resume into a ``runs.jsonl`` whose students of a setting are another architecture (e.g. another
-    ``--text-student`` family): its runs would be taken for this call's and skipped.
+def check_same_students(records: List[dict], data: BenchData, config: BenchConfig, runs_path: Path) -> None:
+    """Refuses to resume into a ``runs.jsonl`` whose students of a setting are other students: another
+    architecture (e.g. another ``--text-student`` family) or, for a method with a transfer term, other
+    ``--unlabelled-texts``; their runs would be taken for this call's and skipped.
 
     Raises:
-        ValueError: a student record of one of ``data``'s settings with another ``student_arch``.
+        ValueError: a student record of one of ``data``'s settings with another ``student_arch``, or a
+            transfer or combined one with other unlabelled texts.
     """
     for record in records:
         setting = data.settings.get(record["setting"])
         if record["kind"] not in ("transfer", "scratch", "combined") or setting is None:
             continue
-        if (record["dataset"], record["eval_split"]) == (data.name, data.eval_split) and record.get(
-            "student_arch", setting[0]
-        ) != setting[0]:
+        if (record["dataset"], record["eval_split"]) != (data.name, data.eval_split):
+            continue
+        if record.get("student_arch", setting[0]) != setting[0]:
             raise ValueError(
                 f"{runs_path} holds {record['setting']} students of architecture {record['student_arch']!r}, this "
                 f"call trains {setting[0]!r} ones (another --text-student?); give it its own --output-dir"
+            )
+        recorded = record.get("hparams", {}).get("unlabelled_texts")
+        if record["kind"] != "scratch" and recorded != getattr(config, "unlabelled_texts", None):
+            raise ValueError(
+                f"{runs_path} holds {record['method']} students trained with --unlabelled-texts {recorded}, this "
+                f"call gives {config.unlabelled_texts}; give it its own --output-dir"
             )
 
 
@@ -500,7 +508,7 @@ def run_all(data: BenchData, config: BenchConfig) -> List[dict]:
     out.mkdir(parents=True, exist_ok=True)
     runs_path = out / "runs.jsonl"
     records = load_done(runs_path)
-    check_same_students(records, data, runs_path)
+    check_same_students(records, data, config, runs_path)
     done = {_key(r) for r in records}
     new: List[dict] = []
     teacher = get_teacher(data, config, new)

@@ -199,6 +199,18 @@ def test_quick_run_conv_student_with_unlabelled_texts(tmp_path):
     resume = [a if a != "conv" else "attention" for a in argv if a not in ("--text-kernel-size", "5")]
     with pytest.raises(ValueError, match="another --text-student"):
         main(BenchConfig.from_args(resume), resume)
+    without = argv[: argv.index("--unlabelled-texts")]  # the same students without the unlabelled texts
+    with pytest.raises(ValueError, match="trained with --unlabelled-texts"):
+        main(BenchConfig.from_args(without), without)
+
+
+def test_default_output_folder_names_the_family():
+    from pml_relaxed_bench.cli import resolve
+
+    defaults = {"epochs": 10, "teacher_epochs": 0}
+    folder = lambda *argv: resolve(BenchConfig.from_args(["--dataset", "banking77", *argv]), defaults, []).output_dir  # noqa: E731
+    assert folder() == "results/banking77" and folder("--text-student", "conv") == "results/banking77_conv"
+    assert folder("--text-student", "attention", "--val-classes", "8") == "results/banking77_attention_val"
 
 
 def test_unlabelled_study_split_never_uses_validation_or_test_texts(tmp_path):
