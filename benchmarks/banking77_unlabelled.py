@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
 import json
 import shlex
 import shutil
@@ -36,7 +35,7 @@ from typing import Dict, List
 import torch
 
 from pml_relaxed.datasets import Banking77
-from pml_relaxed_bench import BenchConfig, aggregate, load_done, machine, versions
+from pml_relaxed_bench import BenchConfig, aggregate, load_done, provenance
 from pml_relaxed_bench import main as bench_main
 
 #: the point relaxed contrastive + ProxyAnchor chose on validation intents (docs/text_distillation.md)
@@ -146,10 +145,7 @@ def main(args: argparse.Namespace, argv: List[str]) -> dict:
             if row["kind"] != "teacher":
                 rows.append({"condition": condition, "bench": "pml-relaxed bench " + shlex.join(bench), **row})
     metadata = {
-        "command": "python benchmarks/banking77_unlabelled.py " + shlex.join(argv),
-        "machine": machine(),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "versions": versions(),
+        **provenance("python benchmarks/banking77_unlabelled.py " + shlex.join(argv)),
         "split": "validation: 8 of the 39 training intents (split seed 0), students trained on the other 31",
         **sizes,
     }

@@ -254,3 +254,17 @@ def test_peers_script_takes_one_point_per_family():
             peers.family_points(peers.get_args_parser().parse_args(bad))
     with pytest.raises(ValueError, match="the bench refuses"):
         peers.family_points(peers.get_args_parser().parse_args(["--family", "conv=--no-such-option 1"]))
+
+
+def test_unlabelled_study_runs_its_three_conditions(tmp_path):
+    study = load_script("banking77_unlabelled")
+    root = make_banking77(tmp_path, train_intents=39)
+    out = tmp_path / "study"
+    argv = ["--data-root", str(root), "--settings", "dim16", "--seeds", "1", "--unlabelled-per-batch", "8"]
+    argv += ["--output-dir", str(out)]
+    result = study.main(study.get_args_parser().parse_args(argv), argv)
+    assert [row["condition"] for row in result["rows"]] == list(study.CONDITIONS)
+    mixed = [json.loads(line) for line in (out / "labelled_plus_unlabelled" / "runs.jsonl").read_text().splitlines()]
+    assert [r["hparams"]["unlabelled_per_batch"] for r in mixed if r["kind"] != "teacher"] == [8]
+    assert all(r["eval_split"] == "val" for r in mixed)
+    assert "| labelled+unlabelled | relaxed_contrastive+proxy_anchor | 16 |" in (out / "unlabelled.md").read_text()
