@@ -25,7 +25,7 @@ from pml_relaxed.models.sentence_transformer_teacher import SentenceTransformerT
 from .config import BenchConfig
 from .data import BenchData, TensorDataset
 from .throughput import sentences_per_second
-from .unlabelled import read_unlabelled_texts
+from .unlabelled import check_per_batch, read_unlabelled_texts
 
 #: the bench's text student; ``--text-hidden-dim``, ``--text-mlp`` and ``--text-init-std`` override it
 TEXT_STUDENT_DEFAULTS = {"hidden_dim": 64, "mlp_hidden_dims": [256], "init_std": 0.1}
@@ -97,6 +97,7 @@ def banking77_data(config: BenchConfig) -> BenchData:
     teacher_embeddings = teacher_model.encode(all_texts, show_progress_bar=config.progress)
     unlabelled_texts = read_unlabelled_texts(config.unlabelled_texts) if config.unlabelled_texts else []
     if unlabelled_texts:  # their own cache entry: the labelled table's stays valid
+        check_per_batch(config.unlabelled_per_batch, len(unlabelled_texts))  # before the teacher's minutes
         unlabelled_embeddings = teacher_model.encode(unlabelled_texts, show_progress_bar=config.progress)
         teacher_embeddings = torch.cat([teacher_embeddings, unlabelled_embeddings.to(teacher_embeddings.dtype)])
 

@@ -45,6 +45,19 @@ def read_unlabelled_texts(path: str) -> List[str]:
     return texts
 
 
+def check_per_batch(per_batch: int, num_unlabelled: int) -> int:
+    """Checks ``--unlabelled-per-batch``: in ``[1, num_unlabelled]``.
+
+    Raises:
+        ValueError: ``per_batch`` below 1 or above the number of unlabelled texts.
+    """
+    if not 1 <= per_batch <= num_unlabelled:
+        raise ValueError(
+            f"--unlabelled-per-batch must be in [1, {num_unlabelled}] (the number of unlabelled texts); got {per_batch}"
+        )
+    return per_batch
+
+
 class MixUnlabelledCollate:
     """A batch collate that appends ``per_batch`` unlabelled rows (label -1) to each labelled batch.
 
@@ -61,10 +74,7 @@ class MixUnlabelledCollate:
     """
 
     def __init__(self, collate: Callable, rows: torch.Tensor, per_batch: int) -> None:
-        if not 1 <= per_batch <= len(rows):
-            raise ValueError(
-                f"--unlabelled-per-batch must be in [1, {len(rows)}] (the number of unlabelled texts); got {per_batch}"
-            )
+        check_per_batch(per_batch, len(rows))
         self.collate, self.rows, self.per_batch = collate, rows, per_batch
         self._order: Optional[torch.Tensor] = None
         self._position = 0

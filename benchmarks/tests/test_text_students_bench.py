@@ -96,6 +96,9 @@ def test_unlabelled_texts_are_read_and_checked(tmp_path):
     assert read_unlabelled_texts(str(_unlabelled_file(tmp_path))) == [t for t in UNLABELLED_TEXTS if t]
     with pytest.raises(FileNotFoundError, match="--unlabelled-texts"):
         read_unlabelled_texts(str(tmp_path / "missing.txt"))
+    too_many = _config(tmp_path, "--unlabelled-texts", str(_unlabelled_file(tmp_path)), "--unlabelled-per-batch", "5")
+    with pytest.raises(ValueError, match="--unlabelled-per-batch must be in \\[1, 4\\]"):
+        banking77_data(too_many)
     (tmp_path / "blank.txt").write_text("\n  \n")
     with pytest.raises(ValueError, match="at least one text"):
         read_unlabelled_texts(str(tmp_path / "blank.txt"))
