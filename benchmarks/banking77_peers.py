@@ -12,6 +12,10 @@ parallelism off; the final speed table times every model again in interleaved ro
 
     python benchmarks/banking77_peers.py --output-dir results/b77_peers
 
+``--family NAME=OPTIONS`` (repeatable) adds the text-student families of docs/text_students.md: each trains
+``--family-method`` with ``--text-student NAME`` at the point its OPTIONS give (chosen on validation
+intents), at every setting and seed, in rows named ``METHOD@NAME``, timed like the others.
+
 Writes ``runs.jsonl`` (resumable), the bench report (``results.{json,csv,md}``, plots) and
 ``peers.md`` / ``peers.json`` (one table: quality and speed of every row of this run).
 """
@@ -27,7 +31,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Sequence
 
 import torch
 
@@ -36,6 +40,7 @@ from pml_relaxed.models import SentenceTransformerTeacher
 from pml_relaxed.models.sentence_transformer_teacher import default_model_path
 from pml_relaxed_bench import (
     METHODS,
+    TEXT_STUDENT_FAMILIES,
     BenchConfig,
     aggregate,
     banking77_data,
@@ -66,6 +71,21 @@ TUNED_KIND = {method: METHODS[method].kind for method in TUNED}
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="*", default=list(TUNED), help=f"students, some of {list(TUNED)}")
+    parser.add_argument(
+        "--family",
+        action="append",
+        default=[],
+        metavar="NAME=OPTIONS",
+        help=(
+            "a text-student family trained with --family-method at its point: NAME one of "
+            f"{list(TEXT_STUDENT_FAMILIES)}, OPTIONS the bench options of the point chosen on validation intents "
+            "(e.g. 'conv=--text-kernel-size 5 --epochs 20 --lr 3e-3'), applied after the method's tuned ones; "
+            "its rows are named METHOD@NAME; repeat for each family"
+        ),
+    )
+    parser.add_argument(
+        "--family-method", default="relaxed_contrastive+proxy_anchor", help="the method every --family trains with"
+    )
     parser.add_argument("--settings", nargs="+", default=["dim16", "dim32", "dim64"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--model2vec-dims", type=int, nargs="*", default=[32, 64, 256])
@@ -97,7 +117,39 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def bench_args(args: argparse.Namespace, method: str) -> BenchConfig:
+def family_points(args: argparse.Namespace) -> Dict[str, List[str]]:
+    """``--family NAME=OPTIONS``: each family's bench options (``--text-student NAME`` and its point's options).
+
+    Raises:
+        ValueError: an entry without ``=``, an unknown family, one given twice, or options the bench refuses.
+    """
+    points: Dict[str, List[str]] = {}
+    for entry in args.family:
+        name, sep, options = entry.partition("=")
+        if not sep or name not in TEXT_STUDENT_FAMILIES or name in points:
+            raise ValueError(
+                f"--family must be NAME=OPTIONS with NAME one of {list(TEXT_STUDENT_FAMILIES)}, each family once; "
+                f"got {entry!r}"
+            )
+        points[name] = ["--text-student", name, *shlex.split(options)]
+        try:
+            BenchConfig.from_args(["--dataset", "banking77", *points[name]])
+        except SystemExit as err:  # argparse printed which option
+            raise ValueError(f"--family {name}: the bench refuses its options {options!r}") from err
+    return points
+
+
+def uncached(student) -> Callable:
+    """``student.encode`` with its hashing caches emptied first: the speed of hashing new texts."""
+
+    def encode(texts: List[str]):
+        student.hasher.clear_cache()
+        return student.encode(texts)
+
+    return encode
+
+
+def bench_args(args: argparse.Namespace, method: str, family_options: Sequence[str] = ()) -> BenchConfig:
     argv = [
         "--dataset",
         "banking77",
@@ -111,6 +163,7 @@ def bench_args(args: argparse.Namespace, method: str) -> BenchConfig:
         "--methods",
         method,
         *TUNED.get(method, []),
+        *family_options,
     ]
     if args.data_root:
         argv += ["--data-root", args.data_root]
@@ -242,9 +295,10 @@ def main(args: argparse.Namespace, argv: List[str]) -> dict:
     torch.set_num_threads(1)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ["RAYON_NUM_THREADS"] = "1"
-    unknown = [m for m in args.methods if m not in TUNED]
+    unknown = [m for m in args.methods + [args.family_method] if m not in TUNED]
     if unknown:
-        raise ValueError(f"--methods must be some of {list(TUNED)}; got {unknown}")
+        raise ValueError(f"--methods and --family-method must be some of {list(TUNED)}; got {unknown}")
+    points = family_points(args)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs_path = out / "runs.jsonl"
@@ -279,14 +333,18 @@ def main(args: argparse.Namespace, argv: List[str]) -> dict:
     keep(peer_records(data, base_args, todo, lambda peer: peer_speed(peer, timed_texts)))
 
     students: Dict[str, Callable] = {}
-    for method in args.methods:
-        method_args = bench_args(args, method)
+    # (row name, method, bench options): the tuned methods on the bench's student, then each --family.
+    runs = [(method, method, []) for method in args.methods]
+    runs += [(f"{args.family_method}@{name}", args.family_method, options) for name, options in points.items()]
+    for name, method, options in runs:
+        method_args = bench_args(args, method, options)
         method_data = banking77_data(method_args)
         for seed in range(args.seeds):
             for setting in args.settings:
                 dim = method_data.settings[setting][1]
-                if (setting, method, TUNED_KIND.get(method), dim, seed) not in done:
+                if (setting, name, TUNED_KIND.get(method), dim, seed) not in done:
                     record = run_student(method_data, method_args, setting, method, seed, method_data.teacher)
+                    record["method"] = name
                     keep([record])
                     print(
                         json.dumps(
@@ -296,7 +354,7 @@ def main(args: argparse.Namespace, argv: List[str]) -> dict:
                     )
         for setting in args.settings:
             student = method_data.make_model(*method_data.settings[setting]).model.eval()
-            students[f"{method} ({student.embedding_dim}-d)"] = student.encode
+            students[f"{name} ({student.embedding_dim}-d)"] = uncached(student)
 
     for method in args.static_methods:
         students.update(static_students(args, method, data, train_texts, test_texts, done, keep))

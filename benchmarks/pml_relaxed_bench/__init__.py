@@ -28,7 +28,7 @@ from .tasks import TASK_NAMES, TaskConfig, get_task_parser, run_task
 from .tasks.common import DATASETS as TASK_DATASETS
 from .tasks.common import RunLog, choose_on_validation, network, omniglot
 from .tasks.self_taught import SETTING as SELF_TAUGHT_SETTING
-from .text_data import TEXT_STUDENT_DEFAULTS, banking77_data, text_student_options
+from .text_data import TEXT_STUDENT_DEFAULTS, TEXT_STUDENT_FAMILIES, banking77_data, text_student_options
 from .text_peers import distilled_model2vec, model2vec_peers, pca_peers, peer_records, peer_setting, peer_speed
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "Method",
     "MethodContext",
     "TEXT_STUDENT_DEFAULTS",
+    "TEXT_STUDENT_FAMILIES",
     "text_student_options",
     "banking77_data",
     "static_student_data",

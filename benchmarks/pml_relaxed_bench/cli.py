@@ -80,11 +80,15 @@ def _check_dataset_options(config: BenchConfig) -> None:
             ("--text-hidden-dim", config.text_hidden_dim),
             ("--text-mlp", config.text_mlp),
             ("--text-init-std", config.text_init_std),
+            ("--text-kernel-size", config.text_kernel_size),
+            ("--unlabelled-texts", config.unlabelled_texts),
         )
         if value is not None
     ]
     if config.text_ngram_dropout != 0:
         text_options.append("--text-ngram-dropout")
+    if config.text_student != "hashed":
+        text_options.append("--text-student")
     if text_options and config.dataset != "banking77":
         raise ValueError(
             f"{', '.join(text_options)} shape the text student (--dataset banking77); got --dataset {config.dataset}"
@@ -106,7 +110,10 @@ def resolve(config: BenchConfig, data_defaults: dict, settings: List[str]) -> Be
     changes["methods"] = methods or list(DEFAULT_METHODS)
     changes["settings"] = config.settings or list(settings)
     held_out = config.val_classes or config.val_alphabets
-    changes["output_dir"] = config.output_dir or str(Path("results") / f"{config.dataset}{'_val' if held_out else ''}")
+    family = f"_{config.text_student}" if config.text_student != "hashed" else ""  # --text-student: its own folder
+    changes["output_dir"] = config.output_dir or str(
+        Path("results") / f"{config.dataset}{family}{'_val' if held_out else ''}"
+    )
     return dataclasses.replace(config, **changes)
 
 

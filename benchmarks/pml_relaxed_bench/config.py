@@ -25,6 +25,8 @@ DATASET_NAMES = ("digits", "omniglot", "banking77", "cub", "cars", "sop")
 PRETRAINED_TEACHER_DATASETS = ("banking77",)
 #: the peers ``--peers`` accepts (:mod:`pml_relaxed_bench.text_peers` builds them)
 PEER_NAMES = ("model2vec", "pca")
+#: the text student families ``--text-student`` accepts (:mod:`pml_relaxed_bench.text_data` builds them)
+TEXT_STUDENT_NAMES = ("hashed", "attention", "conv")
 
 
 def _option(default: Any, help: str, **argparse_options: Any) -> Any:
@@ -112,7 +114,9 @@ class CommonConfig:
         None, "self_transfer, dim_reduction, compression (--task ssl: self_transfer, compression; default: all)"
     )
     output_dir: Optional[str] = _option(
-        None, "default: results/<dataset>[_val]; a --task: results/task_<task>[_<dataset> unless digits]"
+        None,
+        "default: results/<dataset>[_<--text-student> unless hashed][_val]; a --task: "
+        "results/task_<task>[_<dataset> unless digits]",
     )
     device: str = _option("cpu", "torch device of the training, e.g. cuda")
 
@@ -204,6 +208,25 @@ class BenchConfig(CommonConfig):
     )
     text_init_std: Optional[float] = _option(
         None, "banking77 student: std of the n-gram embeddings' initialisation (default 0.1)"
+    )
+    text_student: str = _option(
+        "hashed",
+        "banking77 student family: hashed (HashedNgramEmbedder, a mean of hashed n-gram vectors), attention "
+        "(AttentionPooledNgramEmbedder, learned softmax pooling) or conv (ConvNgramEmbedder, token vectors and a "
+        "residual 1-D convolution); the --text-* options shape each",
+        choices=TEXT_STUDENT_NAMES,
+    )
+    text_kernel_size: Optional[int] = _option(
+        None, "banking77 --text-student conv: tokens its convolution sees at once, odd (default 3)"
+    )
+    unlabelled_texts: Optional[str] = _option(
+        None,
+        "banking77: a UTF-8 text file, one text per line (blank lines skipped), added to the batches of every "
+        "method with a transfer loss: the teacher embeds them (cached), they enter the transfer loss only, "
+        "never a label loss (label -1, masked); scratch methods train without them",
+    )
+    unlabelled_per_batch: int = _option(
+        64, "--unlabelled-texts: unlabelled texts appended to each batch (before views), cycling through the file"
     )
     text_ngram_dropout: float = _option(
         0.0,

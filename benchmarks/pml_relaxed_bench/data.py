@@ -78,6 +78,8 @@ class BenchData:
     student_options: Optional[Dict[str, object]] = None  # constructor options of the students, recorded per run
     texts: Optional[Tuple[List[str], List[str]]] = None  # text datasets: the (training, evaluation) raw strings
     teacher_encoder: Optional[Callable[[List[str]], torch.Tensor]] = None  # the given teacher on raw strings
+    # --unlabelled-texts: rows without labels that transfer batches append (pml_relaxed_bench.unlabelled)
+    unlabelled: Optional[torch.Tensor] = None
 
     @property
     def num_train_classes(self) -> int:

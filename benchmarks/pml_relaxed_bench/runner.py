@@ -25,6 +25,7 @@ from .config import BenchConfig, CommonConfig, check_teacher_checkpoint
 from .data import BenchData
 from .methods import METHODS, MethodContext, teacher_loss
 from .parallel import run_parallel
+from .unlabelled import LabelledRowsOnly, MixUnlabelledCollate, check_label_free_transfer
 
 #: the metric benchmark's metrics: the library's defaults
 METRICS = DEFAULT_METRICS
@@ -165,6 +166,10 @@ def train_model(
     """Trains ``model`` on ``data`` with :func:`fit`: PML's MetricLossOnly, or pml_relaxed's EmbeddingTransfer
     when a teacher is given, on ``MPerClassSampler`` batches of augmented views.
 
+    With a teacher and ``data.unlabelled`` (``--unlabelled-texts``), each batch is followed by
+    ``--unlabelled-per-batch`` unlabelled rows (label -1) that only the transfer loss sees
+    (:mod:`pml_relaxed_bench.unlabelled`).
+
     Returns:
         Training time in seconds.
     """
@@ -175,6 +180,12 @@ def train_model(
     batch_size -= batch_size % m
     iterations = max(len(data.train) // batch_size, 1)
     dataset, collate = data.training_set(views)
+    if uses_unlabelled(data, teacher):
+        check_label_free_transfer(desc, loss_funcs, mining_funcs)
+        collate = MixUnlabelledCollate(collate, data.unlabelled, config.unlabelled_per_batch)
+        loss_funcs = {
+            name: LabelledRowsOnly(loss) if name == "metric_loss" else loss for name, loss in loss_funcs.items()
+        }
     models = {"trunk": model, "embedder": torch.nn.Identity()}
     if teacher is not None:
         models["teacher"] = teacher
@@ -198,6 +209,11 @@ def train_model(
         desc=desc,
         sampler=sampler,
     )
+
+
+def uses_unlabelled(data: BenchData, teacher: Optional[torch.nn.Module]) -> bool:
+    """Whether a student's batches get the unlabelled rows: the data has some and the method a teacher."""
+    return teacher is not None and data.unlabelled is not None
 
 
 def evaluate(model: torch.nn.Module, data: BenchData, config: BenchConfig) -> Dict[str, float]:
@@ -369,6 +385,9 @@ def _record(
     }
     if data.student_options is not None:
         hparams["student_options"] = data.student_options
+    if data.unlabelled is not None:  # what the student's transfer batches added (0: a method without a teacher)
+        hparams["unlabelled_texts"] = config.unlabelled_texts
+        hparams["unlabelled_per_batch"] = config.unlabelled_per_batch if kind in ("transfer", "combined") else 0
     return {
         "dataset": data.name,
         "setting": setting,
@@ -455,12 +474,41 @@ def append_records(runs_path: Path, records: List[dict]) -> None:
         f.writelines(json.dumps(r) + "\n" for r in records)
 
 
+def check_same_students(records: List[dict], data: BenchData, config: BenchConfig, runs_path: Path) -> None:
+    """Refuses to resume into a ``runs.jsonl`` whose students of a setting are other students: another
+    architecture (e.g. another ``--text-student`` family) or, for a method with a transfer term, other
+    ``--unlabelled-texts``; their runs would be taken for this call's and skipped.
+
+    Raises:
+        ValueError: a student record of one of ``data``'s settings with another ``student_arch``, or a
+            transfer or combined one with other unlabelled texts.
+    """
+    for record in records:
+        setting = data.settings.get(record["setting"])
+        if record["kind"] not in ("transfer", "scratch", "combined") or setting is None:
+            continue
+        if (record["dataset"], record["eval_split"]) != (data.name, data.eval_split):
+            continue
+        if record.get("student_arch", setting[0]) != setting[0]:
+            raise ValueError(
+                f"{runs_path} holds {record['setting']} students of architecture {record['student_arch']!r}, this "
+                f"call trains {setting[0]!r} ones (another --text-student?); give it its own --output-dir"
+            )
+        recorded = record.get("hparams", {}).get("unlabelled_texts")
+        if record["kind"] != "scratch" and recorded != getattr(config, "unlabelled_texts", None):
+            raise ValueError(
+                f"{runs_path} holds {record['method']} students trained with --unlabelled-texts {recorded}, this "
+                f"call gives {config.unlabelled_texts}; give it its own --output-dir"
+            )
+
+
 def run_all(data: BenchData, config: BenchConfig) -> List[dict]:
     """Runs every (setting, method, seed), appending each record to ``runs.jsonl`` (resumable)."""
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs_path = out / "runs.jsonl"
     records = load_done(runs_path)
+    check_same_students(records, data, config, runs_path)
     done = {_key(r) for r in records}
     new: List[dict] = []
     teacher = get_teacher(data, config, new)

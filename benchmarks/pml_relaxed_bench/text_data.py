@@ -9,13 +9,15 @@ ids (:class:`IndexedTextStudent`), the teacher looks its embeddings up (:class:`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 import torch
 
 from pml_relaxed.datasets import Banking77
 from pml_relaxed.models import IndexedTextStudent, pack_text_rows
+from pml_relaxed.models.attention_pooled_ngram_embedder import AttentionPooledNgramEmbedder
 from pml_relaxed.models.cached_teacher import CachedTeacher
+from pml_relaxed.models.conv_ngram_embedder import ConvNgramEmbedder
 from pml_relaxed.models.hashed_ngram_embedder import HashedNgramEmbedder
 from pml_relaxed.models.ngram_dropout import NgramDropout
 from pml_relaxed.models.sentence_transformer_teacher import SentenceTransformerTeacher
@@ -23,16 +25,30 @@ from pml_relaxed.models.sentence_transformer_teacher import SentenceTransformerT
 from .config import BenchConfig
 from .data import BenchData, TensorDataset
 from .throughput import sentences_per_second
+from .unlabelled import check_per_batch, read_unlabelled_texts
 
 #: the bench's text student; ``--text-hidden-dim``, ``--text-mlp`` and ``--text-init-std`` override it
 TEXT_STUDENT_DEFAULTS = {"hidden_dim": 64, "mlp_hidden_dims": [256], "init_std": 0.1}
+#: ``--text-student``: each family's class and its ``student_arch`` in the records (the bag keeps "ngram")
+TEXT_STUDENT_FAMILIES: Dict[str, tuple] = {
+    "hashed": (HashedNgramEmbedder, "ngram"),
+    "attention": (AttentionPooledNgramEmbedder, "attention-ngram"),
+    "conv": (ConvNgramEmbedder, "conv-ngram"),
+}
+#: ``--text-student conv``'s kernel size unless ``--text-kernel-size`` sets it
+TEXT_KERNEL_SIZE_DEFAULT = 3
 
 
 def text_student_options(config: BenchConfig) -> dict:
-    """The :class:`HashedNgramEmbedder` options of the bench's students: the defaults, then the ``--text-*`` options.
+    """The constructor options of the bench's students: the defaults, then the ``--text-*`` options.
+
+    The family (``--text-student``) is not an option but the class (:data:`TEXT_STUDENT_FAMILIES`); ``conv``
+    adds its ``kernel_size`` (``--text-kernel-size``, default 3).
 
     Raises:
-        ValueError: ``--text-hidden-dim`` or a ``--text-mlp`` width below 1, or ``--text-init-std`` not > 0.
+        ValueError: ``--text-hidden-dim`` or a ``--text-mlp`` width below 1, ``--text-init-std`` not > 0, an
+            unknown ``--text-student``, an even or non-positive ``--text-kernel-size``, or one given without
+            ``--text-student conv``.
     """
     options = dict(TEXT_STUDENT_DEFAULTS)
     if config.text_hidden_dim is not None:
@@ -47,6 +63,18 @@ def text_student_options(config: BenchConfig) -> dict:
         if not config.text_init_std > 0:
             raise ValueError(f"--text-init-std must be > 0; got {config.text_init_std}")
         options["init_std"] = config.text_init_std
+    if config.text_student not in TEXT_STUDENT_FAMILIES:
+        raise ValueError(f"--text-student must be one of {list(TEXT_STUDENT_FAMILIES)}; got {config.text_student!r}")
+    if config.text_student == "conv":
+        kernel_size = TEXT_KERNEL_SIZE_DEFAULT if config.text_kernel_size is None else config.text_kernel_size
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"--text-kernel-size must be odd and >= 1; got {kernel_size}")
+        options["kernel_size"] = kernel_size
+    elif config.text_kernel_size is not None:
+        raise ValueError(
+            f"--text-kernel-size shapes the convolution of --text-student conv; got it with --text-student "
+            f"{config.text_student}"
+        )
     return options
 
 
@@ -67,18 +95,28 @@ def banking77_data(config: BenchConfig) -> BenchData:
     teacher_model = SentenceTransformerTeacher(cache_dir=cache_dir)
     all_texts = list(train.texts) + list(evaluation.texts)
     teacher_embeddings = teacher_model.encode(all_texts, show_progress_bar=config.progress)
+    unlabelled_texts = read_unlabelled_texts(config.unlabelled_texts) if config.unlabelled_texts else []
+    if unlabelled_texts:  # their own cache entry: the labelled table's stays valid
+        check_per_batch(config.unlabelled_per_batch, len(unlabelled_texts))  # before the teacher's minutes
+        unlabelled_embeddings = teacher_model.encode(unlabelled_texts, show_progress_bar=config.progress)
+        teacher_embeddings = torch.cat([teacher_embeddings, unlabelled_embeddings.to(teacher_embeddings.dtype)])
 
     num_buckets = 2**17
-    reference = HashedNgramEmbedder(embedding_dim=8, num_buckets=num_buckets)
-    width = int(reference.encode_batch(all_texts).shape[1])
+    student_cls, student_arch = TEXT_STUDENT_FAMILIES[config.text_student]
+    # The family's own ids (ConvNgramEmbedder: features_per_token columns per token), one width for every split.
+    reference = student_cls(embedding_dim=8, num_buckets=num_buckets, **student_options)
+    width = int(reference.encode_batch(all_texts + unlabelled_texts).shape[1])
     eval_texts = list(evaluation.texts)[:1024]
     train_rows = pack_text_rows(reference, train.texts, 0, width)
     eval_rows = pack_text_rows(reference, evaluation.texts, len(train.texts), width)
+    unlabelled_rows = pack_text_rows(reference, unlabelled_texts, len(all_texts), width) if unlabelled_texts else None
+    del reference
 
     def make_model(arch: str, dim: int) -> torch.nn.Module:
-        if arch != "ngram":
-            raise ValueError(f"banking77 students are 'ngram'; got {arch!r}")
-        student = HashedNgramEmbedder(embedding_dim=dim, num_buckets=num_buckets, **student_options)
+        if arch != student_arch:
+            family = config.text_student
+            raise ValueError(f"banking77 --text-student {family} students are {student_arch!r}; got {arch!r}")
+        student = student_cls(embedding_dim=dim, num_buckets=num_buckets, **student_options)
         return IndexedTextStudent(student)
 
     return BenchData(
@@ -88,7 +126,7 @@ def banking77_data(config: BenchConfig) -> BenchData:
         eval_split=split,
         teacher_arch="all-MiniLM-L6-v2",
         teacher_dim=int(teacher_embeddings.shape[1]),
-        settings={"dim16": ("ngram", 16), "dim32": ("ngram", 32), "dim64": ("ngram", 64)},
+        settings={f"dim{dim}": (student_arch, dim) for dim in (16, 32, 64)},
         make_model=make_model,
         augment=augment,
         defaults={"epochs": 10, "teacher_epochs": 0, "batch_size": 128, "m": 4, "lr": 3e-3},
@@ -99,10 +137,11 @@ def banking77_data(config: BenchConfig) -> BenchData:
         teacher_throughput_fn=lambda: sentences_per_second(teacher_model, eval_texts),
         texts=(list(train.texts), list(evaluation.texts)),
         teacher_encoder=teacher_model,
+        unlabelled=unlabelled_rows,
     )
 
 
-def _uncached(text_model: HashedNgramEmbedder):
+def _uncached(text_model: torch.nn.Module):
     """Encodes with an empty tokenisation cache, so throughput counts the hashing as well."""
 
     def encode(texts: List[str]) -> torch.Tensor:
