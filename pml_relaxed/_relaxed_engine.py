@@ -268,6 +268,9 @@ class RelaxedProblem:
             excluded), or None for every pair (but the self pairs when ``self_reference``).
         self_reference: the reference set is the batch itself.
         stats: a dict to fill with ``num_pairs``, ``sum_relaxed_label`` and ``sum_relative_dist``, or None.
+        one_pass: blockwise, compute the gradient in the forward pass when the backward will need it (the
+            backward then only scales it if its upstream gradient is constant, else recomputes the blocks);
+            False: always two passes (forward, then a backward that recomputes every block).
     """
 
     def __init__(
@@ -278,6 +281,7 @@ class RelaxedProblem:
         pair_mask: Optional[RowsFn],
         self_reference: bool,
         stats: Optional[dict] = None,
+        one_pass: bool = True,
     ) -> None:
         self.distance = distance
         self.rows = rows
@@ -285,6 +289,7 @@ class RelaxedProblem:
         self.pair_mask = pair_mask
         self.self_reference = self_reference
         self.stats = stats
+        self.one_pass = one_pass
 
     def offset(self, start: int) -> Optional[int]:
         return start if self.self_reference else None
@@ -327,19 +332,78 @@ def _blocks(num_rows: int, block_size: int):
         yield start, min(start + block_size, num_rows)
 
 
+def accumulate_block_gradient_(
+    problem: RelaxedProblem,
+    queries: torch.Tensor,
+    refs: torch.Tensor,
+    start: int,
+    end: int,
+    block: tuple,
+    upstream: Optional[torch.Tensor],
+    grad_queries: torch.Tensor,
+    grad_refs: torch.Tensor,
+) -> None:
+    """Adds block [start, end)'s gradient to ``grad_queries[start:end]`` and ``grad_refs`` (in place).
+
+    ``block`` is :meth:`RelaxedProblem.block_`'s (rel, row_mean, w, mask), consumed (rel and the derivative are
+    overwritten); ``upstream`` the (n,) upstream gradient of the per-anchor losses, None for all ones.
+    """
+    rel, row_mean, w, mask = block
+    offset = problem.offset(start)
+    # dL/dD = (u / mu) (phi - (1/m) sum_k phi_k d_k), written into phi's memory.
+    phi = problem.rows.derivative_(rel, w, mask, offset)
+    mean_term = torch.linalg.vecdot(phi, rel, dim=1).unsqueeze(1).div_(refs.shape[0])
+    scale = row_mean.reciprocal() if upstream is None else upstream[start:end].unsqueeze(1) / row_mean
+    grad_dist = phi.sub_(mean_term).mul_(scale)
+    if problem.distance.closed_form:
+        gq, gr = problem.distance.pullback_(queries[start:end], refs, rel.mul_(row_mean), grad_dist)
+    else:
+        gq, gr = _autograd_pullback(problem, queries, refs, start, end, grad_dist)
+    grad_queries[start:end] += gq
+    grad_refs += gr
+
+
+def recompute_gradient(problem, queries, refs, block_size, upstream):
+    """The two-pass backward: every block recomputed, its gradient weighted by ``upstream`` (n,)."""
+    grad_queries = torch.zeros_like(queries)
+    grad_refs = torch.zeros_like(refs)
+    ref_sq_norms = (refs * refs).sum(1).unsqueeze(0)
+    for start, end in _blocks(queries.shape[0], block_size):
+        block = problem.block_(queries, refs, start, end, ref_sq_norms)
+        accumulate_block_gradient_(problem, queries, refs, start, end, block, upstream, grad_queries, grad_refs)
+    return grad_queries, grad_refs
+
+
+def is_constant(values: torch.Tensor) -> bool:
+    """Whether every entry of a 1-D tensor is equal (an expanded scalar is, without reading its values)."""
+    if values.shape[0] <= 1 or values.stride(0) == 0:
+        return True
+    return bool((values == values[0]).all())  # one host synchronisation per backward on CUDA
+
+
 class _BlockwiseRelaxed(torch.autograd.Function):
-    """Per-anchor relaxed losses over row blocks; backward recomputes each block (closed-form gradient)."""
+    """Per-anchor relaxed losses over row blocks, with a closed-form gradient.
+
+    One pass (``one_pass``): the forward also accumulates the gradient for an all-ones upstream gradient,
+    block by block; a backward whose upstream gradient is one constant c (MeanReducer, SumReducer, any fixed
+    weight) returns c times it. Any other upstream gradient recomputes every block (two passes).
+    """
 
     @staticmethod
-    def forward(ctx, queries, refs, problem: RelaxedProblem, block_size: int):
+    def forward(ctx, queries, refs, problem: RelaxedProblem, block_size: int, one_pass: bool):
         ref_tensor = queries if refs is None else refs
         ref_sq_norms = (ref_tensor * ref_tensor).sum(1).unsqueeze(0)
         losses = queries.new_empty(queries.shape[0])
+        grads = (torch.zeros_like(queries), torch.zeros_like(ref_tensor)) if one_pass else None
         for start, end in _blocks(queries.shape[0], block_size):
-            rel, _, w, mask = problem.block_(queries, ref_tensor, start, end, ref_sq_norms)
+            block = problem.block_(queries, ref_tensor, start, end, ref_sq_norms)
+            rel, _, w, mask = block
             problem.record(rel, w, mask, problem.offset(start))
             losses[start:end] = problem.rows.losses_(rel, w, mask, problem.offset(start))
+            if grads is not None:
+                accumulate_block_gradient_(problem, queries, ref_tensor, start, end, block, None, *grads)
         ctx.problem, ctx.block_size, ctx.self_reference = problem, block_size, refs is None
+        ctx.one_pass_grads = grads
         ctx.save_for_backward(queries, ref_tensor)
         return losses
 
@@ -349,27 +413,14 @@ class _BlockwiseRelaxed(torch.autograd.Function):
         problem = ctx.problem
         if torch.is_grad_enabled():  # create_graph=True: differentiate the dense graph instead
             return _dense_backward(problem, queries, refs, grad_losses, ctx.self_reference)
-        grad_queries = torch.empty_like(queries)
-        grad_refs = torch.zeros_like(refs)
-        ref_sq_norms = (refs * refs).sum(1).unsqueeze(0)
-        num_refs = refs.shape[0]
-        for start, end in _blocks(queries.shape[0], ctx.block_size):
-            rel, row_mean, w, mask = problem.block_(queries, refs, start, end, ref_sq_norms)
-            offset = problem.offset(start)
-            # dL/dD = (u / mu) (phi - (1/m) sum_k phi_k d_k), written into phi's memory.
-            phi = problem.rows.derivative_(rel, w, mask, offset)
-            mean_term = torch.linalg.vecdot(phi, rel, dim=1).unsqueeze(1) / num_refs
-            grad_dist = phi.sub_(mean_term).mul_(grad_losses[start:end].unsqueeze(1) / row_mean)
-            if problem.distance.closed_form:
-                dist = rel.mul_(row_mean)
-                gq, gr = problem.distance.pullback_(queries[start:end], refs, dist, grad_dist)
-            else:
-                gq, gr = _autograd_pullback(problem, queries, refs, start, end, grad_dist)
-            grad_queries[start:end] = gq
-            grad_refs += gr
+        if ctx.one_pass_grads is not None and is_constant(grad_losses):
+            scale = grad_losses[:1]
+            grad_queries, grad_refs = (g * scale for g in ctx.one_pass_grads)
+        else:
+            grad_queries, grad_refs = recompute_gradient(problem, queries, refs, ctx.block_size, grad_losses)
         if ctx.self_reference:
-            return grad_queries.add_(grad_refs), None, None, None
-        return grad_queries, grad_refs, None, None
+            return grad_queries.add_(grad_refs), None, None, None, None
+        return grad_queries, grad_refs, None, None, None
 
 
 def _autograd_pullback(problem, queries, refs, start, end, grad_dist):
@@ -386,8 +437,8 @@ def _dense_backward(problem, queries, refs, grad_losses, self_reference):
     grads = torch.autograd.grad(losses, inputs, grad_losses, create_graph=True, allow_unused=True)
     grads = tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs))
     if self_reference:
-        return grads[0], None, None, None
-    return grads[0], grads[1], None, None
+        return grads[0], None, None, None, None
+    return grads[0], grads[1], None, None, None
 
 
 def relaxed_per_anchor(
@@ -413,4 +464,12 @@ def relaxed_per_anchor(
             refs = None if refs is None else refs - centre
         if block == 0:
             return problem.per_anchor_dense(queries, queries if refs is None else refs)
-        return _BlockwiseRelaxed.apply(queries, refs, problem, block)
+        # torch.compile traces both passes ahead of time, so a backward that picks its path from the upstream
+        # gradient's values cannot be captured: compiled, the loss takes two passes.
+        one_pass = (
+            problem.one_pass
+            and torch.is_grad_enabled()
+            and any(x is not None and x.requires_grad for x in (queries, refs))
+            and not torch.compiler.is_compiling()
+        )
+        return _BlockwiseRelaxed.apply(queries, refs, problem, block, one_pass)
