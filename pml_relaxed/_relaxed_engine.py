@@ -90,12 +90,17 @@ class EuclideanDistance:
     def matrix_(
         self, queries: torch.Tensor, refs: torch.Tensor, diag_offset: Optional[int], ref_sq_norms: torch.Tensor
     ) -> torch.Tensor:
-        """:meth:`matrix` without autograd, in place (``ref_sq_norms``: the (1, m) squared norms of refs)."""
+        """:meth:`matrix` without autograd, in place (``ref_sq_norms``: the (1, m) squared norms of refs).
+
+        The noise floor is applied by multiplying with a 0/1 mask of the dtype (vectorised; a bool mask and
+        ``masked_fill_`` take a scalar loop), which keeps NaN as NaN (``NaN * 0``).
+        """
         query_sq = (queries * queries).sum(1, keepdim=True)
         dist = torch.addmm(ref_sq_norms, queries, refs.t(), alpha=-2.0).add_(query_sq)
-        dist.masked_fill_(dist <= self.noise_floor(query_sq, ref_sq_norms), 0)
+        above_floor = torch.gt(dist, self.noise_floor(query_sq, ref_sq_norms), out=torch.empty_like(dist))
+        dist.mul_(above_floor)
         if diag_offset is not None:
-            fill_self_pairs_(dist, diag_offset, 0)
+            self_pairs_view(dist, diag_offset).fill_(0)
         return dist.sqrt_() if self.power == 1.0 else dist.pow_(self.power / 2)
 
     @staticmethod
@@ -117,12 +122,14 @@ class EuclideanDistance:
 
         ``dD/dg_i = power * D / sq * (g_i - r_j)``, 0 where D = 0 (the subgradient at a zero distance).
         """
-        scale = grad_dist
-        if self.power == 1.0:
-            scale.div_(dist.masked_fill_(dist == 0, float("inf")))
+        # scale = grad_dist * power * D / sq where D > 0, else 0: with nonzero = [D > 0] (0/1 in the dtype),
+        # sq + 1 - nonzero is never 0, and NaN stays NaN.
+        nonzero = torch.gt(dist, 0, out=torch.empty_like(dist))
+        if self.power == 1.0:  # D / sq = 1 / D
+            scale = grad_dist.mul_(nonzero).div_(torch.sub(dist, nonzero).add_(1))
         else:
             sq = dist.pow(2.0 / self.power)
-            scale.mul_(dist).div_(sq.masked_fill_(sq == 0, float("inf"))).mul_(self.power)
+            scale = grad_dist.mul_(nonzero).div_(sq.sub_(nonzero).add_(1)).mul_(dist).mul_(self.power)
         grad_queries = torch.addmm(queries * scale.sum(1, keepdim=True), scale, refs, alpha=-1.0)
         grad_refs = torch.addmm(refs * scale.sum(0).unsqueeze(1), scale.t(), queries, alpha=-1.0)
         return grad_queries, grad_refs
@@ -178,6 +185,23 @@ class ContrastiveRows:
         phi = (push + d).mul_(w).sub_(push).mul_(2)
         return _mask_(phi, mask, diag_offset)
 
+    def losses_and_derivative_(
+        self, d: torch.Tensor, w: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`losses_` and :meth:`derivative_` of one block, sharing their terms (``d`` and ``w`` only read).
+
+        With ``q = min(d - delta, 0) = -relu(delta - d)`` (0 on the self pairs, where d = 0 too) and
+        ``h = w (d - q) + q = phi / 2``: the pair's loss ``w d^2 + (1 - w) q^2 = h (d + q) - q d``.
+        """
+        if mask is not None:
+            return self.losses_(d, w, mask, diag_offset), self.derivative_(d, w, mask, diag_offset)
+        q = torch.sub(d, self.delta).clamp_max_(0)
+        if diag_offset is not None:
+            self_pairs_view(q, diag_offset).fill_(0)
+        h = torch.sub(d, q).mul_(w).add_(q)
+        losses = _row_dot(h, torch.add(d, q)).sub_(_row_dot(q, d))
+        return losses, h.mul_(2)
+
 
 class MultiSimilarityRows:
     """Row function of the relaxed multi-similarity loss, evaluated with log-sum-exp."""
@@ -208,13 +232,39 @@ class MultiSimilarityRows:
         return self._log_one_plus(pos) / self.alpha + self._log_one_plus(neg) / self.beta
 
     def losses_(self, d, w, mask, diag_offset):
-        return self.losses(d, w, _full_mask(d, mask, diag_offset))
+        return self.losses_and_derivative_(d, w, mask, diag_offset)[0]
 
     def derivative_(self, d, w, mask, diag_offset):
         """Each pull term's share of its ``1 + sum`` minus each push term's share of its own."""
-        pos, neg = self._log_terms(d, w, _full_mask(d, mask, diag_offset))
-        pull = pos.sub_(self._log_one_plus(pos).unsqueeze(1)).exp_()
-        return pull.sub_(neg.sub_(self._log_one_plus(neg).unsqueeze(1)).exp_())
+        return self.losses_and_derivative_(d, w, mask, diag_offset)[1]
+
+    def losses_and_derivative_(
+        self, d: torch.Tensor, w: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`losses` and :meth:`derivative_` of one block from one set of exponentials (d, w only read).
+
+        The log terms ``alpha d + log w`` and ``beta (delta - d) + log(1 - w)`` (-inf off the mask, where w = 0
+        and where w = 1 respectively) are shifted by their row's ``max(0, max_j term)`` before ``exp``, as in
+        :meth:`_log_one_plus`; the derivative is each term's share ``exp(term - log(1 + sum))``.
+        """
+        pos = torch.clamp_min(w, 0).log_().add_(d, alpha=self.alpha)
+        neg = torch.neg(w).clamp_min_(-1).log1p_().sub_(d, alpha=self.beta).add_(self.beta * self.delta)
+        for terms in (pos, neg):
+            if mask is not None:
+                terms.masked_fill_(~mask, float("-inf"))
+            elif diag_offset is not None:
+                self_pairs_view(terms, diag_offset).fill_(float("-inf"))
+        pull_losses, pull = self._shares_(pos)
+        push_losses, push = self._shares_(neg)
+        return pull_losses.div_(self.alpha).add_(push_losses, alpha=1 / self.beta), pull.sub_(push)
+
+    @staticmethod
+    def _shares_(terms: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``log(1 + sum_j exp(terms_j))`` per row and each ``exp(terms_j)`` over ``1 + sum``; overwrites terms."""
+        top = terms.amax(1, keepdim=True).clamp_min_(0)
+        exps = terms.sub_(top).exp_()
+        total = exps.sum(1, keepdim=True).add_(torch.exp(-top))
+        return total.log().add_(top).squeeze(1), exps.div_(total)
 
 
 class AutogradRows:
@@ -229,12 +279,25 @@ class AutogradRows:
     def losses_(self, d, w, mask, diag_offset):
         return self.per_anchor(d, w, _full_mask(d, mask, diag_offset))
 
+    def losses_and_derivative_(self, d, w, mask, diag_offset):
+        return self.losses_(d, w, mask, diag_offset), self.derivative_(d, w, mask, diag_offset)
+
     def derivative_(self, d, w, mask, diag_offset):
         mask = _full_mask(d, mask, diag_offset)
         with torch.enable_grad():
             leaf = d.detach().requires_grad_()
             (phi,) = torch.autograd.grad(self.per_anchor(leaf, w, mask).sum(), leaf)
         return phi
+
+
+def self_pairs_view(mat: torch.Tensor, offset: int) -> torch.Tensor:
+    """The self pairs ``(i, offset + i)`` of a (b, m) block as a writable view (its diagonal at ``offset``)."""
+    return torch.diagonal(mat, offset)
+
+
+def _row_dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``sum_j x_ij y_ij`` per row (a product then a sum: faster than vecdot on the CPU)."""
+    return torch.mul(x, y).sum(1)
 
 
 def _full_mask(d: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]) -> torch.Tensor:
@@ -247,7 +310,9 @@ def _full_mask(d: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optio
 def _mask_(values: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]) -> torch.Tensor:
     if mask is not None:
         return values.masked_fill_(~mask, 0)
-    return values if diag_offset is None else fill_self_pairs_(values, diag_offset, 0)
+    if diag_offset is not None:
+        self_pairs_view(values, diag_offset).fill_(0)
+    return values
 
 
 def _masked_row_sum_(values: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]) -> torch.Tensor:
@@ -339,39 +404,39 @@ def accumulate_block_gradient_(
     start: int,
     end: int,
     block: tuple,
+    phi: torch.Tensor,
     upstream: Optional[torch.Tensor],
-    grad_queries: torch.Tensor,
-    grad_refs: torch.Tensor,
+    grads: Tuple[torch.Tensor, torch.Tensor],
 ) -> None:
-    """Adds block [start, end)'s gradient to ``grad_queries[start:end]`` and ``grad_refs`` (in place).
+    """Adds block [start, end)'s gradient to ``grads = (grad_queries, grad_refs)`` (rows [start, end) of the first).
 
-    ``block`` is :meth:`RelaxedProblem.block_`'s (rel, row_mean, w, mask), consumed (rel and the derivative are
-    overwritten); ``upstream`` the (n,) upstream gradient of the per-anchor losses, None for all ones.
+    ``block`` is :meth:`RelaxedProblem.block_`'s (rel, row_mean, w, mask) and ``phi`` the row function's
+    derivative there, both consumed (overwritten); ``upstream`` the (n,) upstream gradient of the per-anchor
+    losses, None for all ones.
     """
-    rel, row_mean, w, mask = block
-    offset = problem.offset(start)
+    rel, row_mean, _, _ = block
     # dL/dD = (u / mu) (phi - (1/m) sum_k phi_k d_k), written into phi's memory.
-    phi = problem.rows.derivative_(rel, w, mask, offset)
-    mean_term = torch.linalg.vecdot(phi, rel, dim=1).unsqueeze(1).div_(refs.shape[0])
+    mean_term = _row_dot(phi, rel).unsqueeze(1).div_(refs.shape[0])
     scale = row_mean.reciprocal() if upstream is None else upstream[start:end].unsqueeze(1) / row_mean
     grad_dist = phi.sub_(mean_term).mul_(scale)
     if problem.distance.closed_form:
         gq, gr = problem.distance.pullback_(queries[start:end], refs, rel.mul_(row_mean), grad_dist)
     else:
         gq, gr = _autograd_pullback(problem, queries, refs, start, end, grad_dist)
-    grad_queries[start:end] += gq
-    grad_refs += gr
+    grads[0][start:end] += gq
+    grads[1].add_(gr)
 
 
 def recompute_gradient(problem, queries, refs, block_size, upstream):
     """The two-pass backward: every block recomputed, its gradient weighted by ``upstream`` (n,)."""
-    grad_queries = torch.zeros_like(queries)
-    grad_refs = torch.zeros_like(refs)
+    grads = (torch.zeros_like(queries), torch.zeros_like(refs))
     ref_sq_norms = (refs * refs).sum(1).unsqueeze(0)
     for start, end in _blocks(queries.shape[0], block_size):
         block = problem.block_(queries, refs, start, end, ref_sq_norms)
-        accumulate_block_gradient_(problem, queries, refs, start, end, block, upstream, grad_queries, grad_refs)
-    return grad_queries, grad_refs
+        rel, _, w, mask = block
+        phi = problem.rows.derivative_(rel, w, mask, problem.offset(start))
+        accumulate_block_gradient_(problem, queries, refs, start, end, block, phi, upstream, grads)
+    return grads
 
 
 def is_constant(values: torch.Tensor) -> bool:
@@ -398,10 +463,13 @@ class _BlockwiseRelaxed(torch.autograd.Function):
         for start, end in _blocks(queries.shape[0], block_size):
             block = problem.block_(queries, ref_tensor, start, end, ref_sq_norms)
             rel, _, w, mask = block
-            problem.record(rel, w, mask, problem.offset(start))
-            losses[start:end] = problem.rows.losses_(rel, w, mask, problem.offset(start))
-            if grads is not None:
-                accumulate_block_gradient_(problem, queries, ref_tensor, start, end, block, None, *grads)
+            offset = problem.offset(start)
+            problem.record(rel, w, mask, offset)
+            if grads is None:
+                losses[start:end] = problem.rows.losses_(rel, w, mask, offset)
+            else:
+                losses[start:end], phi = problem.rows.losses_and_derivative_(rel, w, mask, offset)
+                accumulate_block_gradient_(problem, queries, ref_tensor, start, end, block, phi, None, grads)
         ctx.problem, ctx.block_size, ctx.self_reference = problem, block_size, refs is None
         ctx.one_pass_grads = grads
         ctx.save_for_backward(queries, ref_tensor)
