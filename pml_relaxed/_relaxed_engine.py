@@ -58,6 +58,36 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
+class Workspace:
+    """The (b, m) temporaries of one blockwise sweep, allocated once and reused by every block.
+
+    A fresh multi-MiB tensor per operation costs the CPU page faults on first touch (the allocator returns large
+    blocks to the system); reusing a handful of named buffers keeps the block loop in cache-warm memory.
+    ``None`` in place of a workspace allocates afresh (the same values).
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict = {}
+
+    def get(self, name: str, shape: Tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+        """A contiguous buffer of ``shape`` with ``like``'s dtype and device, the same memory for every call with
+        this name (contents undefined)."""
+        buf = self._buffers.get(name)
+        numel = shape[0] * shape[1]
+        if buf is None or buf.numel() < numel or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._buffers[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
+            return buf
+        return buf.view(-1)[:numel].view(shape)
+
+
+def _buffer(workspace: Optional[Workspace], name: str, like: torch.Tensor, shape=None) -> torch.Tensor:
+    """``workspace``'s buffer ``name`` of ``shape`` (default: like's), or a fresh tensor when workspace is None."""
+    shape = tuple(like.shape) if shape is None else shape
+    if workspace is None:
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+    return workspace.get(name, shape, like)
+
+
 # ----------------------------------------------------------------------------------------- distances
 # Each piece has a differentiable form (the dense path, autograd) and an in-place form for the blockwise
 # path, which runs without autograd and rewrites its own temporaries to save memory passes.
@@ -88,7 +118,12 @@ class EuclideanDistance:
         return torch.where(zero, torch.zeros_like(sq), root)
 
     def matrix_(
-        self, queries: torch.Tensor, refs: torch.Tensor, diag_offset: Optional[int], ref_sq_norms: torch.Tensor
+        self,
+        queries: torch.Tensor,
+        refs: torch.Tensor,
+        diag_offset: Optional[int],
+        ref_sq_norms: torch.Tensor,
+        workspace: Optional[Workspace] = None,
     ) -> torch.Tensor:
         """:meth:`matrix` without autograd, in place (``ref_sq_norms``: the (1, m) squared norms of refs).
 
@@ -96,8 +131,9 @@ class EuclideanDistance:
         ``masked_fill_`` take a scalar loop), which keeps NaN as NaN (``NaN * 0``).
         """
         query_sq = (queries * queries).sum(1, keepdim=True)
-        dist = torch.addmm(ref_sq_norms, queries, refs.t(), alpha=-2.0).add_(query_sq)
-        above_floor = torch.gt(dist, self.noise_floor(query_sq, ref_sq_norms), out=torch.empty_like(dist))
+        dist = _buffer(workspace, "dist", queries, (queries.shape[0], refs.shape[0]))
+        torch.addmm(ref_sq_norms, queries, refs.t(), alpha=-2.0, out=dist).add_(query_sq)
+        above_floor = torch.gt(dist, self.noise_floor(query_sq, ref_sq_norms), out=_buffer(workspace, "mask", dist))
         dist.mul_(above_floor)
         if diag_offset is not None:
             self_pairs_view(dist, diag_offset).fill_(0)
@@ -116,23 +152,32 @@ class EuclideanDistance:
         return (query_sq + ref_sq.amax(dim=1, keepdim=True)) * (32 * eps)
 
     def pullback_(
-        self, queries: torch.Tensor, refs: torch.Tensor, dist: torch.Tensor, grad_dist: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Gradients w.r.t. (queries, refs) of ``sum(grad_dist * D)``; overwrites ``grad_dist``.
+        self,
+        queries: torch.Tensor,
+        refs: torch.Tensor,
+        dist: torch.Tensor,
+        grad_dist: torch.Tensor,
+        grad_queries: torch.Tensor,
+        grad_refs: torch.Tensor,
+        workspace: Optional[Workspace] = None,
+    ) -> None:
+        """Adds the gradients w.r.t. (queries, refs) of ``sum(grad_dist * D)`` to ``grad_queries`` and
+        ``grad_refs`` (in place); overwrites ``grad_dist``.
 
-        ``dD/dg_i = power * D / sq * (g_i - r_j)``, 0 where D = 0 (the subgradient at a zero distance).
+        ``dD/dg_i = power * D / sq * (g_i - r_j)``, 0 where D = 0 (the subgradient at a zero distance). With
+        ``C = grad_dist * dD/dsq * 2``: ``grad_queries += rowsum(C) g - C r`` and ``grad_refs += colsum(C) r - C^T g``.
         """
-        # scale = grad_dist * power * D / sq where D > 0, else 0: with nonzero = [D > 0] (0/1 in the dtype),
+        # C = grad_dist * power * D / sq where D > 0, else 0: with nonzero = [D > 0] (0/1 in the dtype),
         # sq + 1 - nonzero is never 0, and NaN stays NaN.
-        nonzero = torch.gt(dist, 0, out=torch.empty_like(dist))
+        nonzero = torch.gt(dist, 0, out=_buffer(workspace, "mask", dist))
         if self.power == 1.0:  # D / sq = 1 / D
-            scale = grad_dist.mul_(nonzero).div_(torch.sub(dist, nonzero).add_(1))
+            safe_dist = torch.sub(dist, nonzero, out=_buffer(workspace, "tmp", dist)).add_(1)
+            scale = grad_dist.mul_(nonzero).div_(safe_dist)
         else:
             sq = dist.pow(2.0 / self.power)
             scale = grad_dist.mul_(nonzero).div_(sq.sub_(nonzero).add_(1)).mul_(dist).mul_(self.power)
-        grad_queries = torch.addmm(queries * scale.sum(1, keepdim=True), scale, refs, alpha=-1.0)
-        grad_refs = torch.addmm(refs * scale.sum(0).unsqueeze(1), scale.t(), queries, alpha=-1.0)
-        return grad_queries, grad_refs
+        grad_queries.addcmul_(queries, scale.sum(1, keepdim=True)).addmm_(scale, refs, alpha=-1.0)
+        grad_refs.addcmul_(refs, scale.sum(0).unsqueeze(1)).addmm_(scale.t(), queries, alpha=-1.0)
 
 
 class ModuleDistance:
@@ -151,7 +196,7 @@ class ModuleDistance:
             mat = zero_self_pairs(mat, diag_offset)
         return mat
 
-    def matrix_(self, queries, refs, diag_offset, ref_sq_norms):
+    def matrix_(self, queries, refs, diag_offset, ref_sq_norms, workspace=None):
         return self.matrix(queries, refs, diag_offset)
 
 
@@ -170,7 +215,12 @@ class ContrastiveRows:
         return torch.where(mask, per_pair, torch.zeros_like(per_pair)).sum(1)
 
     def losses_(
-        self, d: torch.Tensor, w: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]
+        self,
+        d: torch.Tensor,
+        w: torch.Tensor,
+        mask: Optional[torch.Tensor],
+        diag_offset: Optional[int],
+        workspace: Optional[Workspace] = None,
     ) -> torch.Tensor:
         """:meth:`losses` without autograd (``w`` is only read). ``mask`` None: every pair but the diagonal."""
         push = (self.delta - d).clamp_min_(0).square_()
@@ -178,7 +228,12 @@ class ContrastiveRows:
         return _masked_row_sum_(per_pair, mask, diag_offset)
 
     def derivative_(
-        self, d: torch.Tensor, w: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]
+        self,
+        d: torch.Tensor,
+        w: torch.Tensor,
+        mask: Optional[torch.Tensor],
+        diag_offset: Optional[int],
+        workspace: Optional[Workspace] = None,
     ) -> torch.Tensor:
         """``phi = d loss / d d = 2 [w d - (1 - w) relu(delta - d)]`` on the pairs, 0 elsewhere (w only read)."""
         push = (self.delta - d).clamp_min_(0)
@@ -186,7 +241,12 @@ class ContrastiveRows:
         return _mask_(phi, mask, diag_offset)
 
     def losses_and_derivative_(
-        self, d: torch.Tensor, w: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]
+        self,
+        d: torch.Tensor,
+        w: torch.Tensor,
+        mask: Optional[torch.Tensor],
+        diag_offset: Optional[int],
+        workspace: Optional[Workspace] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """:meth:`losses_` and :meth:`derivative_` of one block, sharing their terms (``d`` and ``w`` only read).
 
@@ -195,11 +255,12 @@ class ContrastiveRows:
         """
         if mask is not None:
             return self.losses_(d, w, mask, diag_offset), self.derivative_(d, w, mask, diag_offset)
-        q = torch.sub(d, self.delta).clamp_max_(0)
+        q = torch.sub(d, self.delta, out=_buffer(workspace, "q", d)).clamp_max_(0)
         if diag_offset is not None:
             self_pairs_view(q, diag_offset).fill_(0)
-        h = torch.sub(d, q).mul_(w).add_(q)
-        losses = _row_dot(h, torch.add(d, q)).sub_(_row_dot(q, d))
+        h = torch.sub(d, q, out=_buffer(workspace, "h", d)).mul_(w).add_(q)
+        tmp = _buffer(workspace, "tmp", d)
+        losses = torch.add(d, q, out=tmp).mul_(h).sum(1).sub_(torch.mul(q, d, out=tmp).sum(1))
         return losses, h.mul_(2)
 
 
@@ -231,15 +292,20 @@ class MultiSimilarityRows:
         pos, neg = self._log_terms(d, w, mask)
         return self._log_one_plus(pos) / self.alpha + self._log_one_plus(neg) / self.beta
 
-    def losses_(self, d, w, mask, diag_offset):
-        return self.losses_and_derivative_(d, w, mask, diag_offset)[0]
+    def losses_(self, d, w, mask, diag_offset, workspace=None):
+        return self.losses_and_derivative_(d, w, mask, diag_offset, workspace)[0]
 
-    def derivative_(self, d, w, mask, diag_offset):
+    def derivative_(self, d, w, mask, diag_offset, workspace=None):
         """Each pull term's share of its ``1 + sum`` minus each push term's share of its own."""
-        return self.losses_and_derivative_(d, w, mask, diag_offset)[1]
+        return self.losses_and_derivative_(d, w, mask, diag_offset, workspace)[1]
 
     def losses_and_derivative_(
-        self, d: torch.Tensor, w: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]
+        self,
+        d: torch.Tensor,
+        w: torch.Tensor,
+        mask: Optional[torch.Tensor],
+        diag_offset: Optional[int],
+        workspace: Optional[Workspace] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """:meth:`losses` and :meth:`derivative_` of one block from one set of exponentials (d, w only read).
 
@@ -247,8 +313,9 @@ class MultiSimilarityRows:
         and where w = 1 respectively) are shifted by their row's ``max(0, max_j term)`` before ``exp``, as in
         :meth:`_log_one_plus`; the derivative is each term's share ``exp(term - log(1 + sum))``.
         """
-        pos = torch.clamp_min(w, 0).log_().add_(d, alpha=self.alpha)
-        neg = torch.neg(w).clamp_min_(-1).log1p_().sub_(d, alpha=self.beta).add_(self.beta * self.delta)
+        pos = torch.clamp_min(w, 0, out=_buffer(workspace, "q", d)).log_().add_(d, alpha=self.alpha)
+        neg = torch.neg(w, out=_buffer(workspace, "h", d)).clamp_min_(-1).log1p_()
+        neg.sub_(d, alpha=self.beta).add_(self.beta * self.delta)
         for terms in (pos, neg):
             if mask is not None:
                 terms.masked_fill_(~mask, float("-inf"))
@@ -276,13 +343,13 @@ class AutogradRows:
     def losses(self, d, w, mask):
         return self.per_anchor(d, w, mask)
 
-    def losses_(self, d, w, mask, diag_offset):
+    def losses_(self, d, w, mask, diag_offset, workspace=None):
         return self.per_anchor(d, w, _full_mask(d, mask, diag_offset))
 
-    def losses_and_derivative_(self, d, w, mask, diag_offset):
+    def losses_and_derivative_(self, d, w, mask, diag_offset, workspace=None):
         return self.losses_(d, w, mask, diag_offset), self.derivative_(d, w, mask, diag_offset)
 
-    def derivative_(self, d, w, mask, diag_offset):
+    def derivative_(self, d, w, mask, diag_offset, workspace=None):
         mask = _full_mask(d, mask, diag_offset)
         with torch.enable_grad():
             leaf = d.detach().requires_grad_()
@@ -293,11 +360,6 @@ class AutogradRows:
 def self_pairs_view(mat: torch.Tensor, offset: int) -> torch.Tensor:
     """The self pairs ``(i, offset + i)`` of a (b, m) block as a writable view (its diagonal at ``offset``)."""
     return torch.diagonal(mat, offset)
-
-
-def _row_dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``sum_j x_ij y_ij`` per row (a product then a sum: faster than vecdot on the CPU)."""
-    return torch.mul(x, y).sum(1)
 
 
 def _full_mask(d: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]) -> torch.Tensor:
@@ -375,9 +437,17 @@ class RelaxedProblem:
             self.record(rel, w, mask, None)
         return self.rows.losses(rel, w, mask)
 
-    def block_(self, queries: torch.Tensor, refs: torch.Tensor, start: int, end: int, ref_sq_norms: torch.Tensor):
+    def block_(
+        self,
+        queries: torch.Tensor,
+        refs: torch.Tensor,
+        start: int,
+        end: int,
+        ref_sq_norms: torch.Tensor,
+        workspace: Optional[Workspace] = None,
+    ):
         """Without autograd: relative distances, row means, relaxed labels and mask of rows [start, end)."""
-        rel = self.distance.matrix_(queries[start:end], refs, self.offset(start), ref_sq_norms)
+        rel = self.distance.matrix_(queries[start:end], refs, self.offset(start), ref_sq_norms, workspace)
         row_mean = rel.mean(dim=1, keepdim=True).clamp_min_(torch.finfo(rel.dtype).tiny)
         rel.div_(row_mean)
         return rel, row_mean, self.labels(start, end, rel), self.mask(start, end)
@@ -407,35 +477,38 @@ def accumulate_block_gradient_(
     phi: torch.Tensor,
     upstream: Optional[torch.Tensor],
     grads: Tuple[torch.Tensor, torch.Tensor],
+    workspace: Optional[Workspace] = None,
 ) -> None:
     """Adds block [start, end)'s gradient to ``grads = (grad_queries, grad_refs)`` (rows [start, end) of the first).
 
     ``block`` is :meth:`RelaxedProblem.block_`'s (rel, row_mean, w, mask) and ``phi`` the row function's
     derivative there, both consumed (overwritten); ``upstream`` the (n,) upstream gradient of the per-anchor
-    losses, None for all ones.
+    losses, None for all ones; ``workspace`` the sweep's buffers (``tmp`` and ``mask`` are used here).
     """
     rel, row_mean, _, _ = block
     # dL/dD = (u / mu) (phi - (1/m) sum_k phi_k d_k), written into phi's memory.
-    mean_term = _row_dot(phi, rel).unsqueeze(1).div_(refs.shape[0])
+    mean_term = torch.mul(phi, rel, out=_buffer(workspace, "tmp", rel)).sum(1, keepdim=True).div_(refs.shape[0])
     scale = row_mean.reciprocal() if upstream is None else upstream[start:end].unsqueeze(1) / row_mean
     grad_dist = phi.sub_(mean_term).mul_(scale)
     if problem.distance.closed_form:
-        gq, gr = problem.distance.pullback_(queries[start:end], refs, rel.mul_(row_mean), grad_dist)
+        dist = rel.mul_(row_mean)
+        problem.distance.pullback_(queries[start:end], refs, dist, grad_dist, grads[0][start:end], grads[1], workspace)
     else:
         gq, gr = _autograd_pullback(problem, queries, refs, start, end, grad_dist)
-    grads[0][start:end] += gq
-    grads[1].add_(gr)
+        grads[0][start:end] += gq
+        grads[1].add_(gr)
 
 
 def recompute_gradient(problem, queries, refs, block_size, upstream):
     """The two-pass backward: every block recomputed, its gradient weighted by ``upstream`` (n,)."""
     grads = (torch.zeros_like(queries), torch.zeros_like(refs))
     ref_sq_norms = (refs * refs).sum(1).unsqueeze(0)
+    workspace = Workspace()
     for start, end in _blocks(queries.shape[0], block_size):
-        block = problem.block_(queries, refs, start, end, ref_sq_norms)
+        block = problem.block_(queries, refs, start, end, ref_sq_norms, workspace)
         rel, _, w, mask = block
-        phi = problem.rows.derivative_(rel, w, mask, problem.offset(start))
-        accumulate_block_gradient_(problem, queries, refs, start, end, block, phi, upstream, grads)
+        phi = problem.rows.derivative_(rel, w, mask, problem.offset(start), workspace)
+        accumulate_block_gradient_(problem, queries, refs, start, end, block, phi, upstream, grads, workspace)
     return grads
 
 
@@ -460,16 +533,17 @@ class _BlockwiseRelaxed(torch.autograd.Function):
         ref_sq_norms = (ref_tensor * ref_tensor).sum(1).unsqueeze(0)
         losses = queries.new_empty(queries.shape[0])
         grads = (torch.zeros_like(queries), torch.zeros_like(ref_tensor)) if one_pass else None
+        workspace = Workspace()
         for start, end in _blocks(queries.shape[0], block_size):
-            block = problem.block_(queries, ref_tensor, start, end, ref_sq_norms)
+            block = problem.block_(queries, ref_tensor, start, end, ref_sq_norms, workspace)
             rel, _, w, mask = block
             offset = problem.offset(start)
             problem.record(rel, w, mask, offset)
             if grads is None:
-                losses[start:end] = problem.rows.losses_(rel, w, mask, offset)
+                losses[start:end] = problem.rows.losses_(rel, w, mask, offset, workspace)
             else:
-                losses[start:end], phi = problem.rows.losses_and_derivative_(rel, w, mask, offset)
-                accumulate_block_gradient_(problem, queries, ref_tensor, start, end, block, phi, None, grads)
+                losses[start:end], phi = problem.rows.losses_and_derivative_(rel, w, mask, offset, workspace)
+                accumulate_block_gradient_(problem, queries, ref_tensor, start, end, block, phi, None, grads, workspace)
         ctx.problem, ctx.block_size, ctx.self_reference = problem, block_size, refs is None
         ctx.one_pass_grads = grads
         ctx.save_for_backward(queries, ref_tensor)
