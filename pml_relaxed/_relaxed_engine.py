@@ -24,6 +24,7 @@ from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from ._pairs import fill_self_pairs_, zero_self_pairs
 
@@ -203,7 +204,31 @@ class ModuleDistance:
 # ----------------------------------------------------------------------------------------- row losses
 
 
-class ContrastiveRows:
+class BlockRows:
+    """The engine's view of a row function: per-anchor losses and their derivative, one block at a time."""
+
+    def losses_and_derivative_(
+        self,
+        d: Tensor,
+        w: Tensor,
+        mask: Optional[Tensor],
+        diag_offset: Optional[int],
+        workspace: Optional[Workspace] = None,
+    ) -> Tuple[Tensor, Tensor]:
+        """(b,) losses and (b, m) derivative ``phi = d loss_i / d d_ij`` (0 off the pairs) of a block, without
+        autograd. ``d`` and ``w`` are only read; ``mask`` None means every pair but the self pairs at
+        ``diag_offset`` (None: no self pairs); ``workspace`` lends reusable buffers (the derivative may be one)."""
+        return self._losses_and_derivative_(d, w, mask, diag_offset, workspace)
+
+    def losses_(self, d: Tensor, w: Tensor, mask: Optional[Tensor], diag_offset: Optional[int]) -> Tensor:
+        """The (b,) losses alone (a forward pass without gradient)."""
+        return self.losses_and_derivative_(d, w, mask, diag_offset)[0]
+
+    def _losses_and_derivative_(self, d, w, mask, diag_offset, workspace):
+        raise NotImplementedError
+
+
+class ContrastiveRows(BlockRows):
     """Row function of the relaxed contrastive loss: ``sum_j M_ij [w d^2 + (1 - w) relu(delta - d)^2]``."""
 
     def __init__(self, delta: float) -> None:
@@ -215,12 +240,7 @@ class ContrastiveRows:
         return torch.where(mask, per_pair, torch.zeros_like(per_pair)).sum(1)
 
     def losses_(
-        self,
-        d: torch.Tensor,
-        w: torch.Tensor,
-        mask: Optional[torch.Tensor],
-        diag_offset: Optional[int],
-        workspace: Optional[Workspace] = None,
+        self, d: torch.Tensor, w: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]
     ) -> torch.Tensor:
         """:meth:`losses` without autograd (``w`` is only read). ``mask`` None: every pair but the diagonal."""
         push = (self.delta - d).clamp_min_(0).square_()
@@ -228,26 +248,14 @@ class ContrastiveRows:
         return _masked_row_sum_(per_pair, mask, diag_offset)
 
     def derivative_(
-        self,
-        d: torch.Tensor,
-        w: torch.Tensor,
-        mask: Optional[torch.Tensor],
-        diag_offset: Optional[int],
-        workspace: Optional[Workspace] = None,
+        self, d: torch.Tensor, w: torch.Tensor, mask: Optional[torch.Tensor], diag_offset: Optional[int]
     ) -> torch.Tensor:
         """``phi = d loss / d d = 2 [w d - (1 - w) relu(delta - d)]`` on the pairs, 0 elsewhere (w only read)."""
         push = (self.delta - d).clamp_min_(0)
         phi = (push + d).mul_(w).sub_(push).mul_(2)
         return _mask_(phi, mask, diag_offset)
 
-    def losses_and_derivative_(
-        self,
-        d: torch.Tensor,
-        w: torch.Tensor,
-        mask: Optional[torch.Tensor],
-        diag_offset: Optional[int],
-        workspace: Optional[Workspace] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _losses_and_derivative_(self, d: Tensor, w: Tensor, mask: Optional[Tensor], diag_offset, workspace):
         """:meth:`losses_` and :meth:`derivative_` of one block, sharing their terms (``d`` and ``w`` only read).
 
         With ``q = min(d - delta, 0) = -relu(delta - d)`` (0 on the self pairs, where d = 0 too) and
@@ -264,7 +272,7 @@ class ContrastiveRows:
         return losses, h.mul_(2)
 
 
-class MultiSimilarityRows:
+class MultiSimilarityRows(BlockRows):
     """Row function of the relaxed multi-similarity loss, evaluated with log-sum-exp."""
 
     def __init__(self, delta: float, alpha: float, beta: float) -> None:
@@ -292,22 +300,8 @@ class MultiSimilarityRows:
         pos, neg = self._log_terms(d, w, mask)
         return self._log_one_plus(pos) / self.alpha + self._log_one_plus(neg) / self.beta
 
-    def losses_(self, d, w, mask, diag_offset, workspace=None):
-        return self.losses_and_derivative_(d, w, mask, diag_offset, workspace)[0]
-
-    def derivative_(self, d, w, mask, diag_offset, workspace=None):
-        """Each pull term's share of its ``1 + sum`` minus each push term's share of its own."""
-        return self.losses_and_derivative_(d, w, mask, diag_offset, workspace)[1]
-
-    def losses_and_derivative_(
-        self,
-        d: torch.Tensor,
-        w: torch.Tensor,
-        mask: Optional[torch.Tensor],
-        diag_offset: Optional[int],
-        workspace: Optional[Workspace] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`losses` and :meth:`derivative_` of one block from one set of exponentials (d, w only read).
+    def _losses_and_derivative_(self, d: Tensor, w: Tensor, mask: Optional[Tensor], diag_offset, workspace):
+        """:meth:`losses` and the derivative of one block from one set of exponentials (d, w only read).
 
         The log terms ``alpha d + log w`` and ``beta (delta - d) + log(1 - w)`` (-inf off the mask, where w = 0
         and where w = 1 respectively) are shifted by their row's ``max(0, max_j term)`` before ``exp``, as in
@@ -334,7 +328,7 @@ class MultiSimilarityRows:
         return total.log().add_(top).squeeze(1), exps.div_(total)
 
 
-class AutogradRows:
+class AutogradRows(BlockRows):
     """Any differentiable per-anchor function ``(d, w, mask) -> (b,)``; its derivative comes from autograd."""
 
     def __init__(self, per_anchor: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
@@ -343,13 +337,13 @@ class AutogradRows:
     def losses(self, d, w, mask):
         return self.per_anchor(d, w, mask)
 
-    def losses_(self, d, w, mask, diag_offset, workspace=None):
+    def losses_(self, d, w, mask, diag_offset):
         return self.per_anchor(d, w, _full_mask(d, mask, diag_offset))
 
-    def losses_and_derivative_(self, d, w, mask, diag_offset, workspace=None):
+    def _losses_and_derivative_(self, d, w, mask, diag_offset, workspace):
         return self.losses_(d, w, mask, diag_offset), self.derivative_(d, w, mask, diag_offset)
 
-    def derivative_(self, d, w, mask, diag_offset, workspace=None):
+    def derivative_(self, d, w, mask, diag_offset):
         mask = _full_mask(d, mask, diag_offset)
         with torch.enable_grad():
             leaf = d.detach().requires_grad_()
@@ -507,7 +501,7 @@ def recompute_gradient(problem, queries, refs, block_size, upstream):
     for start, end in _blocks(queries.shape[0], block_size):
         block = problem.block_(queries, refs, start, end, ref_sq_norms, workspace)
         rel, _, w, mask = block
-        phi = problem.rows.derivative_(rel, w, mask, problem.offset(start), workspace)
+        _, phi = problem.rows.losses_and_derivative_(rel, w, mask, problem.offset(start), workspace)
         accumulate_block_gradient_(problem, queries, refs, start, end, block, phi, upstream, grads, workspace)
     return grads
 
@@ -540,7 +534,7 @@ class _BlockwiseRelaxed(torch.autograd.Function):
             offset = problem.offset(start)
             problem.record(rel, w, mask, offset)
             if grads is None:
-                losses[start:end] = problem.rows.losses_(rel, w, mask, offset, workspace)
+                losses[start:end] = problem.rows.losses_(rel, w, mask, offset)
             else:
                 losses[start:end], phi = problem.rows.losses_and_derivative_(rel, w, mask, offset, workspace)
                 accumulate_block_gradient_(problem, queries, ref_tensor, start, end, block, phi, None, grads, workspace)
