@@ -449,11 +449,11 @@ class RelaxedProblem:
     def record(self, rel, w, mask, diag_offset) -> None:
         if self.stats is None:
             return
-        with torch.no_grad():
+        with torch.no_grad():  # tensors, summed on the device: no host synchronisation per block
             mask = _full_mask(rel, mask, diag_offset)
-            self.stats["num_pairs"] = self.stats.get("num_pairs", 0) + int(mask.sum())
-            self.stats["sum_relaxed_label"] = self.stats.get("sum_relaxed_label", 0.0) + float(w[mask].sum())
-            self.stats["sum_relative_dist"] = self.stats.get("sum_relative_dist", 0.0) + float(rel[mask].sum())
+            totals = (mask.sum(), torch.where(mask, w, 0).sum(), torch.where(mask, rel, 0).sum())
+            for key, total in zip(("num_pairs", "sum_relaxed_label", "sum_relative_dist"), totals):
+                self.stats[key] = self.stats[key] + total if key in self.stats else total
 
 
 def _blocks(num_rows: int, block_size: int):

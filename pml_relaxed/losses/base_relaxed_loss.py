@@ -112,11 +112,11 @@ class BaseRelaxedLoss(BaseTransferLoss):
         )
         block_size = self.block_size if self.similarity.supports_blocks else 0  # auto: dense for such kernels
         per_anchor = _bw.relaxed_per_anchor(queries, refs, problem, block_size)
-        if stats is not None:
-            self.num_pairs = stats["num_pairs"]
+        if stats is not None:  # the engine's stats are tensors: read back once per call
+            self.num_pairs = int(stats["num_pairs"])
             if self.num_pairs > 0:
-                self.avg_relaxed_label = stats["sum_relaxed_label"] / self.num_pairs
-                self.avg_relative_dist = stats["sum_relative_dist"] / self.num_pairs
+                self.avg_relaxed_label = float(stats["sum_relaxed_label"]) / self.num_pairs
+                self.avg_relative_dist = float(stats["sum_relative_dist"]) / self.num_pairs
         return per_anchor
 
     def block_distance(self):
