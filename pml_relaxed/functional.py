@@ -264,7 +264,7 @@ def relaxed_contrastive_loss(
         delta: margin, >= 0.
         normalize_teacher: L2-normalise teacher embeddings.
         block_size: query rows per block; None (auto): dense up to ``2**16`` pairs (n * m), else blocks of
-            about ``2**19`` pairs; 0: always dense (plain autograd: forward-mode AD and vmap work there).
+            about ``2**20`` pairs; 0: always dense (plain autograd: forward-mode AD and vmap work there).
         validate: check every input for NaN/inf (one host synchronisation each); False checks shapes only.
 
     Returns:

@@ -26,7 +26,7 @@ class BaseRelaxedLoss(BaseTransferLoss):
         similarity: a :class:`~pml_relaxed.similarities.BaseSimilarity` replacing the Gaussian kernel;
             then leave ``sigma`` and ``normalize_teacher`` at their defaults.
         block_size: query rows per block. None (auto): dense up to ``2**16`` pairs (n * m), above that
-            blocks of about ``2**19`` pairs; 0: always dense; k > 0: blocks of k rows. Blockwise gives the
+            blocks of about ``2**20`` pairs; 0: always dense; k > 0: blocks of k rows. Blockwise gives the
             same values and gradients with peak memory O(block * m + (n + m) * dims) instead of O(n * m),
             and is faster on large batches (benchmarks/loss_speed.py). The dense path alone supports
             forward-mode AD and vmap; double backward works on both (dense memory when used).
