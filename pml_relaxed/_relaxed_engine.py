@@ -220,10 +220,11 @@ class BlockRows:
         mask: Optional[Tensor],
         diag_offset: Optional[int],
         workspace: Optional[Workspace] = None,
-    ) -> Tuple[Tensor, Tensor]:
-        """(b,) losses and (b, m) derivative ``phi = d loss_i / d d_ij`` (0 off the pairs) of a block, without
-        autograd. ``d`` and ``w`` are only read; ``mask`` None means every pair but the self pairs at
-        ``diag_offset`` (None: no self pairs); ``workspace`` lends reusable buffers (the derivative may be one)."""
+    ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """(b,) losses, (b, m) derivative ``phi = d loss_i / d d_ij`` (0 off the pairs) and (b,) row sums
+        ``sum_j phi_ij d_ij`` (or None: the engine computes them) of a block, without autograd. ``d`` and ``w``
+        are only read; ``mask`` None means every pair but the self pairs at ``diag_offset`` (None: no self
+        pairs); ``workspace`` lends reusable buffers (the derivative may be one)."""
         return self._losses_and_derivative_(d, w, mask, diag_offset, workspace)
 
     def losses_(self, d: Tensor, w: Tensor, mask: Optional[Tensor], diag_offset: Optional[int]) -> Tensor:
@@ -265,17 +266,20 @@ class ContrastiveRows(BlockRows):
         """:meth:`losses_` and :meth:`derivative_` of one block, sharing their terms (``d`` and ``w`` only read).
 
         With ``q = min(d - delta, 0) = -relu(delta - d)`` (0 on the self pairs, where d = 0 too) and
-        ``h = w (d - q) + q = phi / 2``: the pair's loss ``w d^2 + (1 - w) q^2 = h (d + q) - q d``.
+        ``h = q + w (d - q) = phi / 2``: the pair's loss ``w d^2 + (1 - w) q^2 = h d + q (h - d)``, and
+        ``sum_j phi_j d_j = 2 sum_j h_j d_j`` comes with it.
         """
         if mask is not None:
-            return self.losses_(d, w, mask, diag_offset), self.derivative_(d, w, mask, diag_offset)
+            return self.losses_(d, w, mask, diag_offset), self.derivative_(d, w, mask, diag_offset), None
         q = torch.sub(d, self.delta, out=_buffer(workspace, "q", d)).clamp_max_(0)
         if diag_offset is not None:
             self_pairs_view(q, diag_offset).fill_(0)
-        h = torch.sub(d, q, out=_buffer(workspace, "h", d)).mul_(w).add_(q)
+        h = torch.sub(d, q, out=_buffer(workspace, "h", d))
+        h = torch.addcmul(q, h, w, out=h)
         tmp = _buffer(workspace, "tmp", d)
-        losses = torch.add(d, q, out=tmp).mul_(h).sum(1).sub_(torch.mul(q, d, out=tmp).sum(1))
-        return losses, h.mul_(2)
+        h_dot_d = torch.mul(h, d, out=tmp).sum(1)
+        losses = torch.sub(h, d, out=tmp).mul_(q).sum(1).add_(h_dot_d)
+        return losses, h.mul_(2), h_dot_d.mul_(2)
 
 
 class MultiSimilarityRows(BlockRows):
@@ -323,7 +327,7 @@ class MultiSimilarityRows(BlockRows):
                 self_pairs_view(terms, diag_offset).fill_(float("-inf"))
         pull_losses, pull = self._shares_(pos)
         push_losses, push = self._shares_(neg)
-        return pull_losses.div_(self.alpha).add_(push_losses, alpha=1 / self.beta), pull.sub_(push)
+        return pull_losses.div_(self.alpha).add_(push_losses, alpha=1 / self.beta), pull.sub_(push), None
 
     @staticmethod
     def _shares_(terms: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -347,7 +351,7 @@ class AutogradRows(BlockRows):
         return self.per_anchor(d, w, _full_mask(d, mask, diag_offset))
 
     def _losses_and_derivative_(self, d, w, mask, diag_offset, workspace):
-        return self.losses_(d, w, mask, diag_offset), self.derivative_(d, w, mask, diag_offset)
+        return self.losses_(d, w, mask, diag_offset), self.derivative_(d, w, mask, diag_offset), None
 
     def derivative_(self, d, w, mask, diag_offset):
         mask = _full_mask(d, mask, diag_offset)
@@ -475,24 +479,35 @@ def accumulate_block_gradient_(
     end: int,
     block: tuple,
     phi: torch.Tensor,
+    phi_dot_rel: Optional[torch.Tensor],
     upstream: Optional[torch.Tensor],
     grads: Tuple[torch.Tensor, torch.Tensor],
     workspace: Optional[Workspace] = None,
 ) -> None:
     """Adds block [start, end)'s gradient to ``grads = (grad_queries, grad_refs)`` (rows [start, end) of the first).
 
-    ``block`` is :meth:`RelaxedProblem.block_`'s (rel, row_mean, w, mask) and ``phi`` the row function's
-    derivative there, both consumed (overwritten); ``upstream`` the (n,) upstream gradient of the per-anchor
+    ``block`` is :meth:`RelaxedProblem.block_`'s (rel, row_mean, w, mask), ``phi`` the row function's
+    derivative there, both consumed (overwritten), and ``phi_dot_rel`` its row sums ``sum_j phi_ij rel_ij`` (None:
+    computed here); ``upstream`` the (n,) upstream gradient of the per-anchor
     losses, None for all ones; ``workspace`` the sweep's buffers (``tmp`` and ``mask`` are used here).
     """
     rel, row_mean, _, _ = block
     # dL/dD = (u / mu) (phi - (1/m) sum_k phi_k d_k), written into phi's memory.
-    mean_term = torch.mul(phi, rel, out=_buffer(workspace, "tmp", rel)).sum(1, keepdim=True).div_(refs.shape[0])
+    if phi_dot_rel is None:
+        phi_dot_rel = torch.mul(phi, rel, out=_buffer(workspace, "tmp", rel)).sum(1)
+    mean_term = phi_dot_rel.unsqueeze(1).div_(refs.shape[0])
     scale = row_mean.reciprocal() if upstream is None else upstream[start:end].unsqueeze(1) / row_mean
-    grad_dist = phi.sub_(mean_term).mul_(scale)
-    if problem.distance.closed_form:
+    distance = problem.distance
+    if isinstance(distance, EuclideanDistance) and distance.power == 1.0:
+        # D = mu d is linear in d: dL/dD / D = (dL/dD / mu) / d, so rel stands in for D (one pass fewer). A
+        # collapsed row (mu at its floor: every D = 0) has no gradient, and 1 / mu^2 would overflow there.
+        collapsed = row_mean <= torch.finfo(rel.dtype).tiny
+        dist, scale = rel, torch.where(collapsed, 0, scale / row_mean)
+    else:
         dist = rel.mul_(row_mean)
-        problem.distance.pullback_(queries[start:end], refs, dist, grad_dist, grads[0][start:end], grads[1], workspace)
+    grad_dist = phi.sub_(mean_term).mul_(scale)
+    if distance.closed_form:
+        distance.pullback_(queries[start:end], refs, dist, grad_dist, grads[0][start:end], grads[1], workspace)
     else:
         gq, gr = _autograd_pullback(problem, queries, refs, start, end, grad_dist)
         grads[0][start:end] += gq
@@ -507,8 +522,10 @@ def recompute_gradient(problem, queries, refs, block_size, upstream):
     for start, end in _blocks(queries.shape[0], block_size):
         block = problem.block_(queries, refs, start, end, ref_sq_norms, workspace)
         rel, _, w, mask = block
-        _, phi = problem.rows.losses_and_derivative_(rel, w, mask, problem.offset(start), workspace)
-        accumulate_block_gradient_(problem, queries, refs, start, end, block, phi, upstream, grads, workspace)
+        _, phi, phi_dot_rel = problem.rows.losses_and_derivative_(rel, w, mask, problem.offset(start), workspace)
+        accumulate_block_gradient_(
+            problem, queries, refs, start, end, block, phi, phi_dot_rel, upstream, grads, workspace
+        )
     return grads
 
 
@@ -542,8 +559,11 @@ class _BlockwiseRelaxed(torch.autograd.Function):
             if grads is None:
                 losses[start:end] = problem.rows.losses_(rel, w, mask, offset)
             else:
-                losses[start:end], phi = problem.rows.losses_and_derivative_(rel, w, mask, offset, workspace)
-                accumulate_block_gradient_(problem, queries, ref_tensor, start, end, block, phi, None, grads, workspace)
+                block_losses, phi, phi_dot_rel = problem.rows.losses_and_derivative_(rel, w, mask, offset, workspace)
+                losses[start:end] = block_losses
+                accumulate_block_gradient_(
+                    problem, queries, ref_tensor, start, end, block, phi, phi_dot_rel, None, grads, workspace
+                )
         ctx.problem, ctx.block_size, ctx.self_reference = problem, block_size, refs is None
         ctx.one_pass_grads = grads
         ctx.save_for_backward(queries, ref_tensor)
