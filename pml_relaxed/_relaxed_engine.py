@@ -325,17 +325,20 @@ class MultiSimilarityRows(BlockRows):
                 terms.masked_fill_(~mask, float("-inf"))
             elif diag_offset is not None:
                 self_pairs_view(terms, diag_offset).fill_(float("-inf"))
-        pull_losses, pull = self._shares_(pos)
-        push_losses, push = self._shares_(neg)
-        return pull_losses.div_(self.alpha).add_(push_losses, alpha=1 / self.beta), pull.sub_(push), None
+        pull_losses, pull, pull_total = self._shifted_exps_(pos)
+        push_losses, push, push_total = self._shifted_exps_(neg)
+        phi = pull.div_(pull_total).addcmul_(push, push_total.reciprocal_(), value=-1)
+        return pull_losses.div_(self.alpha).add_(push_losses, alpha=1 / self.beta), phi, None
 
     @staticmethod
-    def _shares_(terms: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``log(1 + sum_j exp(terms_j))`` per row and each ``exp(terms_j)`` over ``1 + sum``; overwrites terms."""
+    def _shifted_exps_(terms: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``log(1 + sum_j exp(terms_j))`` per row, ``exp(terms_j - top)`` (overwriting terms) and the (b, 1)
+        ``exp(-top) + sum_j exp(terms_j - top)``, with ``top = max(0, max_j terms_j)`` (each term's share of
+        ``1 + sum`` is its shifted exponential over that total)."""
         top = terms.amax(1, keepdim=True).clamp_min_(0)
         exps = terms.sub_(top).exp_()
         total = exps.sum(1, keepdim=True).add_(torch.exp(-top))
-        return total.log().add_(top).squeeze(1), exps.div_(total)
+        return total.log().add_(top).squeeze(1), exps, total
 
 
 class AutogradRows(BlockRows):
