@@ -5,15 +5,20 @@ Every relaxed loss is a sum over anchors i of a row function of the relative dis
 columns) and the relaxed labels ``w_ij``. A row of D needs only anchor i and the reference set, so rows
 can be computed a block at a time: peak memory is O(block * m + (n + m) * dims) instead of O(n * m).
 
-The backward pass recomputes each block and applies the closed-form gradient. With ``phi_ij`` the
-derivative of the row loss with respect to ``d_ij`` (zero outside the pair mask) and ``u_i`` the upstream
-gradient of anchor i::
+The gradient is closed-form. With ``phi_ij`` the derivative of the row loss with respect to ``d_ij`` (zero
+outside the pair mask) and ``u_i`` the upstream gradient of anchor i::
 
     dL/dD_ij = (u_i / mu_i) * (phi_ij - (1/m) sum_k phi_ik d_ik)        (every column j: mu_i uses them all)
 
 and, for the Euclidean distance raised to ``power``, ``dD_ij/dsq_ij * 2 (g_i - r_j)`` with
 ``sq_ij = ||g_i - r_j||^2``, which becomes two matrix products per block. Other distances go through
 autograd, one block at a time.
+
+One pass: when a gradient will be needed, the forward pass computes it block by block for ``u = 1`` (each
+block's relaxed labels computed once) and the backward pass returns ``c`` times it when its upstream gradient
+is one constant ``c`` (a mean, a sum, a fixed weight); any other upstream gradient recomputes every block
+(two passes). A block's elementwise work is in-place torch operations on a few reused buffers
+(:class:`Workspace`); masks are 0/1 tensors of the float dtype (vectorised), not bool masks.
 
 Not public API: use :mod:`pml_relaxed.functional` or the loss classes.
 """

@@ -28,7 +28,9 @@ class BaseRelaxedLoss(BaseTransferLoss):
         block_size: query rows per block. None (auto): dense up to ``2**16`` pairs (n * m), above that
             blocks of about ``2**20`` pairs; 0: always dense; k > 0: blocks of k rows. Blockwise gives the
             same values and gradients with peak memory O(block * m + (n + m) * dims) instead of O(n * m),
-            and is faster on large batches (benchmarks/loss_speed.py). The dense path alone supports
+            and is faster on large batches (benchmarks/loss_speed.py): its forward pass also computes the
+            gradient, which the backward pass only scales when the reducer's upstream gradient is one constant
+            (MeanReducer, SumReducer), else recomputes (docs/scale.md). The dense path alone supports
             forward-mode AD and vmap; double backward works on both (dense memory when used).
         **kwargs: PML's ``distance``, ``reducer``, ``embedding_regularizer``, ``embedding_reg_weight``,
             ``collect_stats``. The default distance is the unnormalised Euclidean distance.
