@@ -494,10 +494,10 @@ def accumulate_block_gradient_(
 ) -> None:
     """Adds block [start, end)'s gradient to ``grads = (grad_queries, grad_refs)`` (rows [start, end) of the first).
 
-    ``block`` is :meth:`RelaxedProblem.block_`'s (rel, row_mean, w, mask), ``phi`` the row function's
-    derivative there, both consumed (overwritten), and ``phi_dot_rel`` its row sums ``sum_j phi_ij rel_ij`` (None:
-    computed here); ``upstream`` the (n,) upstream gradient of the per-anchor
-    losses, None for all ones; ``workspace`` the sweep's buffers (``tmp`` and ``mask`` are used here).
+    ``block`` is :meth:`RelaxedProblem.block_`'s (rel, row_mean, w, mask), ``phi`` the row function's derivative
+    there, both consumed (overwritten), and ``phi_dot_rel`` its row sums ``sum_j phi_ij rel_ij`` (None: computed
+    here); ``upstream`` the (n,) upstream gradient of the per-anchor losses, None for all ones; ``workspace`` the
+    sweep's buffers (``tmp`` and ``mask`` are used here).
     """
     rel, row_mean, _, _ = block
     # dL/dD = (u / mu) (phi - (1/m) sum_k phi_k d_k), written into phi's memory.
