@@ -11,10 +11,16 @@ Methods, each measured in its own fresh process (so that the peak memory of one 
   a familiar reference.
 
 Time is the median of ``--repeats`` forward+backward calls after one warm-up call (fewer once the timed calls
-pass a minute, at least one); peak memory is the
+pass a minute, at least one), the fastest of them beside it; peak memory is the
 process's peak resident memory during the warm-up call minus its resident memory just before it (CPU),
 or ``torch.cuda.max_memory_allocated`` minus the memory allocated before it (CUDA). A dense method is
 skipped where its (n, n) matrices would exceed ``--max-dense-gib``.
+
+Beside each time, the same process times the four matrix products no implementation of the relaxed losses
+can avoid (:func:`four_products`): the teacher Gram matrix ``F F^T`` (2 n^2 D flops), the student Gram
+``G G^T`` (2 n^2 d) and the two gradient products ``C G`` and ``C^T G`` (4 n^2 d), in row blocks of at most
+2**24 entries; each call of the loss is followed by one call of the products, so both see the same machine
+load. ``x products`` is the loss's time over theirs (medians; the fastest over the fastest beside it).
 
     python benchmarks/loss_speed.py                       # the full grid (about 25 minutes on 2 CPU cores)
     python benchmarks/loss_speed.py --sizes 256 1024 --dims 16 --repeats 1 --output-dir /tmp/ls
@@ -103,6 +109,13 @@ def get_args_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------------------- one measurement
 
 
+def batch_embeddings(n: int, dim: int, teacher_dim: int, device: torch.device):
+    """The (student, teacher) embeddings of one point: standard normal, seeded."""
+    gen = torch.Generator().manual_seed(0)
+    student = torch.randn(n, dim, generator=gen).to(device)
+    return student, torch.randn(n, teacher_dim, generator=gen).to(device)
+
+
 def _build(method: str, n: int, dim: int, teacher_dim: int, device: torch.device):
     from pytorch_metric_learning.distances import LpDistance
     from pytorch_metric_learning.losses import ContrastiveLoss
@@ -110,9 +123,7 @@ def _build(method: str, n: int, dim: int, teacher_dim: int, device: torch.device
     from pml_relaxed import functional as fn
     from pml_relaxed.losses import RelaxedContrastiveLoss, RelaxedMultiSimilarityLoss
 
-    gen = torch.Generator().manual_seed(0)
-    student = torch.randn(n, dim, generator=gen).to(device)
-    teacher = torch.randn(n, teacher_dim, generator=gen).to(device)
+    student, teacher = batch_embeddings(n, dim, teacher_dim, device)
     labels = (torch.arange(n) // 8).to(device)
     if method == "blockwise":
         loss_fn = RelaxedContrastiveLoss()
@@ -137,6 +148,26 @@ def _build(method: str, n: int, dim: int, teacher_dim: int, device: torch.device
     return student, dense_cdist
 
 
+PRODUCT_BLOCK_ENTRIES = 1 << 24
+"""The products are timed in row blocks of at most this many (row, column) entries (64 MiB in float32)."""
+
+
+def four_products(student: torch.Tensor, teacher: torch.Tensor) -> None:
+    """The four matrix products of a relaxed loss's forward and backward pass (no elementwise work).
+
+    For each block of rows: the teacher Gram rows ``F_b F^T``, the student Gram rows ``G_b G^T`` and, with that
+    block standing in for the gradient coefficients C, the gradient products ``C_b G`` and ``C_b^T G_b``.
+    """
+    n = student.shape[0]
+    rows = max(1, PRODUCT_BLOCK_ENTRIES // max(n, 1))
+    for start in range(0, n, rows):
+        end = min(start + rows, n)
+        torch.mm(teacher[start:end], teacher.t())
+        coefficients = torch.mm(student[start:end], student.t())
+        torch.mm(coefficients, student)
+        torch.mm(coefficients.t(), student[start:end])
+
+
 def _resident_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -149,7 +180,8 @@ def _peak_resident_bytes() -> int:
 def measure(
     method: str, n: int, dim: int, teacher_dim: int, repeats: int, device: str, threads: int = 0
 ) -> Dict[str, float]:
-    """Median forward+backward seconds and peak extra memory (bytes) of one method at one size."""
+    """Median (and fastest) forward+backward seconds and peak extra memory (bytes) of one method at one size,
+    with the median (and fastest) seconds of :func:`four_products` at that size, timed alternately with it."""
     if threads > 0:
         torch.set_num_threads(threads)
     dev = torch.device(device)
@@ -173,14 +205,32 @@ def measure(
         before = _resident_bytes()
         step()
         peak = max(0, _peak_resident_bytes() - before)
-    times = []
+    teacher = batch_embeddings(n, dim, teacher_dim, dev)[1]
+
+    def products():
+        four_products(student, teacher)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    products()  # warm-up
+    times, product_times = [], []
     for _ in range(repeats):
         start = time.perf_counter()
         value = step()
         times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        products()
+        product_times.append(time.perf_counter() - start)
         if sum(times) > 60:  # about a minute of timing per point at most: large batches are timed fewer times
             break
-    return {"seconds": statistics.median(times), "peak_bytes": peak, "loss": value}
+    return {
+        "seconds": statistics.median(times),
+        "min_seconds": min(times),
+        "products_seconds": statistics.median(product_times),
+        "products_min_seconds": min(product_times),
+        "peak_bytes": peak,
+        "loss": value,
+    }
 
 
 def _measure_in_subprocess(method: str, n: int, dim: int, config: LossSpeedConfig) -> Optional[Dict[str, float]]:
@@ -237,6 +287,9 @@ def run_grid(config: LossSpeedConfig) -> List[dict]:
 def _add_ratios(rows: List[dict]) -> None:
     baseline = {(r["n"], r["dim"]): r for r in rows if r["method"] == BASELINE and "seconds" in r}
     for row in rows:
+        if "products_seconds" in row:
+            row["ratio_to_products"] = row["seconds"] / row["products_seconds"]
+            row["min_ratio_to_products"] = row["min_seconds"] / row["products_min_seconds"]
         base = baseline.get((row["n"], row["dim"]))
         if base is not None and "seconds" in row:
             row["speedup_vs_dense_cdist"] = base["seconds"] / row["seconds"]
@@ -245,17 +298,20 @@ def _add_ratios(rows: List[dict]) -> None:
 
 def markdown_table(rows: List[dict]) -> str:
     lines = [
-        "| n | student dim | method | time (s) | peak memory (MiB) | speed-up vs dense_cdist | memory vs dense_cdist |",
-        "|---|---|---|---|---|---|---|",
+        "| n | student dim | method | time (s) | fastest (s) | 4 products (s) | x products (fastest) "
+        "| peak memory (MiB) | speed-up vs dense_cdist | memory vs dense_cdist |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "seconds" not in r:
-            lines.append(f"| {r['n']} | {r['dim']} | {r['method']} | skipped ({r['skipped']}) | | | |")
+            lines.append(f"| {r['n']} | {r['dim']} | {r['method']} | skipped ({r['skipped']}) | | | | | | |")
             continue
         speed = f"{r['speedup_vs_dense_cdist']:.2f}x" if "speedup_vs_dense_cdist" in r else ""
         memory = f"{r['memory_vs_dense_cdist']:.3f}" if "memory_vs_dense_cdist" in r else ""
         lines.append(
-            f"| {r['n']} | {r['dim']} | {r['method']} | {r['seconds']:.3f} | {r['peak_bytes'] / 2**20:.0f} "
+            f"| {r['n']} | {r['dim']} | {r['method']} | {r['seconds']:.3f} | {r['min_seconds']:.3f} "
+            f"| {r['products_seconds']:.3f} | {r['ratio_to_products']:.2f}x ({r['min_ratio_to_products']:.2f}x) "
+            f"| {r['peak_bytes'] / 2**20:.0f} "
             f"| {speed} | {memory} |"
         )
     return "\n".join(lines) + "\n"
@@ -269,13 +325,18 @@ def main(args: argparse.Namespace) -> List[dict]:
     config = LossSpeedConfig.from_args(args)
     rows = run_grid(config)
     for r in rows:
+        if "seconds" not in r:
+            continue
+        line = (
+            f"n={r['n']:>6} d={r['dim']:>4} {r['method']:>15}: {r['seconds']:.3f} s, "
+            f"{r['ratio_to_products']:.2f}x its 4 matrix products ({r['min_ratio_to_products']:.2f}x fastest)"
+        )
         if "speedup_vs_dense_cdist" in r and r["method"] != BASELINE:
-            print(
-                f"n={r['n']:>6} d={r['dim']:>4} {r['method']:>15}: {r['seconds']:.3f} s, "
-                f"{r['speedup_vs_dense_cdist']:.2f}x faster, {r['memory_vs_dense_cdist']:.3f}x the memory "
-                f"of dense_cdist",
-                flush=True,
+            line += (
+                f", {r['speedup_vs_dense_cdist']:.2f}x faster, {r['memory_vs_dense_cdist']:.3f}x the memory "
+                f"of dense_cdist"
             )
+        print(line, flush=True)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/loss_speed.py " + " ".join(config.to_argv())

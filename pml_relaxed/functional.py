@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from . import _relaxed_engine as _bw
 from . import _validation as v
-from ._pairs import fill_self_pairs_, pair_mask, pair_mask_rows, zero_self_pairs
+from ._pairs import pair_mask, pair_mask_rows, zero_self_pairs
 
 __all__ = [
     "euclidean_distance",
@@ -92,16 +92,17 @@ def gaussian_kernel_rows(
         f_ref = None if teacher_ref_emb is None else _prepare_teacher(teacher_ref_emb, normalize)
 
         refs = f if f_ref is None else f_ref
-        ref_sq_norms = (refs * refs).sum(1).unsqueeze(0)
+        # -||f_i - r_j||^2 / sigma = (2 f_i.r_j - ||f_i||^2 - ||r_j||^2) / sigma, the scale folded into the product
+        ref_terms = (refs * refs).sum(1).unsqueeze(0).mul_(-1.0 / sigma)
+        query_terms = (f * f).sum(1, keepdim=True).mul_(-1.0 / sigma)
 
     def rows(start: int, end: int) -> torch.Tensor:
         with torch.no_grad():
-            block = f[start:end]
-            sq = torch.addmm(ref_sq_norms, block, refs.t(), alpha=-2.0)
-            sq.add_((block * block).sum(1, keepdim=True)).clamp_min_(0)
+            exponent = torch.addmm(ref_terms, f[start:end], refs.t(), alpha=2.0 / sigma)
+            exponent.add_(query_terms[start:end]).clamp_max_(0)
             if f_ref is None:  # self pairs are exactly 0 apart
-                fill_self_pairs_(sq, start, 0)
-            return sq.mul_(-1.0 / sigma).exp_()
+                torch.diagonal(exponent, start).fill_(0)
+            return exponent.exp_()
 
     return rows
 
@@ -263,7 +264,7 @@ def relaxed_contrastive_loss(
         delta: margin, >= 0.
         normalize_teacher: L2-normalise teacher embeddings.
         block_size: query rows per block; None (auto): dense up to ``2**16`` pairs (n * m), else blocks of
-            about ``2**19`` pairs; 0: always dense (plain autograd: forward-mode AD and vmap work there).
+            about ``2**20`` pairs; 0: always dense (plain autograd: forward-mode AD and vmap work there).
         validate: check every input for NaN/inf (one host synchronisation each); False checks shapes only.
 
     Returns:

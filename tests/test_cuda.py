@@ -13,6 +13,8 @@ import os
 import pytest
 import torch
 
+from pml_relaxed import _relaxed_engine as bw
+from pml_relaxed import functional as fn
 from pml_relaxed.evaluation import RecallAtKCalculator, backend, compute_embeddings, evaluate_embeddings, faiss_backend
 from pml_relaxed.losses import (
     DarkRankLoss,
@@ -275,3 +277,31 @@ def test_embedding_transfer_with_the_teacher_on_another_device_and_dtype(teacher
     with torch.no_grad():  # the reference: the teacher in its own dtype, on its own device, on the student's batch
         expected = teacher(seen["student_input"].to(teacher_device, teacher_dtype)).float().to(student_device)
     torch.testing.assert_close(seen["teacher_emb"], expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["relaxed_contrastive", "relaxed_ms"])
+def test_the_blockwise_loop_never_synchronises_with_the_host(name):
+    """Forward and backward of the blockwise engine (validate=False, collect_stats on) under CUDA's sync debug
+    mode "error": any .item(), bool(tensor) or host read in the block loop raises. The upstream gradient of a
+    sum is an expanded scalar, so the backward's constant check reads no value either."""
+    student, teacher, _ = _inputs(n=300)
+    student, teacher = student.to(DEVICE).requires_grad_(), teacher.to(DEVICE)
+    cls = RelaxedContrastiveLoss if name == "relaxed_contrastive" else RelaxedMultiSimilarityLoss
+    loss_fn = cls(block_size=37, validate=False, collect_stats=True)
+    relaxed_labels = fn.gaussian_kernel_rows(teacher)  # the losses' default kernel
+    problem = bw.RelaxedProblem(
+        loss_fn.block_distance(), loss_fn.row_function(), relaxed_labels, None, True, stats={}, one_pass=True
+    )
+    on_cuda = DEVICE.startswith("cuda")
+    if on_cuda:
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        per_anchor = bw.relaxed_per_anchor(student, None, problem, 37)
+        (grad,) = torch.autograd.grad(per_anchor.sum(), student)
+    finally:
+        if on_cuda:
+            torch.cuda.set_sync_debug_mode("default")
+    expected = cls(block_size=0)(student, teacher_emb=teacher) * student.shape[0]
+    torch.testing.assert_close(per_anchor.sum(), expected, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(grad, torch.autograd.grad(expected, student)[0], rtol=1e-9, atol=1e-9)

@@ -26,9 +26,11 @@ class BaseRelaxedLoss(BaseTransferLoss):
         similarity: a :class:`~pml_relaxed.similarities.BaseSimilarity` replacing the Gaussian kernel;
             then leave ``sigma`` and ``normalize_teacher`` at their defaults.
         block_size: query rows per block. None (auto): dense up to ``2**16`` pairs (n * m), above that
-            blocks of about ``2**19`` pairs; 0: always dense; k > 0: blocks of k rows. Blockwise gives the
+            blocks of about ``2**20`` pairs; 0: always dense; k > 0: blocks of k rows. Blockwise gives the
             same values and gradients with peak memory O(block * m + (n + m) * dims) instead of O(n * m),
-            and is faster on large batches (benchmarks/loss_speed.py). The dense path alone supports
+            and is faster on large batches (benchmarks/loss_speed.py): its forward pass also computes the
+            gradient, which the backward pass only scales when the reducer's upstream gradient is one constant
+            (MeanReducer, SumReducer), else recomputes (docs/scale.md). The dense path alone supports
             forward-mode AD and vmap; double backward works on both (dense memory when used).
         **kwargs: PML's ``distance``, ``reducer``, ``embedding_regularizer``, ``embedding_reg_weight``,
             ``collect_stats``. The default distance is the unnormalised Euclidean distance.
@@ -113,11 +115,11 @@ class BaseRelaxedLoss(BaseTransferLoss):
         )
         block_size = self.block_size if self.similarity.supports_blocks else 0  # auto: dense for such kernels
         per_anchor = _bw.relaxed_per_anchor(queries, refs, problem, block_size)
-        if stats is not None:
-            self.num_pairs = stats["num_pairs"]
+        if stats is not None:  # the engine's stats are tensors: read back once per call
+            self.num_pairs = int(stats["num_pairs"])
             if self.num_pairs > 0:
-                self.avg_relaxed_label = stats["sum_relaxed_label"] / self.num_pairs
-                self.avg_relative_dist = stats["sum_relative_dist"] / self.num_pairs
+                self.avg_relaxed_label = float(stats["sum_relaxed_label"]) / self.num_pairs
+                self.avg_relative_dist = float(stats["sum_relative_dist"]) / self.num_pairs
         return per_anchor
 
     def block_distance(self):

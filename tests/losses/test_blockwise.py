@@ -37,6 +37,15 @@ def _value_and_grads(loss_fn, student, teacher, labels=None, ref=None, **kwargs)
     return loss, torch.autograd.grad(loss, leaves)
 
 
+@pytest.fixture(params=["one_pass", "two_pass"])
+def path(request, monkeypatch):
+    """Runs a test on both blockwise backward paths: the gradient computed in the forward pass and scaled (the
+    default with a constant upstream gradient), or every block recomputed (forced: upstream read as varying)."""
+    if request.param == "two_pass":
+        monkeypatch.setattr(bw, "is_constant", lambda values: False)
+    return request.param
+
+
 def assert_same(a, b, rtol=1e-6):
     (loss_a, grads_a), (loss_b, grads_b) = a, b
     torch.testing.assert_close(loss_a, loss_b, rtol=rtol, atol=1e-12)
@@ -50,7 +59,7 @@ def assert_same(a, b, rtol=1e-6):
 @pytest.mark.parametrize("loss_name", sorted(LOSSES))
 @pytest.mark.parametrize("n", [7, 33, 100])
 @pytest.mark.parametrize("block_size", [1, 5, 16, 64])
-def test_blockwise_equals_dense_and_loop(loss_name, n, block_size):
+def test_blockwise_equals_dense_and_loop(loss_name, n, block_size, path):
     student, teacher, _ = _inputs(n, seed=n)
     dense = _value_and_grads(LOSSES[loss_name](block_size=0), student, teacher)
     assert_same(_value_and_grads(LOSSES[loss_name](block_size=block_size), student, teacher), dense)
@@ -65,7 +74,7 @@ def test_blockwise_equals_dense_and_loop(loss_name, n, block_size):
 
 @pytest.mark.parametrize("loss_name", sorted(LOSSES))
 @pytest.mark.parametrize("block_size", [3, 8])
-def test_reference_set(loss_name, block_size):
+def test_reference_set(loss_name, block_size, path):
     student, teacher, labels = _inputs(10, seed=1)
     ref_student, ref_teacher, ref_labels = _inputs(23, seed=2)
     ref = (ref_student, ref_teacher, ref_labels)
@@ -75,7 +84,7 @@ def test_reference_set(loss_name, block_size):
 
 @pytest.mark.parametrize("loss_name", sorted(LOSSES))
 @pytest.mark.parametrize("miner", ["pairs", "triplets"])
-def test_indices_tuple(loss_name, miner):
+def test_indices_tuple(loss_name, miner, path):
     student, teacher, labels = _inputs(30, seed=3)
     if miner == "pairs":
         indices = MultiSimilarityMiner(epsilon=0.5)(student, labels)
@@ -89,7 +98,7 @@ def test_indices_tuple(loss_name, miner):
     assert not torch.allclose(full[0], blockwise[0])
 
 
-def test_indices_tuple_with_reference_set():
+def test_indices_tuple_with_reference_set(path):
     student, teacher, labels = _inputs(9, seed=4)
     ref_student, ref_teacher, ref_labels = _inputs(14, seed=5)
     indices = MultiSimilarityMiner(epsilon=0.5)(student, labels, ref_student, ref_labels)
@@ -113,7 +122,7 @@ REDUCERS = {
 
 
 @pytest.mark.parametrize("reducer_name", sorted(REDUCERS))
-def test_every_reducer(reducer_name):
+def test_every_reducer(reducer_name, path):
     student, teacher, labels = _inputs(21, seed=6)
     dense = _value_and_grads(
         RelaxedContrastiveLoss(block_size=0, reducer=REDUCERS[reducer_name]()), student, teacher, labels
@@ -122,6 +131,67 @@ def test_every_reducer(reducer_name):
         RelaxedContrastiveLoss(block_size=4, reducer=REDUCERS[reducer_name]()), student, teacher, labels
     )
     assert_same(blockwise, dense)
+
+
+@pytest.mark.parametrize("reducer_name,recomputes", [("mean", False), ("sum", False), ("class_weighted", True)])
+def test_the_backward_recomputes_the_blocks_only_for_a_varying_upstream_gradient(reducer_name, recomputes, monkeypatch):
+    calls = []
+    recompute = bw.recompute_gradient
+    monkeypatch.setattr(bw, "recompute_gradient", lambda *args: calls.append(args) or recompute(*args))
+    student, teacher, labels = _inputs(21, seed=6)
+    blockwise = _value_and_grads(
+        RelaxedContrastiveLoss(block_size=4, reducer=REDUCERS[reducer_name]()), student, teacher, labels
+    )
+    assert bool(calls) == recomputes
+    dense = _value_and_grads(
+        RelaxedContrastiveLoss(block_size=0, reducer=REDUCERS[reducer_name]()), student, teacher, labels
+    )
+    assert_same(blockwise, dense)
+
+
+def _per_anchor(student, teacher, ref=None, block_size=3, one_pass=True):
+    rows = fn.gaussian_kernel_rows(teacher, None if ref is None else ref[1], sigma=0.7)
+    problem = bw.RelaxedProblem(
+        bw.EuclideanDistance(), bw.ContrastiveRows(1.3), rows, None, ref is None, None, one_pass
+    )
+    return bw.relaxed_per_anchor(student, None if ref is None else ref[0], problem, block_size)
+
+
+@pytest.mark.parametrize("one_pass", [True, False])
+def test_weighted_per_anchor_losses_and_their_gradcheck(one_pass, path):
+    student, teacher, _ = _inputs(11, 3, 4, seed=23)
+    ref_student, ref_teacher, _ = _inputs(6, 3, 4, seed=24)
+    weights = torch.rand(11, dtype=f64, generator=torch.Generator().manual_seed(0))
+    for ref in (None, (ref_student, ref_teacher)):
+        leaves = [student.clone().requires_grad_()] + ([] if ref is None else [ref[0].clone().requires_grad_()])
+        refs = None if ref is None else (leaves[1], ref[1])
+        results = []
+        for block_size in (0, 3):
+            loss = (_per_anchor(leaves[0], teacher, refs, block_size, one_pass) * weights).sum()
+            results.append((loss, torch.autograd.grad(loss, leaves)))
+        assert_same(results[1], results[0])
+
+        def per_anchor(*x, ref=ref):
+            return _per_anchor(x[0], teacher, None if ref is None else (x[1], ref[1]), 3, one_pass)
+
+        assert torch.autograd.gradcheck(per_anchor, tuple(leaf.detach().requires_grad_() for leaf in leaves))
+
+
+def test_no_gradient_work_in_the_forward_pass_unless_a_gradient_is_needed(monkeypatch):
+    calls = []
+    accumulate = bw.accumulate_block_gradient_
+    monkeypatch.setattr(bw, "accumulate_block_gradient_", lambda *args: calls.append(args) or accumulate(*args))
+    student, teacher, _ = _inputs(20, seed=25)
+    loss_fn = RelaxedContrastiveLoss(block_size=4)
+    loss_fn(student, teacher_emb=teacher)  # no input requires grad
+    with torch.no_grad():
+        loss_fn(student.clone().requires_grad_(), teacher_emb=teacher)
+    assert not calls
+    s = student.clone().requires_grad_()
+    loss = loss_fn(s, teacher_emb=teacher)
+    assert len(calls) == 5  # one per block, in the forward pass
+    loss.backward()
+    assert len(calls) == 5  # the backward only scaled it
 
 
 @pytest.mark.parametrize(
@@ -133,7 +203,7 @@ def test_every_reducer(reducer_name):
         lambda: MixedSimilarity(GaussianKernel(sigma=0.5), LabelSimilarity(), label_weight=0.3),
     ],
 )
-def test_similarities(similarity):
+def test_similarities(similarity, path):
     student, teacher, labels = _inputs(19, seed=7)
     dense = _value_and_grads(RelaxedContrastiveLoss(similarity=similarity(), block_size=0), student, teacher, labels)
     blockwise = _value_and_grads(
@@ -164,7 +234,7 @@ def test_similarity_rows_equal_the_full_matrix():
     ],
 )
 @pytest.mark.parametrize("loss_name", sorted(LOSSES))
-def test_distances(distance, loss_name):
+def test_distances(distance, loss_name, path):
     student, teacher, _ = _inputs(17, seed=10)
     dense = _value_and_grads(LOSSES[loss_name](distance=distance(), block_size=0), student, teacher)
     blockwise = _value_and_grads(LOSSES[loss_name](distance=distance(), block_size=5), student, teacher)
@@ -183,7 +253,7 @@ def test_lp_distance_matches_pml_cdist():
         torch.testing.assert_close(loss, expected)
 
 
-def test_functional_block_sizes():
+def test_functional_block_sizes(path):
     student, teacher, _ = _inputs(40, seed=12)
     ref_student, ref_teacher, _ = _inputs(25, seed=13)
     for function in (fn.relaxed_contrastive_loss, fn.relaxed_multi_similarity_loss):
@@ -208,7 +278,7 @@ class _RelaxedL1Loss(RelaxedContrastiveLoss):
         return ((relative_dist - (1 - relaxed_labels) * self.delta).abs() * mask).sum(dim=1)
 
 
-def test_a_subclass_with_per_anchor_losses_only_is_blockwise_too():
+def test_a_subclass_with_per_anchor_losses_only_is_blockwise_too(path):
     student, teacher, _ = _inputs(23, seed=21)
     dense = _value_and_grads(_RelaxedL1Loss(block_size=0), student, teacher)
     assert_same(_value_and_grads(_RelaxedL1Loss(block_size=5), student, teacher), dense)
@@ -230,7 +300,7 @@ def test_collected_stats_agree():
 
 
 @pytest.mark.parametrize("block_size", [0, 3])
-def test_gradcheck_and_gradgradcheck(block_size):
+def test_gradcheck_and_gradgradcheck(block_size, path):
     student, teacher, _ = _inputs(7, 3, 4, seed=15)
     ref_student, ref_teacher, _ = _inputs(5, 3, 4, seed=16)
     student.requires_grad_()
@@ -276,7 +346,7 @@ def test_forward_mode_ad_and_vmap_on_the_dense_path():
 
 
 @pytest.mark.parametrize("n", [4, 40])
-def test_duplicated_and_collapsed_rows_finite_gradients_blockwise(n):
+def test_duplicated_and_collapsed_rows_finite_gradients_blockwise(n, path):
     base = torch.randn(n // 2, 6, dtype=f64)
     teacher = torch.randn(n, 9, dtype=f64)
     for student in (torch.cat([base, base]), torch.zeros(n, 6, dtype=f64)):
