@@ -78,6 +78,8 @@ class BenchData:
     student_options: Optional[Dict[str, object]] = None  # constructor options of the students, recorded per run
     texts: Optional[Tuple[List[str], List[str]]] = None  # text datasets: the (training, evaluation) raw strings
     teacher_encoder: Optional[Callable[[List[str]], torch.Tensor]] = None  # the given teacher on raw strings
+    teacher_source: Optional[str] = None  # a given text teacher's folder or hub name (the peers distil it)
+    teacher_sha256: Optional[str] = None  # SHA-256 of a given teacher's content (teacher_cache.teacher_fingerprint)
 
     @property
     def num_train_classes(self) -> int:

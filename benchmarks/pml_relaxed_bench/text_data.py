@@ -22,6 +22,7 @@ from pml_relaxed.models.sentence_transformer_teacher import SentenceTransformerT
 
 from .config import BenchConfig
 from .data import BenchData, TensorDataset
+from .teachers import text_teacher_label
 from .throughput import sentences_per_second
 
 #: the bench's text student; ``--text-hidden-dim``, ``--text-mlp`` and ``--text-init-std`` override it
@@ -51,7 +52,9 @@ def text_student_options(config: BenchConfig) -> dict:
 
 
 def banking77_data(config: BenchConfig) -> BenchData:
-    """Banking77: first 39 intents train (train.csv), other 38 test (test.csv); MiniLM teacher."""
+    """Banking77: first 39 intents train (train.csv), other 38 test (test.csv); the ``--teacher``
+    sentence-transformers model (default: the packaged all-MiniLM-L6-v2), its embeddings cached in
+    ``teacher_cache/`` of ``--teacher-dir`` (keyed by the model's and the texts' content)."""
     student_options = text_student_options(config)
     if not 0 <= config.text_ngram_dropout < 1:
         raise ValueError(f"--text-ngram-dropout must be in [0, 1); got {config.text_ngram_dropout}")
@@ -64,7 +67,7 @@ def banking77_data(config: BenchConfig) -> BenchData:
     else:
         train, evaluation, split = Banking77(root, split="train"), Banking77(root, split="test"), "test"
     cache_dir = Path(config.teacher_dir or config.output_dir) / "teacher_cache"
-    teacher_model = SentenceTransformerTeacher(cache_dir=cache_dir)
+    teacher_model = SentenceTransformerTeacher(config.teacher, cache_dir=cache_dir)
     all_texts = list(train.texts) + list(evaluation.texts)
     teacher_embeddings = teacher_model.encode(all_texts, show_progress_bar=config.progress)
 
@@ -86,7 +89,7 @@ def banking77_data(config: BenchConfig) -> BenchData:
         train=TensorDataset(train_rows, train.labels),
         evaluation=TensorDataset(eval_rows, evaluation.labels),
         eval_split=split,
-        teacher_arch="all-MiniLM-L6-v2",
+        teacher_arch=text_teacher_label(config.teacher),
         teacher_dim=int(teacher_embeddings.shape[1]),
         settings={"dim16": ("ngram", 16), "dim32": ("ngram", 32), "dim64": ("ngram", 64)},
         make_model=make_model,
@@ -99,6 +102,8 @@ def banking77_data(config: BenchConfig) -> BenchData:
         teacher_throughput_fn=lambda: sentences_per_second(teacher_model, eval_texts),
         texts=(list(train.texts), list(evaluation.texts)),
         teacher_encoder=teacher_model,
+        teacher_source=None if config.teacher is None else teacher_model.model_id,
+        teacher_sha256=teacher_model.content_fingerprint()["sha256"],
     )
 
 
