@@ -174,7 +174,8 @@ class TeacherCache:
     (:class:`~pml_relaxed.trainers.EmbeddingTransfer` ``teacher_cache=``) gets from it exactly what the live
     teacher computes on the view the student sees.
 
-    Manifest: the format, the teacher's fingerprint (class + SHA-256 of its state_dict), the dataset's
+    Manifest: the format, the teacher's fingerprint (class + SHA-256 of its state_dict, or the teacher's own
+    ``content_fingerprint()``, see :func:`teacher_fingerprint`), the dataset's
     (size, transform fingerprint, seed, probe of two views), ``views``, the storage ``dtype``, ``shard_size``,
     the embedding width and each shard's file, rows and SHA-256. Opening with ``teacher=``, ``dataset=`` or
     ``views=`` checks them and raises naming what differs, expected vs got.
@@ -365,7 +366,8 @@ class TeacherCache:
         Args:
             teacher: the frozen teacher, mapping a batch of inputs to (batch, D) embeddings.
             dataset: a :class:`~pml_relaxed.datasets.SeededViewDataset` (its ``view(i, v)`` is what is cached), or a
-                plain dataset of ``(x, label)`` / ``x`` with ``views=1`` (no augmentation).
+                plain dataset of ``(x, label)`` / ``x`` with ``views=1`` (no augmentation). Views that are not
+                tensors (texts) reach the teacher as the DataLoader collates them (a list of str).
             path: the cache folder (created).
             views: the number of views per sample, >= 1.
             batch_size: teacher batch size, >= 1.
