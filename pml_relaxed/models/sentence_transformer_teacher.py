@@ -64,6 +64,23 @@ class _TextRows(Dataset):
         return {"size": len(self.texts), "transform": "texts", "seed": None, "probe": digest}
 
 
+class _CorpusEncoder(nn.Module):
+    """The teacher as :class:`TeacherCache` runs it: one ``model.encode`` call over the whole list (so the
+    embeddings are those of an uncached :meth:`SentenceTransformerTeacher.encode`, batch for batch), with
+    sentence-transformers' progress bar, and the teacher's content fingerprint."""
+
+    def __init__(self, teacher: "SentenceTransformerTeacher", show_progress_bar: bool) -> None:
+        super().__init__()
+        self.teacher = [teacher]  # a list: not a submodule, so this module holds no state of its own
+        self.show_progress_bar = show_progress_bar
+
+    def content_fingerprint(self) -> Dict[str, str]:
+        return self.teacher[0].content_fingerprint()
+
+    def forward(self, texts: List[str]) -> torch.Tensor:
+        return self.teacher[0]._encode_uncached(texts, self.show_progress_bar)
+
+
 #: configuration keys that name where a model was loaded from, or which library version wrote it: not content
 _LOCATION_KEYS = ("_name_or_path", "transformers_version", "name_or_path")
 
@@ -211,9 +228,11 @@ class SentenceTransformerTeacher(nn.Module):
     def encode(self, texts: Sequence[str], show_progress_bar: bool = True) -> torch.Tensor:
         """Embeds a list of texts, reading and writing the on-disk cache when ``cache_dir`` is set.
 
-        A corpus takes minutes on a CPU: by default a tqdm bar shows the encoding's progress (one step per text
-        with a ``cache_dir``: :meth:`TeacherCache.build <pml_relaxed.models.TeacherCache.build>`'s; without,
-        sentence-transformers' bar, one step per batch); a read from the cache shows none. A cache that is
+        A corpus takes minutes on a CPU: by default a tqdm bar (sentence-transformers', one step per batch)
+        shows the encoding's progress; a read from the cache shows none. With a ``cache_dir`` the texts are
+        encoded in one ``model.encode`` call, as without one, and written by
+        :meth:`TeacherCache.build <pml_relaxed.models.TeacherCache.build>` as one shard: the cached
+        embeddings are those an uncached call returns. A cache that is
         incomplete (a killed build) or damaged (its shards are checked against the manifest's
         SHA-256 on every read) is completed or rebuilt by ``TeacherCache.build``.
 
@@ -236,7 +255,9 @@ class SentenceTransformerTeacher(nn.Module):
         try:
             cache = TeacherCache(path, teacher=self, dataset=rows, verify=True)  # checksums: a few MB
         except (FileNotFoundError, ValueError):  # not built yet, cut short or damaged: build completes it
-            cache = TeacherCache.build(self, rows, path, batch_size=self.batch_size, progress=show_progress_bar)
+            encoder = _CorpusEncoder(self, show_progress_bar)
+            size = len(texts)
+            cache = TeacherCache.build(encoder, rows, path, batch_size=size, shard_size=size, progress=False)
         return cache.lookup(torch.arange(len(texts))).to(self.device)
 
     @torch.no_grad()
