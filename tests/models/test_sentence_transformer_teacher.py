@@ -118,7 +118,9 @@ def test_cache_is_a_teacher_cache_keyed_by_content_so_moving_the_model_or_the_ca
     assert moved.cache_key(TEXTS) != first.cache_key(TEXTS)
 
 
-def test_cache_build_shows_its_progress_equals_the_uncached_encoding_and_ignores_old_pt_files(teacher, tmp_path, monkeypatch, capfd):
+def test_cache_build_shows_its_progress_equals_the_uncached_encoding_and_ignores_old_pt_files(
+    teacher, tmp_path, monkeypatch, capfd
+):
     monkeypatch.setattr(teacher, "cache_dir", tmp_path)
     (tmp_path / f"{teacher.cache_key(TEXTS)}.pt").write_bytes(b"not read")  # an earlier version's cache file
     built = teacher.encode(TEXTS)
