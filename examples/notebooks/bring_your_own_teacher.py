@@ -233,9 +233,9 @@ if READY:
 # batch (so tokenisation and hashing are counted), best of 3 passes over 1,024 test sentences, both models
 # with the same threads, as the documentation's *Text distillation* page measures it. The ratio printed here
 # is this machine's, with this notebook's threads and a reduced timing: it depends on the CPU, on the thread
-# count and on what else the machine runs (the output below: 2 threads on a shared 2-core CPU). The reference
-# figure is the documentation's *Deploy a text student* page, *Speed*: 818x (60,779 against 74 sentences per
-# second, one torch thread of a 2-core Intel Xeon, all models timed together).
+# count and on what else the machine runs (the output below: 1 thread, `OMP_NUM_THREADS=1`, on a shared
+# 2-core CPU). The reference figure is the documentation's *Deploy a text student* page, *Speed*: 818x
+# (60,779 against 74 sentences per second, one torch thread of a 2-core Intel Xeon, all models timed together).
 
 
 # %%
