@@ -28,6 +28,7 @@ from .tasks import TASK_NAMES, TaskConfig, get_task_parser, run_task
 from .tasks.common import DATASETS as TASK_DATASETS
 from .tasks.common import RunLog, choose_on_validation, network, omniglot
 from .tasks.self_taught import SETTING as SELF_TAUGHT_SETTING
+from .teachers import check_teacher_option, teacher_metadata, text_teacher_label, with_image_teacher
 from .text_data import TEXT_STUDENT_DEFAULTS, TEXT_STUDENT_FAMILIES, banking77_data, text_student_options
 from .text_peers import distilled_model2vec, model2vec_peers, pca_peers, peer_records, peer_setting, peer_speed
 
@@ -54,6 +55,11 @@ __all__ = [
     "text_student_options",
     "banking77_data",
     "static_student_data",
+    # the teacher a user brings (--teacher)
+    "check_teacher_option",
+    "with_image_teacher",
+    "text_teacher_label",
+    "teacher_metadata",
     # running
     "main",
     "parse_command",

@@ -27,6 +27,7 @@ from .methods import DEFAULT_METHODS, METHODS, QUICK_METHODS
 from .registry import DATASETS
 from .report import machine, provenance, versions, write_results
 from .runner import append_records, load_done, run_all
+from .teachers import check_teacher_option, teacher_metadata, with_image_teacher
 from .text_peers import check_peer_options, run_peers
 
 __all__ = [
@@ -66,6 +67,7 @@ def _check_dataset_options(config: BenchConfig) -> None:
     if config.dataset not in DATASETS:
         raise ValueError(f"--dataset must be one of {sorted(DATASETS)}; got {config.dataset!r}")
     check_teacher_checkpoint(config, config.dataset in PRETRAINED_TEACHER_DATASETS)  # before loading the teacher
+    check_teacher_option(config)
     if config.val_alphabets and config.val_classes:
         raise ValueError(
             f"--val-alphabets and --val-classes exclude each other; got {config.val_alphabets} and {config.val_classes}"
@@ -125,7 +127,7 @@ def main(config: BenchConfig, argv: Optional[List[str]] = None) -> List[Path]:
     if not isinstance(config, BenchConfig):
         raise TypeError(f"config must be a BenchConfig (BenchConfig.from_args(argv)); got {type(config).__name__}")
     _check_dataset_options(config)
-    data = DATASETS[config.dataset](config)
+    data = with_image_teacher(DATASETS[config.dataset](config), config)
     config = resolve(config, data.defaults, list(data.settings))
     _check_config(config, list(data.settings))
     if config.report_only:
@@ -147,6 +149,7 @@ def main(config: BenchConfig, argv: Optional[List[str]] = None) -> List[Path]:
     metadata = {
         **provenance(command),
         "eval_split": data.eval_split,
+        "teacher": teacher_metadata(data, config),
         "train_items": len(data.train),
         "eval_items": len(data.evaluation),
         # the FAISS backend ("gpu" / "cpu") of the recorded runs' evaluation ("unrecorded": older runs)

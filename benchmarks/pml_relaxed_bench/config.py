@@ -183,6 +183,13 @@ class BenchConfig(CommonConfig):
         "load the teacher's state_dict from this file instead of training one (the datasets whose teacher the "
         f"benchmark trains; not {', '.join(PRETRAINED_TEACHER_DATASETS)}, whose teacher is a given pretrained model)",
     )
+    teacher: Optional[str] = _option(
+        None,
+        "the teacher a user brings: banking77, a sentence-transformers folder or hub name (default: the packaged "
+        "all-MiniLM-L6-v2); the image datasets, a .safetensors state_dict of the bench's teacher architecture, or "
+        "torchvision:<name> / timm:<name> for cub/cars/sop (pip install 'pml-relaxed[vision]'); default: the "
+        "teacher the benchmark trains",
+    )
     m: Optional[int] = _option(None, "items per class in a batch (MPerClassSampler)")
     views: int = _option(2, "augmented views of each item in a batch")
     sigma: float = _option(1.0, "relaxed-label bandwidth")

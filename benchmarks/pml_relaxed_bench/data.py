@@ -80,6 +80,8 @@ class BenchData:
     teacher_encoder: Optional[Callable[[List[str]], torch.Tensor]] = None  # the given teacher on raw strings
     # --unlabelled-texts: rows without labels that transfer batches append (pml_relaxed_bench.unlabelled)
     unlabelled: Optional[torch.Tensor] = None
+    teacher_source: Optional[str] = None  # a given text teacher's folder or hub name (the peers distil it)
+    teacher_sha256: Optional[str] = None  # SHA-256 of a given teacher's content (teacher_cache.teacher_fingerprint)
 
     @property
     def num_train_classes(self) -> int:

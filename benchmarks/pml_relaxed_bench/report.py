@@ -264,7 +264,14 @@ def _header(metadata: Mapping[str, Any], title: str) -> List[str]:
     commands = metadata.get("commands")
     if commands:  # every call that wrote to the folder, in order
         lines += ["- **Commands** (commands.txt):", ""] + [f"      {c}" for c in commands] + [""]
-    for key, label in (("command", "Command"), ("machine", "Machine"), ("date", "Date"), ("versions", "Versions")):
+    keys = (
+        ("command", "Command"),
+        ("machine", "Machine"),
+        ("date", "Date"),
+        ("versions", "Versions"),
+        ("teacher", "Teacher"),
+    )
+    for key, label in keys:
         value = metadata.get(key)
         if isinstance(value, Mapping):  # e.g. versions: {"torch": "2.13"}
             value = ", ".join(f"{k} {v}" for k, v in value.items())

@@ -399,6 +399,7 @@ def _record(
         "student_dim": dim,
         "teacher_arch": data.teacher_arch,
         "teacher_dim": data.teacher_dim,
+        "teacher_sha256": data.teacher_sha256,
         "metrics": metrics,
         "train_seconds": seconds,
         "throughput": items_per_second,

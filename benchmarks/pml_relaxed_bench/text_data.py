@@ -24,6 +24,7 @@ from pml_relaxed.models.sentence_transformer_teacher import SentenceTransformerT
 
 from .config import BenchConfig
 from .data import BenchData, TensorDataset
+from .teachers import text_teacher_label
 from .throughput import sentences_per_second
 from .unlabelled import check_per_batch, read_unlabelled_texts
 
@@ -79,7 +80,9 @@ def text_student_options(config: BenchConfig) -> dict:
 
 
 def banking77_data(config: BenchConfig) -> BenchData:
-    """Banking77: first 39 intents train (train.csv), other 38 test (test.csv); MiniLM teacher."""
+    """Banking77: first 39 intents train (train.csv), other 38 test (test.csv); the ``--teacher``
+    sentence-transformers model (default: the packaged all-MiniLM-L6-v2), its embeddings cached in
+    ``teacher_cache/`` of ``--teacher-dir`` (keyed by the model's and the texts' content)."""
     student_options = text_student_options(config)
     if not 0 <= config.text_ngram_dropout < 1:
         raise ValueError(f"--text-ngram-dropout must be in [0, 1); got {config.text_ngram_dropout}")
@@ -92,7 +95,7 @@ def banking77_data(config: BenchConfig) -> BenchData:
     else:
         train, evaluation, split = Banking77(root, split="train"), Banking77(root, split="test"), "test"
     cache_dir = Path(config.teacher_dir or config.output_dir) / "teacher_cache"
-    teacher_model = SentenceTransformerTeacher(cache_dir=cache_dir)
+    teacher_model = SentenceTransformerTeacher(config.teacher, cache_dir=cache_dir)
     all_texts = list(train.texts) + list(evaluation.texts)
     teacher_embeddings = teacher_model.encode(all_texts, show_progress_bar=config.progress)
     unlabelled_texts = read_unlabelled_texts(config.unlabelled_texts) if config.unlabelled_texts else []
@@ -124,7 +127,7 @@ def banking77_data(config: BenchConfig) -> BenchData:
         train=TensorDataset(train_rows, train.labels),
         evaluation=TensorDataset(eval_rows, evaluation.labels),
         eval_split=split,
-        teacher_arch="all-MiniLM-L6-v2",
+        teacher_arch=text_teacher_label(config.teacher),
         teacher_dim=int(teacher_embeddings.shape[1]),
         settings={f"dim{dim}": (student_arch, dim) for dim in (16, 32, 64)},
         make_model=make_model,
@@ -138,6 +141,8 @@ def banking77_data(config: BenchConfig) -> BenchData:
         texts=(list(train.texts), list(evaluation.texts)),
         teacher_encoder=teacher_model,
         unlabelled=unlabelled_rows,
+        teacher_source=None if config.teacher is None else teacher_model.model_id,
+        teacher_sha256=teacher_model.content_fingerprint()["sha256"],
     )
 
 

@@ -5,8 +5,9 @@ first, then evaluation texts, as :func:`~pml_relaxed_bench.text_data.banking77_d
 scored like the teacher through :class:`~pml_relaxed.models.CachedTeacher`, plus a function that
 times it on raw strings the way the students are timed (the same texts, batches of 256, one thread):
 
-- ``peer:model2vec``: ``model2vec.distill`` of the same teacher (the packaged all-MiniLM-L6-v2, no
-  network, no training data: its vocabulary's token embeddings, PCA to ``dim``, SIF weighting);
+- ``peer:model2vec``: ``model2vec.distill`` of the same teacher (``--teacher``'s sentence-transformers
+  folder or name; default the packaged all-MiniLM-L6-v2, no network; no training data: its vocabulary's
+  token embeddings, PCA to ``dim``, SIF weighting);
   it embeds a text as the mean of its tokens' vectors. ``pip install "model2vec[distill]"``.
 - ``peer:pca``: the teacher's own embeddings, reduced to ``dim`` by a PCA fitted on the
   training-intent texts only (the test intents never enter the fit): the teacher's quality at
@@ -77,16 +78,27 @@ def distilled_model2vec(teacher_path: Path, dim: int, cache_dir: Path, dtype: st
     return model
 
 
-def model2vec_peers(dims: Sequence[int], all_texts: List[str], cache_dir: Path, dtype: str = "float32") -> List[Peer]:
-    """Model2Vec distillations of the packaged all-MiniLM-L6-v2 at each of ``dims`` (cached in ``cache_dir``),
-    with ``dtype`` vectors (see :func:`distilled_model2vec`).
+def model2vec_peers(
+    dims: Sequence[int],
+    all_texts: List[str],
+    cache_dir: Path,
+    dtype: str = "float32",
+    teacher_path: Optional[str] = None,
+) -> List[Peer]:
+    """Model2Vec distillations of the teacher at each of ``dims`` (cached in ``cache_dir``), with ``dtype``
+    vectors (see :func:`distilled_model2vec`).
+
+    Args:
+        teacher_path: the teacher's sentence-transformers folder or hub name (default: the packaged
+            all-MiniLM-L6-v2).
 
     Raises:
         ImportError: model2vec (with its distill extra) or the packaged teacher is missing.
     """
-    from pml_relaxed.models.sentence_transformer_teacher import default_model_path
+    if teacher_path is None:
+        from pml_relaxed.models.sentence_transformer_teacher import default_model_path
 
-    teacher_path = default_model_path()
+        teacher_path = default_model_path()
     peers = []
     for dim in dims:
         model = distilled_model2vec(teacher_path, dim, cache_dir, dtype)
@@ -208,6 +220,16 @@ def check_peer_options(config) -> None:
         _import_model2vec(distillation=False)  # distilling (not loading a cached distillation) needs the extra
 
 
+def model2vec_cache_dir(data, config) -> Path:
+    """Where the Model2Vec distillations of the run's teacher are kept: ``model2vec/`` of ``--teacher-dir`` for
+    the packaged default teacher, ``model2vec/<teacher>-<first 12 of its SHA-256>/`` for a ``--teacher``, so that
+    a distillation of one teacher is never reused for another."""
+    cache = Path(config.teacher_dir or config.output_dir) / "model2vec"
+    if data.teacher_source is None:
+        return cache
+    return cache / f"{data.teacher_arch}-{(data.teacher_sha256 or 'unknown')[:12]}"
+
+
 def peer_speed(peer: Peer, texts: List[str]) -> float:
     """Sentences per second of ``peer`` on ``texts`` (best of 3 passes; a PCA peer costs a teacher pass: one)."""
     from .throughput import sentences_per_second
@@ -248,8 +270,8 @@ def run_peers(data, config, records: Sequence[dict]) -> List[dict]:
     todo = {name: [d for d in peer_dims(config, name) if (f"peer:{name}", d) not in done] for name in config.peers}
     peers: List[Peer] = []
     if todo.get("model2vec"):
-        cache = Path(config.teacher_dir or config.output_dir) / "model2vec"
-        peers += model2vec_peers(todo["model2vec"], train_texts + eval_texts, cache)
+        cache = model2vec_cache_dir(data, config)
+        peers += model2vec_peers(todo["model2vec"], train_texts + eval_texts, cache, teacher_path=data.teacher_source)
     if todo.get("pca"):
         peers += pca_peers(todo["pca"], data.teacher.embeddings, len(train_texts), data.teacher_encoder)
     timed_texts = eval_texts[:1024]

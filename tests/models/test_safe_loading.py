@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -165,14 +166,16 @@ def test_teacher_embedding_cache_is_never_unpickled(tmp_path, monkeypatch):
     markers = tmp_path / "markers"
     markers.mkdir()
     teacher = teacher_module.SentenceTransformerTeacher("any-model", cache_dir=tmp_path / "cache")
-    path = teacher.cache_path(TEXTS)
-    path.parent.mkdir()
-    torch.save(Planted(markers / "cache"), path)
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
-        teacher.encode(TEXTS)
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    torch.save(Planted(markers / "old"), cache_dir / f"{teacher.cache_key(TEXTS)}.pt")  # an earlier version's file
+    assert torch.equal(teacher.encode(TEXTS), torch.ones(len(TEXTS), 3)), "encoded, the old .pt file ignored"
+    shard = teacher.cache_path(TEXTS) / "shard_00000.npy"
+    torch.save(Planted(markers / "shard"), shard)  # a pickle in place of the shard: np.load refuses, build redoes it
+    assert torch.equal(teacher.encode(TEXTS), torch.ones(len(TEXTS), 3))
     assert ran(markers) == []
-    torch.save(torch.full((len(TEXTS), 3), 2.0), path)  # a real cache entry is read
-    assert torch.equal(teacher.encode(TEXTS), torch.full((len(TEXTS), 3), 2.0))
+    np.save(shard, np.full((len(TEXTS), 1, 3), 2.0, dtype=np.float32))  # another shard: its checksum differs
+    assert torch.equal(teacher.encode(TEXTS), torch.ones(len(TEXTS), 3)), "the manifest's checksum catches it"
 
 
 def test_positive_controls_the_planted_code_and_pickles_do_run(tmp_path):

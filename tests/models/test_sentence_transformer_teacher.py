@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,9 +83,52 @@ def test_cache_key_depends_on_texts_order_and_normalisation(teacher, monkeypatch
     assert key != teacher.cache_key(["b", "a"])
     assert key != teacher.cache_key(["a b"])
     monkeypatch.setattr(teacher, "normalize", False)
+    monkeypatch.setattr(teacher, "_fingerprint", None)
     assert key != teacher.cache_key(["a", "b"])
     monkeypatch.setattr(teacher, "cache_dir", None)
     assert teacher.cache_path(["a"]) is None
+
+
+def test_cache_is_a_teacher_cache_keyed_by_content_so_moving_the_model_or_the_cache_reencodes_nothing(tmp_path):
+    from pml_relaxed.models import TeacherCache
+    from pml_relaxed.models.sentence_transformer_teacher import default_model_path
+
+    shutil.copytree(default_model_path(), tmp_path / "model_a")
+    first = SentenceTransformerTeacher(tmp_path / "model_a", cache_dir=tmp_path / "cache_a", batch_size=16)
+    embeddings = first.encode(TEXTS, show_progress_bar=False)
+    (folder,) = (tmp_path / "cache_a").iterdir()
+    assert folder == first.cache_path(TEXTS) and (folder / "manifest.json").is_file()
+    assert TeacherCache(folder).lookup(list(range(len(TEXTS)))).shape == (len(TEXTS), 384), "the TeacherCache format"
+
+    (tmp_path / "model_a").rename(tmp_path / "model_b")
+    (tmp_path / "cache_a").rename(tmp_path / "cache_b")
+    moved = SentenceTransformerTeacher(tmp_path / "model_b", cache_dir=tmp_path / "cache_b", batch_size=16)
+    assert moved.model_id != first.model_id and moved.cache_key(TEXTS) == first.cache_key(TEXTS)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("encoder called despite a cache hit")
+
+    moved.model.encode = fail
+    assert torch.equal(moved.encode(TEXTS), embeddings), "a hit: the moved model reads the moved cache"
+    with pytest.raises(AssertionError, match="despite a cache hit"):
+        moved.encode(TEXTS[1:])  # other texts: a miss, the encoder runs
+
+    with torch.no_grad():  # other weights: another fingerprint, another key
+        next(moved.model.parameters())[0, 0] += 1.0
+    assert moved.cache_key(TEXTS) != first.cache_key(TEXTS)
+
+
+def test_cache_build_shows_its_progress_equals_the_uncached_encoding_and_ignores_old_pt_files(
+    teacher, tmp_path, monkeypatch, capfd
+):
+    monkeypatch.setattr(teacher, "cache_dir", tmp_path)
+    (tmp_path / f"{teacher.cache_key(TEXTS)}.pt").write_bytes(b"not read")  # an earlier version's cache file
+    built = teacher.encode(TEXTS)
+    assert "Batches" in capfd.readouterr().err  # sentence-transformers' bar while the cache is built
+    assert torch.equal(teacher.encode(TEXTS), built)
+    assert "Batches" not in capfd.readouterr().err, "a hit shows nothing"
+    monkeypatch.setattr(teacher, "cache_dir", None)
+    assert torch.equal(teacher.encode(TEXTS, show_progress_bar=False), built), "the same values as uncached"
 
 
 def test_input_errors(teacher):

@@ -187,3 +187,38 @@ def test_a_one_view_cache_becomes_a_cached_teacher(tmp_path):
     table = CachedTeacher(cache.lookup(torch.arange(len(cache))))
     rows = torch.tensor([[3], [17], [29]])
     torch.testing.assert_close(table(rows), teacher(points.tensors[0][[3, 17, 29]]).detach())
+
+
+def test_a_teacher_with_its_own_content_fingerprint_is_keyed_by_it_and_a_text_teacher_is_cached(tmp_path):
+    from pml_relaxed.models.teacher_cache import teacher_fingerprint
+
+    class TextTeacher(torch.nn.Module):
+        """Texts in, their lengths and word counts out; its output depends on ``scale``, not in its state_dict."""
+
+        def __init__(self, scale):
+            super().__init__()
+            self.scale = scale
+
+        def content_fingerprint(self):
+            return {"class": "TextTeacher", "sha256": f"scale={self.scale}"}
+
+        def forward(self, texts):
+            return self.scale * torch.tensor([[len(t), len(t.split())] for t in texts], dtype=torch.float32)
+
+    class Texts(torch.utils.data.Dataset):
+        def __init__(self, texts):
+            self.texts = texts
+
+        def __len__(self):
+            return len(self.texts)
+
+        def view(self, index, view):
+            return self.texts[index]
+
+    texts = Texts(["lost card", "where is my card", "rate", "top up by transfer", "pin"])
+    one, two = TextTeacher(1.0), TextTeacher(2.0)
+    assert teacher_fingerprint(one) == {"class": "TextTeacher", "sha256": "scale=1.0"} != teacher_fingerprint(two)
+    cache = TeacherCache.build(one, texts, tmp_path / "cache", batch_size=2, shard_size=3, progress=False)
+    assert torch.equal(cache.lookup(torch.arange(5)), one(texts.texts))
+    with pytest.raises(ValueError, match=r"teacher differs \(sha256: expected 'scale=1.0', got 'scale=2.0'\)"):
+        TeacherCache(tmp_path / "cache", teacher=two)
