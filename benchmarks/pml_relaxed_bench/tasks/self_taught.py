@@ -33,7 +33,7 @@ from .common import (
     seed_everything,
     unseen_classes,
 )
-from .ssl import train_ntxent
+from .ssl import run_ntxent
 
 #: the network (architecture, embedding dimension) per dataset, randomly initialised (see :func:`.common.network`)
 SETTING = {"digits": ("mlp256", 64), "omniglot": ("conv4-w64", 128)}
@@ -135,23 +135,7 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
     setting = arch
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         if "ntxent" in methods:
-            for temperature in cfg.temperatures:
-                options = {"temperature": temperature}
-                if log.done(cfg.split, setting, "ntxent", seed, options):
-                    continue
-                model, seconds = train_ntxent(arch, dim, train_images, cfg, temperature, seed, cfg.epochs)
-                log.add(
-                    record(
-                        cfg,
-                        setting,
-                        "ntxent",
-                        seed,
-                        options,
-                        retrieval_scores(model, eval_images, eval_labels, cfg.device),
-                        seconds,
-                        cfg.epochs,
-                    )
-                )
+            run_ntxent(cfg, log, setting, arch, dim, seed, train_images, eval_images, eval_labels)
         if "stml" in methods:
             for options in grid(
                 k=cfg.ks,

@@ -62,6 +62,27 @@ def train_ntxent(
     return model, seconds
 
 
+def run_ntxent(
+    cfg: TaskConfig,
+    log: RunLog,
+    setting: str,
+    arch: str,
+    dim: int,
+    seed: int,
+    train_images: torch.Tensor,
+    eval_images: torch.Tensor,
+    eval_labels: torch.Tensor,
+) -> None:
+    """The NT-Xent baseline of one (setting, seed) at every ``cfg.temperatures``, each run logged once."""
+    for temperature in cfg.temperatures:
+        options = {"temperature": temperature}
+        if log.done(cfg.split, setting, "ntxent", seed, options):
+            continue
+        model, seconds = train_ntxent(arch, dim, train_images, cfg, temperature, seed, cfg.epochs)
+        scores = retrieval_scores(model, eval_images, eval_labels, cfg.device)
+        log.add(record(cfg, setting, "ntxent", seed, options, scores, seconds, cfg.epochs))
+
+
 def train_transfer(teacher, arch: str, dim: int, images: torch.Tensor, cfg: TaskConfig, sigma: float, seed: int):
     """A student trained from the frozen teacher with RelaxedContrastiveLoss on the same two-view batches."""
     seed_everything(seed)
@@ -120,23 +141,7 @@ def run(cfg: TaskConfig, log: RunLog) -> List[dict]:
             if cfg.settings is not None and setting not in cfg.settings:
                 continue
             if "ntxent" in methods:
-                for temperature in cfg.temperatures:
-                    options = {"temperature": temperature}
-                    if log.done(cfg.split, setting, "ntxent", seed, options):
-                        continue
-                    model, seconds = train_ntxent(arch, dim, train_images, cfg, temperature, seed, cfg.epochs)
-                    log.add(
-                        record(
-                            cfg,
-                            setting,
-                            "ntxent",
-                            seed,
-                            options,
-                            retrieval_scores(model, eval_images, eval_labels, cfg.device),
-                            seconds,
-                            cfg.epochs,
-                        )
-                    )
+                run_ntxent(cfg, log, setting, arch, dim, seed, train_images, eval_images, eval_labels)
             if "relaxed_contrastive" in methods:
                 for options in grid(teacher_temperature=list(teachers), sigma=cfg.sigmas):
                     if log.done(cfg.split, setting, "relaxed_contrastive", seed, options):
