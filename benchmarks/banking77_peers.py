@@ -17,7 +17,8 @@ parallelism off; the final speed table times every model again in interleaved ro
 intents), at every setting and seed, in rows named ``METHOD@NAME``, timed like the others.
 
 Writes ``runs.jsonl`` (resumable), the bench report (``results.{json,csv,md}``, plots) and
-``peers.md`` / ``peers.json`` (one table: quality and speed of every row of this run).
+``peers.md`` / ``peers.json`` (one table: quality and speed of every row of this run, its Pareto front
+marked) and ``pareto.png`` (R@1 and MAP@R against sentences/s, log scale).
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ from pml_relaxed_bench import (
     machine,
     metric_mean,
     model2vec_peers,
+    pareto_front,
     pca_peers,
     peer_records,
     peer_setting,
     peer_speed,
+    plot_pareto,
     run_student,
     static_student_data,
     versions,
@@ -202,13 +205,24 @@ def _cell(row: dict, metric: str) -> str:
     return f"{100 * stats['mean']:.1f}" + (f" ± {100 * stats['std']:.1f}" if stats["n"] > 1 else "")
 
 
+def front(records: List[dict], speeds: Dict[str, float]) -> List[str]:
+    """The models (``METHOD (D-d)``) on the Pareto front of mean R@1, mean MAP@R and sentences/s (timed together)."""
+    points = {}
+    for r in aggregate(records):
+        name = f"{r['method']} ({r['student_dim']}-d)"
+        if name in speeds:
+            points[name] = (metric_mean(r, "recall_at_1"), metric_mean(r, "mean_average_precision_at_r"), speeds[name])
+    return pareto_front(points)
+
+
 def peers_table(records: List[dict], speeds: Dict[str, float]) -> List[str]:
-    """One Markdown table over every row of the run, by dimension then R@1."""
+    """One Markdown table over every row of the run, by dimension then R@1; "front" marks the Pareto front."""
     rows = aggregate(records)
     rows.sort(key=lambda r: (r["kind"] != "teacher", r["student_dim"], -(metric_mean(r, "recall_at_1") or 0)))
+    on_front = set(front(records, speeds))
     lines = [
-        "| model | kind | dim | R@1 | MAP@R | seeds | sentences/s (timed together) | sentences/s (after run) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| model | kind | dim | R@1 | MAP@R | seeds | sentences/s (timed together) | sentences/s (after run) | front |",
+        "|---|---|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for r in rows:
         name = f"{r['method']} ({r['student_dim']}-d)"
@@ -217,7 +231,8 @@ def peers_table(records: List[dict], speeds: Dict[str, float]) -> List[str]:
             f"| {r['method']} | {r['kind']} | {r['student_dim']} | {_cell(r, 'recall_at_1')} | "
             f"{_cell(r, 'mean_average_precision_at_r')} | {r['n_seeds']} | "
             f"{'–' if timed is None else format(timed, ',.0f')} | "
-            f"{'–' if r['throughput_mean'] is None else format(r['throughput_mean'], ',.0f')} |"
+            f"{'–' if r['throughput_mean'] is None else format(r['throughput_mean'], ',.0f')} | "
+            f"{'yes' if name in on_front else ''} |"
         )
     return lines
 
@@ -375,6 +390,7 @@ def main(args: argparse.Namespace, argv: List[str]) -> dict:
         "speeds": speeds,
     }
     write_results(records, out, metadata)
+    plot_pareto(aggregate(records), speeds, out / "pareto.png", min_speed=30_000)
     lines = [f"- **{k}:** {v}" for k, v in metadata.items() if k != "speeds"] + [""] + peers_table(records, speeds)
     (out / "peers.md").write_text("\n".join(lines) + "\n")
     (out / "peers.json").write_text(

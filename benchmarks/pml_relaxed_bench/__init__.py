@@ -13,13 +13,15 @@ never from a submodule. What it holds, in the order data flows through it:
   :func:`run_task` (the tasks), :func:`main` (``pml-relaxed bench``);
 - the one results writer :func:`write_results` (results.json, results.csv, results.md, plots), with
   :func:`load_done` / :func:`load_runs` (runs.jsonl), :func:`aggregate` and :func:`provenance`,
-  :func:`machine`, :func:`versions` (the exact command and machine beside every number).
+  :func:`machine`, :func:`versions` (the exact command and machine beside every number), and
+  :func:`pareto_front` / :func:`plot_pareto` (quality against speed).
 """
 
 from .cli import main, parse_command, resolve, run_command
 from .config import BenchConfig, CommonConfig, add_held_out_options, get_args_parser, held_out_args
 from .data import BenchData
 from .methods import DEFAULT_METHODS, METHODS, Method, MethodContext
+from .plots import pareto_front, plot_pareto
 from .registry import DATASETS, DatasetEntry
 from .report import aggregate, load_runs, machine, metric_mean, option_string, provenance, versions, write_results
 from .runner import fit, get_teacher, load_done, run_all, run_student, seed_everything
@@ -94,4 +96,6 @@ __all__ = [
     "provenance",
     "machine",
     "versions",
+    "pareto_front",
+    "plot_pareto",
 ]

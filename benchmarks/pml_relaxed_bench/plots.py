@@ -251,3 +251,97 @@ def plot_recall_at_k(summary: Sequence[dict], path: PathLike) -> List[Path]:
         fig.tight_layout()
         written.append(_save(fig, combo_path(path, dataset, eval_split)))
     return written
+
+
+def pareto_front(points: Dict[str, Sequence[float]]) -> List[str]:
+    """Names of the points that no other point dominates (larger is better on every coordinate).
+
+    A point is dominated when another is at least as good on every coordinate and better on one.
+
+    Args:
+        points: name -> coordinates, all of the same length (e.g. (R@1, MAP@R, sentences/s)).
+
+    Returns:
+        The non-dominated names, in the order of ``points``.
+
+    Raises:
+        ValueError: if the points have coordinates of different lengths.
+    """
+    lengths = {len(p) for p in points.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"every point needs the same number of coordinates; got lengths {sorted(lengths)}")
+
+    def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+        return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+    return [name for name, p in points.items() if not any(dominates(q, p) for q in points.values() if q is not p)]
+
+
+DIM_MARKERS = {16: "o", 32: "s", 64: "^"}
+
+
+def plot_pareto(summary: Sequence[dict], speeds: Dict[str, float], path: PathLike, min_speed: float = 0) -> Path:
+    """R@1 and MAP@R (mean ± std over seeds) against sentences per second (log scale), one point per model.
+
+    A model is a summary row with a speed: ``speeds[f"{method} ({student_dim}-d)"]``. Colour: the method;
+    marker: the dimension; a black edge: on the Pareto front of (R@1, MAP@R, sentences/s) over every
+    model drawn.
+
+    Args:
+        summary: rows returned by ``pml_relaxed_bench.report.aggregate``.
+        speeds: sentences per second by model name; rows without one are left out.
+        path: the PNG to write.
+        min_speed: if positive, a dotted vertical line at this speed (e.g. a deployment target).
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        TypeError: if ``summary`` is not a list of summary rows.
+        ValueError: if no row has a speed.
+    """
+    _by_combo(summary)  # the same check of the rows as the other plots
+    models = {f"{r['method']} ({r['student_dim']}-d)": r for r in summary}
+    models = {name: row for name, row in models.items() if name in speeds}
+    if not models:
+        raise ValueError(f"no summary row has a speed; speeds has {sorted(speeds)}")
+    metrics = ("recall_at_1", "mean_average_precision_at_r")
+    front = set(pareto_front({n: (*(_stat(r, m)[0] for m in metrics), speeds[n]) for n, r in models.items()}))
+    methods = list(dict.fromkeys(r["method"] for r in models.values()))
+    colors = {method: PALETTE[i % len(PALETTE)] for i, method in enumerate(methods)}
+    dims = sorted({r["student_dim"] for r in models.values()})
+    markers = {d: DIM_MARKERS.get(d, "*" if d == max(dims) and d not in DIM_MARKERS else "D") for d in dims}
+    fig, axes = _new_figure(13, 6.2, 2)
+    for ax, metric in zip(axes, metrics):
+        for name, row in models.items():
+            mean, std = _stat(row, metric)
+            on_front = name in front
+            ax.errorbar(
+                speeds[name],
+                mean,
+                yerr=std if row.get("n_seeds", 1) > 1 else None,
+                color=colors[row["method"]],
+                marker=markers[row["student_dim"]],
+                ms=9 if on_front else 6,
+                mec="black" if on_front else colors[row["method"]],
+                mew=1.6 if on_front else 0.5,
+                ls="none",
+                capsize=2,
+            )
+        if min_speed > 0:
+            ax.axvline(min_speed, color="#555555", ls=":", lw=1.2)
+        ax.set_xscale("log")
+        ax.set(xlabel="sentences per second (one thread, log scale)", ylabel=f"{METRIC_LABELS[metric]} (%)")
+        ax.grid(alpha=0.3, which="both")
+    handles = [Patch(color=colors[m], label=m) for m in methods]
+    handles += [Line2D([], [], color="#444444", marker=markers[d], ls="none", label=f"{d}-d") for d in dims]
+    handles.append(Line2D([], [], color="white", marker="o", mec="black", mew=1.6, ls="none", label="Pareto front"))
+    if min_speed > 0:
+        handles.append(Line2D([], [], color="#555555", ls=":", label=f"{min_speed:,.0f} sentences/s"))
+    ncol = 3
+    legend_in = 0.25 + 0.24 * math.ceil(len(handles) / ncol)
+    fig.set_size_inches(13, 5.2 + legend_in)
+    fig.suptitle("Quality against speed (mean ± std over seeds)", fontsize=11)
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, legend_in / (5.2 + legend_in), 1, 1))
+    return _save(fig, Path(path))

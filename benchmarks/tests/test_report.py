@@ -6,7 +6,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from pml_relaxed_bench.plots import combo_path, plot_r1_mapr, plot_recall_at_k
+from pml_relaxed_bench.plots import combo_path, pareto_front, plot_pareto, plot_r1_mapr, plot_recall_at_k
 from pml_relaxed_bench.report import METRIC_LABELS, aggregate, load_runs, render_markdown, tables, write_results
 
 SETTINGS = ("dim_reduction", "self_transfer")
@@ -322,3 +322,37 @@ def test_aggregate_rejects_bad_records():
 def test_write_results_rejects_non_mapping_metadata(tmp_path):
     with pytest.raises(TypeError, match="metadata must be a dict .*got list"):
         write_results(_runs(), tmp_path, ["command"])
+
+
+def test_pareto_front_keeps_the_non_dominated_points():
+    points = {
+        "fast": (80.0, 40.0, 5e4),
+        "good": (90.0, 50.0, 60.0),
+        "twin": (90.0, 50.0, 60.0),
+        "worse": (75.0, 40.0, 5e4),
+    }
+    points["mixed"] = (92.0, 39.0, 50.0)  # best R@1, worse MAP@R: not dominated
+    assert pareto_front(points) == ["fast", "good", "twin", "mixed"]  # equal points do not dominate each other
+    assert pareto_front({}) == []
+    with pytest.raises(ValueError, match=r"same number of coordinates; got lengths \[2, 3\]"):
+        pareto_front({"a": (1.0, 2.0), "b": (1.0, 2.0, 3.0)})
+
+
+def test_plot_pareto_draws_the_rows_with_a_speed(tmp_path):
+    runs = [
+        _record("s", m, "transfer", seed, r1, dim=dim)
+        for m, r1 in (("rkd", 0.6), ("pkt", 0.7))
+        for dim in (16, 32)
+        for seed in (0, 1)
+    ]
+    summary = aggregate(runs)
+    speeds = {"rkd (16-d)": 5e4, "rkd (32-d)": 4e4, "pkt (32-d)": 60.0}
+    path = plot_pareto(summary, speeds, tmp_path / "pareto.png", min_speed=3e4)
+    assert path == tmp_path / "pareto.png"
+    image = matplotlib.image.imread(path)
+    assert image.shape[1] > 1000 and image[..., :3].std() > 0.05
+    with pytest.raises(ValueError, match="no summary row has a speed"):
+        plot_pareto(summary, {"other (8-d)": 1.0}, tmp_path / "none.png")
+    with pytest.raises(TypeError, match="summary must be a list of summary rows"):
+        plot_pareto([{"method": "rkd"}], speeds, tmp_path / "x.png")
+    assert not (tmp_path / "none.png").exists()

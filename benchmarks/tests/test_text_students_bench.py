@@ -271,3 +271,31 @@ def test_unlabelled_study_runs_its_three_conditions(tmp_path):
     assert [r["hparams"]["unlabelled_per_batch"] for r in mixed if r["kind"] != "teacher"] == [8]
     assert all(r["eval_split"] == "val" for r in mixed)
     assert "| labelled+unlabelled | relaxed_contrastive+proxy_anchor | 16 |" in (out / "unlabelled.md").read_text()
+
+
+def test_peers_table_marks_the_pareto_front():
+    peers = load_script("banking77_peers")
+
+    def record(method, kind, dim, r1, mapr):
+        metrics = {"recall_at_1": r1, "mean_average_precision_at_r": mapr}
+        return {"dataset": "banking77", "setting": f"dim{dim}", "method": method, "kind": kind, "seed": 0}, metrics
+
+    records = []
+    for method, kind, dim, r1, mapr in [
+        ("teacher:t", "teacher", 384, 0.93, 0.54),
+        ("peer:pca", "peer", 32, 0.90, 0.49),
+        ("student", "combined", 32, 0.86, 0.43),
+        ("slow_student", "combined", 32, 0.85, 0.43),
+    ]:
+        head, metrics = record(method, kind, dim, r1, mapr)
+        records.append(
+            head
+            | {"eval_split": "test", "student_arch": "ngram", "student_dim": dim, "teacher_arch": "t"}
+            | {"teacher_dim": 384, "metrics": metrics, "train_seconds": 1.0, "throughput": None, "hparams": {}}
+        )
+    speeds = {"teacher:t (384-d)": 60.0, "peer:pca (32-d)": 59.0, "student (32-d)": 5e4, "slow_student (32-d)": 4e4}
+    assert peers.front(records, speeds) == ["teacher:t (384-d)", "student (32-d)"]
+    table = peers.peers_table(records, speeds)
+    assert table[0].endswith("| front |")
+    marked = {line.split(" | ")[0].lstrip("| ") for line in table[2:] if line.endswith("| yes |")}
+    assert marked == {"teacher:t", "student"}
