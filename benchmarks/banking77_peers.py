@@ -51,13 +51,13 @@ from pml_relaxed_bench import (
     machine,
     metric_mean,
     model2vec_peers,
-    pareto_front,
     pca_peers,
     peer_records,
     peer_setting,
     peer_speed,
     plot_pareto,
     run_student,
+    speed_front,
     static_student_data,
     versions,
     write_results,
@@ -205,21 +205,11 @@ def _cell(row: dict, metric: str) -> str:
     return f"{100 * stats['mean']:.1f}" + (f" ± {100 * stats['std']:.1f}" if stats["n"] > 1 else "")
 
 
-def front(records: List[dict], speeds: Dict[str, float]) -> List[str]:
-    """The models (``METHOD (D-d)``) on the Pareto front of mean R@1, mean MAP@R and sentences/s (timed together)."""
-    points = {}
-    for r in aggregate(records):
-        name = f"{r['method']} ({r['student_dim']}-d)"
-        if name in speeds:
-            points[name] = (metric_mean(r, "recall_at_1"), metric_mean(r, "mean_average_precision_at_r"), speeds[name])
-    return pareto_front(points)
-
-
 def peers_table(records: List[dict], speeds: Dict[str, float]) -> List[str]:
     """One Markdown table over every row of the run, by dimension then R@1; "front" marks the Pareto front."""
     rows = aggregate(records)
     rows.sort(key=lambda r: (r["kind"] != "teacher", r["student_dim"], -(metric_mean(r, "recall_at_1") or 0)))
-    on_front = set(front(records, speeds))
+    on_front = set(speed_front(rows, speeds))
     lines = [
         "| model | kind | dim | R@1 | MAP@R | seeds | sentences/s (timed together) | sentences/s (after run) | front |",
         "|---|---|---:|---:|---:|---:|---:|---:|:---:|",

@@ -14,14 +14,14 @@ never from a submodule. What it holds, in the order data flows through it:
 - the one results writer :func:`write_results` (results.json, results.csv, results.md, plots), with
   :func:`load_done` / :func:`load_runs` (runs.jsonl), :func:`aggregate` and :func:`provenance`,
   :func:`machine`, :func:`versions` (the exact command and machine beside every number), and
-  :func:`pareto_front` / :func:`plot_pareto` (quality against speed).
+  :func:`pareto_front` / :func:`speed_front` / :func:`plot_pareto` (quality against speed).
 """
 
 from .cli import main, parse_command, resolve, run_command
 from .config import BenchConfig, CommonConfig, add_held_out_options, get_args_parser, held_out_args
 from .data import BenchData
 from .methods import DEFAULT_METHODS, METHODS, Method, MethodContext
-from .plots import pareto_front, plot_pareto
+from .plots import pareto_front, plot_pareto, speed_front
 from .registry import DATASETS, DatasetEntry
 from .report import aggregate, load_runs, machine, metric_mean, option_string, provenance, versions, write_results
 from .runner import fit, get_teacher, load_done, run_all, run_student, seed_everything
@@ -98,4 +98,5 @@ __all__ = [
     "versions",
     "pareto_front",
     "plot_pareto",
+    "speed_front",
 ]

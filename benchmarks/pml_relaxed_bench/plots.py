@@ -280,6 +280,24 @@ def pareto_front(points: Dict[str, Sequence[float]]) -> List[str]:
 DIM_MARKERS = {16: "o", 32: "s", 64: "^"}
 
 
+def _timed_models(summary: Sequence[dict], speeds: Dict[str, float]) -> Dict[str, dict]:
+    """The summary rows that have a speed, by model name ``METHOD (D-d)`` (the names of ``speeds``)."""
+    models = {f"{r['method']} ({r['student_dim']}-d)": r for r in summary}
+    return {name: row for name, row in models.items() if name in speeds}
+
+
+def speed_front(summary: Sequence[dict], speeds: Dict[str, float]) -> List[str]:
+    """The models (``METHOD (D-d)``) on the Pareto front of mean R@1, mean MAP@R and sentences per second.
+
+    Args:
+        summary: rows returned by ``pml_relaxed_bench.report.aggregate``.
+        speeds: sentences per second by model name; rows without one are left out.
+    """
+    metrics = ("recall_at_1", "mean_average_precision_at_r")
+    models = _timed_models(summary, speeds)
+    return pareto_front({n: (*(_stat(r, m)[0] for m in metrics), speeds[n]) for n, r in models.items()})
+
+
 def plot_pareto(summary: Sequence[dict], speeds: Dict[str, float], path: PathLike, min_speed: float = 0) -> Path:
     """R@1 and MAP@R (mean ± std over seeds) against sentences per second (log scale), one point per model.
 
@@ -301,16 +319,15 @@ def plot_pareto(summary: Sequence[dict], speeds: Dict[str, float], path: PathLik
         ValueError: if no row has a speed.
     """
     _by_combo(summary)  # the same check of the rows as the other plots
-    models = {f"{r['method']} ({r['student_dim']}-d)": r for r in summary}
-    models = {name: row for name, row in models.items() if name in speeds}
+    models = _timed_models(summary, speeds)
     if not models:
         raise ValueError(f"no summary row has a speed; speeds has {sorted(speeds)}")
     metrics = ("recall_at_1", "mean_average_precision_at_r")
-    front = set(pareto_front({n: (*(_stat(r, m)[0] for m in metrics), speeds[n]) for n, r in models.items()}))
+    front = set(speed_front(summary, speeds))
     methods = list(dict.fromkeys(r["method"] for r in models.values()))
     colors = {method: PALETTE[i % len(PALETTE)] for i, method in enumerate(methods)}
     dims = sorted({r["student_dim"] for r in models.values()})
-    markers = {d: DIM_MARKERS.get(d, "*" if d == max(dims) and d not in DIM_MARKERS else "D") for d in dims}
+    markers = {d: DIM_MARKERS.get(d, "*" if d == max(dims) else "D") for d in dims}  # the teacher's: a star
     fig, axes = _new_figure(13, 6.2, 2)
     for ax, metric in zip(axes, metrics):
         for name, row in models.items():

@@ -294,7 +294,7 @@ def test_peers_table_marks_the_pareto_front():
             | {"teacher_dim": 384, "metrics": metrics, "train_seconds": 1.0, "throughput": None, "hparams": {}}
         )
     speeds = {"teacher:t (384-d)": 60.0, "peer:pca (32-d)": 59.0, "student (32-d)": 5e4, "slow_student (32-d)": 4e4}
-    assert peers.front(records, speeds) == ["teacher:t (384-d)", "student (32-d)"]
+    assert peers.speed_front(peers.aggregate(records), speeds) == ["teacher:t (384-d)", "student (32-d)"]
     table = peers.peers_table(records, speeds)
     assert table[0].endswith("| front |")
     marked = {line.split(" | ")[0].lstrip("| ") for line in table[2:] if line.endswith("| yes |")}
